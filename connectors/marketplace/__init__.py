@@ -1,0 +1,27 @@
+"""Microsoft commercial-marketplace lead sources: parser, Azure Table, HTTPS, files, referrals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from leadbridge.core.models import MarketplaceLead
+
+
+def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> MarketplaceLead:
+    """Dispatch a landed payload to the parser for its shape ("https", "table", "csv")."""
+    from leadbridge.connectors.base import MalformedLead
+    from leadbridge.connectors.marketplace.file import UNPARSED, parse_csv_row
+    from leadbridge.connectors.marketplace.https import parse_https_payload
+    from leadbridge.connectors.marketplace.table import parse_table_row
+
+    parsers = {"https": parse_https_payload, "table": parse_table_row, "csv": parse_csv_row}
+    if isinstance(payload, dict) and UNPARSED in payload:
+        raise MalformedLead(
+            "body",
+            f"not readable: {payload.get('_error', 'unparsed')}",
+            "fix the record at the source and ingest it again; the original is kept in landing",
+        )
+    if kind not in parsers:
+        raise ValueError(f"unknown raw lead kind {kind!r}")
+    return parsers[kind](payload, occurred_at)

@@ -1,0 +1,178 @@
+"""Azure Table storage source: the `MarketplaceLeads` table Partner Center writes to.
+
+Polls with a `Timestamp` watermark and an overlap window (reference §4.4), pages through
+every continuation, and never writes to the publisher's table. Rows are dedupe-keyed by
+`PartitionKey|RowKey`, so the overlap re-reads harmlessly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from azure.data.tables import TableClient
+from leadbridge.connectors.base import ConnectorConfig, MalformedLead
+from leadbridge.connectors.marketplace.leadsource import build_lead
+from leadbridge.core.durations import Duration
+from leadbridge.core.models import MarketplaceLead, RawLead
+from pydantic import Field, SecretStr
+
+
+class MarketplaceTableConfig(ConnectorConfig):
+    kind: str = "marketplace_table"
+    connection_string: SecretStr
+    table: str = "MarketplaceLeads"
+    every: Duration = Field(default=timedelta(seconds=60))
+    overlap: Duration = Field(default=timedelta(minutes=10))
+    page_size: int = Field(default=1000, ge=1, le=1000)
+
+
+class MarketplaceTableSource:
+    """Reads marketplace leads from Azure Table storage (or Azurite)."""
+
+    Config: ClassVar[type[MarketplaceTableConfig]] = MarketplaceTableConfig
+    role: ClassVar[str] = "source"
+
+    def __init__(self, config: MarketplaceTableConfig, client: TableClient | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self._client = client
+
+    @classmethod
+    def from_config(cls, config: MarketplaceTableConfig) -> MarketplaceTableSource:
+        return cls(config)
+
+    @property
+    def client(self) -> TableClient:
+        if self._client is None:
+            self._client = TableClient.from_connection_string(
+                self.config.connection_string.get_secret_value(), table_name=self.config.table
+            )
+        return self._client
+
+    def fetch(self, cursor: str | None) -> Iterator[tuple[RawLead, str]]:
+        """Yield every row changed since the cursor, minus the overlap.
+
+        Rows come back in PartitionKey/RowKey order, not Timestamp order, so the watermark
+        can only move once the whole scan is read: every row but the last is yielded with
+        the old cursor, the last with the newest Timestamp seen.
+        """
+        since = _parse_cursor(cursor)
+        if since is None:
+            entities = self.client.list_entities(results_per_page=self.config.page_size)
+        else:
+            entities = self.client.query_entities(
+                "Timestamp ge @since",
+                parameters={"since": since - self.config.overlap},
+                results_per_page=self.config.page_size,
+            )
+        newest = since
+        pending: RawLead | None = None
+        for entity in entities:
+            if pending is not None:
+                yield pending, _format_cursor(since)
+            raw = self._raw_lead(entity)
+            stamp = entity.metadata.get("timestamp")
+            if stamp is not None and (newest is None or stamp > newest):
+                newest = stamp
+            pending = raw
+        if pending is not None:
+            yield pending, _format_cursor(newest)
+
+    def _raw_lead(self, entity: Any) -> RawLead:
+        payload = {key: _json_safe(value) for key, value in entity.items()}
+        stamp = entity.metadata.get("timestamp")
+        if stamp is not None:
+            payload["Timestamp"] = stamp.isoformat()
+        return RawLead(
+            source=self.name,
+            source_key=f"{entity.get('PartitionKey')}|{entity.get('RowKey')}",
+            kind="table",
+            payload=payload,
+            occurred_at=_row_time(payload),
+        )
+
+
+def parse_table_row(row: Any, occurred_at: datetime | None = None) -> MarketplaceLead:
+    """Normalise one MarketplaceLeads entity: a property bag with a CustomerInfo JSON string."""
+    if not isinstance(row, dict):
+        raise MalformedLead("row", "expected a table entity", "read the row as an object")
+    top = {str(k).lower(): v for k, v in row.items()}
+    info = top.get("customerinfo")
+    if info is None or (isinstance(info, str) and not info.strip()):
+        customer: dict[str, Any] = {}
+    elif isinstance(info, dict):
+        customer = info
+    else:
+        try:
+            customer = json.loads(info)
+        except (TypeError, ValueError) as exc:
+            raise MalformedLead(
+                "CustomerInfo",
+                f"not valid JSON ({exc})",
+                "CustomerInfo must be a JSON object string with FirstName, LastName, Email, ...",
+            ) from exc
+        if not isinstance(customer, dict):
+            raise MalformedLead(
+                "CustomerInfo",
+                f"expected a JSON object, got {type(customer).__name__}",
+                "CustomerInfo must be a JSON object string",
+            )
+    return build_lead(
+        customer=customer,
+        lead_source=top.get("leadsource"),
+        action_code=top.get("actioncode"),
+        offer_title=top.get("offerdisplayname") or top.get("offertitle"),
+        description=top.get("description"),
+        occurred_at=occurred_at or _row_time(row),
+        raw=row,
+    )
+
+
+def _row_time(row: dict[str, Any]) -> datetime | None:
+    top = {str(k).lower(): v for k, v in row.items()}
+    for key in ("createdtime", "timestamp"):
+        parsed = parse_time(top.get(key))
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 to an aware UTC datetime; Azure's 7-digit fractions are cut to 6."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    head, dot, frac = text.partition(".")
+    if dot:
+        digits = "".join(c for c in frac if c.isdigit())
+        tail = frac[len(digits) :]
+        text = f"{head}.{digits[:6]}{tail}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "value") and not isinstance(value, str | int | float | bool):
+        return _json_safe(value.value)  # EntityProperty (Int64, GUID, ...)
+    return value
+
+
+def _parse_cursor(cursor: str | None) -> datetime | None:
+    return parse_time(cursor) if cursor else None
+
+
+def _format_cursor(stamp: datetime | None) -> str:
+    return stamp.astimezone(UTC).isoformat() if stamp is not None else ""

@@ -1,0 +1,5 @@
+"""`python -m leadbridge.core` runs the CLI (used by tests that need a real subprocess)."""
+
+from leadbridge.core.cli import main
+
+main()

@@ -1,0 +1,180 @@
+"""The domain's nouns, shared by the core and every connector.
+
+A `RawLead` is one customer action exactly as a source delivered it; a `MarketplaceLead`
+is that action parsed and normalised; a `Lead` is one person's interest in one offer,
+merged from every action, and the unit pushed to CRMs.
+
+The per-lead nouns of the ingest path (RawLead, MarketplaceLead, Lead, Event) are slotted
+stdlib dataclasses: pydantic model construction and attribute assignment were most of the
+ingest profile. pydantic still guards their boundary — `LEAD_JSON` validates a Lead read
+back from the store — and the connector-facing results (PushResult, StageChange) are
+pydantic models.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+
+class Stage(enum.StrEnum):
+    """The buyer's journey. Order matters: see `core.stages.rank`."""
+
+    SUBSCRIBER = "subscriber"
+    LEAD = "lead"
+    MQL = "mql"
+    SQL = "sql"
+    OPPORTUNITY = "opportunity"
+    CUSTOMER = "customer"
+    DISQUALIFIED = "disqualified"
+
+
+class Action(enum.StrEnum):
+    """The documented marketplace action codes. Unknown codes are kept verbatim as strings."""
+
+    INSTALL = "INS"
+    CONTACT_ME = "PLT"
+    DO_NOT_CONTACT = "DNC"
+    CREATE = "Create"
+    START_TEST_DRIVE = "StartTestDrive"
+
+
+class Channel(enum.StrEnum):
+    """Where in Microsoft's storefronts the customer acted (the LeadSource's source part)."""
+
+    AZURE_MARKETPLACE = "azure_marketplace"
+    AZURE_PORTAL = "azure_portal"
+    APPSOURCE = "appsource"
+    TEST_DRIVE = "test_drive"
+    TEST = "test"
+
+
+@dataclass(frozen=True, slots=True)
+class RawLead:
+    """One record exactly as a source delivered it. Kept forever, never edited.
+
+    `source_key` is the source's own idempotency key (Table `PartitionKey|RowKey`, a hash
+    of the canonical body for HTTPS and files), so landing the same record twice is a no-op.
+    """
+
+    source: str
+    source_key: str
+    kind: str  # payload shape: "https" | "table" | "csv"
+    payload: dict[str, Any]
+    occurred_at: datetime | None = None  # when the customer acted, if the source says
+    received_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class MarketplaceLead:
+    """A raw lead parsed and normalised: every field clean or None, nothing guessed."""
+
+    channel: str | None = None
+    action: str | None = None
+    offer_id: str | None = None
+    offer_title: str | None = None
+    lead_source: str | None = None  # the LeadSource string as delivered
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    company: str | None = None
+    title: str | None = None
+    notes: str | None = None
+    attribution: dict[str, str] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    is_test: bool = False
+    flags: list[str] = field(
+        default_factory=list
+    )  # e.g. "no_email", "invalid_email", "unknown_action"
+
+    @property
+    def do_not_contact(self) -> bool:
+        return self.action == Action.DO_NOT_CONTACT or self.is_test
+
+
+@dataclass(slots=True)
+class Lead:
+    """One person's interest in one offer: the unit pushed to CRMs."""
+
+    lead_key: str
+    offer_key: str
+    email: str | None = None
+    offer_id: str | None = None
+    offer_title: str | None = None
+    channel: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    country: str | None = None
+    company: str | None = None
+    title: str | None = None
+    notes: str | None = None
+    attribution: dict[str, str] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+    first_action: str | None = None
+    last_action: str | None = None
+    do_not_contact: bool = False
+    flags: list[str] = field(default_factory=list)
+    score: int = 0
+    score_rules: list[str] = field(default_factory=list)
+    stage: Stage = Stage.LEAD
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    raw_count: int = 0
+
+
+@dataclass(slots=True)
+class Event:
+    """Anything that happened to a lead; the lead's history, from which reports are computed."""
+
+    lead_key: str
+    kind: str  # "action" | "merge" | "score" | "stage" | "push" | ...
+    actor: str  # a source name, a target name, or "leadbridge"
+    at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+    raw_lead_id: int | None = None
+
+
+class PushResult(BaseModel):
+    """What a target says about one lead of a batch, in the batch's order."""
+
+    lead_key: str
+    ok: bool
+    external_id: str | None = None
+    error_class: str | None = None  # "retryable" | "permanent" | "fatal" | "converted"
+    error: str | None = None
+    body: Any = None
+    retry_after: float | None = None
+
+
+class StageChange(BaseModel):
+    """A stage read back from a CRM, with the CRM's own timestamp."""
+
+    lead_key: str
+    target: str
+    stage: Stage
+    at: datetime
+    external_id: str | None = None
+    raw_value: str | None = None
+
+
+LEAD_JSON: TypeAdapter[Lead] = TypeAdapter(Lead)
+
+
+def lead_to_json(lead: Lead) -> str:
+    return LEAD_JSON.dump_json(lead).decode("utf-8")
+
+
+def lead_from_json(data: str | bytes) -> Lead:
+    return LEAD_JSON.validate_json(data)
+
+
+def lead_to_dict(lead: Lead) -> dict[str, Any]:
+    """JSON-ready plain data (enums as values, datetimes as ISO strings)."""
+    return LEAD_JSON.dump_python(lead, mode="json")

@@ -1,0 +1,484 @@
+"""Configuration: one YAML file, `${VAR}` interpolation, env overrides, secrets from files.
+
+Precedence, highest first: `LEADBRIDGE_*` environment variables, the YAML file, defaults.
+Sources and targets are lists in YAML but addressed by name from the environment:
+`LEADBRIDGE_TARGETS__SALES__CLIENT_SECRET=…` sets `client_secret` of the target named
+`sales`. Every problem is reported as a `ConfigProblem` naming the exact key and the fix,
+so `leadbridge config check` can list them all at once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "LEADBRIDGE_"
+CONFIG_ENV = "LEADBRIDGE_CONFIG"
+_INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+_config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "config_path", default=None
+)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    key: str
+    message: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message} — {self.fix}"
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
+class TitleRule(_Strict):
+    pattern: str
+    points: int
+
+
+_DEFAULT_TITLES = [
+    TitleRule(
+        pattern=r"(?i)\b(c[etiofm]o|chief|vp|vice[- ]president|president|founder|"
+        r"owner|head|director|partner|gesch(ä|ae)ftsf(ü|ue)hrer\w*)\b",
+        points=15,
+    ),
+    TitleRule(pattern=r"(?i)\b(manager|lead|architect|principal|部長|課長)", points=10),
+]
+_PERSONAL_DOMAINS = [
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "yahoo.com",
+    "icloud.com",
+    "me.com",
+    "aol.com",
+    "gmx.de",
+    "web.de",
+    "proton.me",
+    "protonmail.com",
+    "qq.com",
+    "163.com",
+    "mail.ru",
+    "yandex.ru",
+]
+
+
+class QualificationSettings(_Strict):
+    """Scoring: explicit fit (title, company, country) plus implicit interest (actions).
+
+    With the defaults a Contact-me (PLT) lead is an MQL at once — those customers expect a
+    call within 24 hours — and an install becomes one when the fit or repeat engagement
+    adds up (see docs in config/leadbridge.example.yaml).
+    """
+
+    mql_at: int = 50
+    actions: dict[str, int] = Field(
+        default_factory=lambda: {"PLT": 50, "Create": 30, "INS": 25, "StartTestDrive": 20, "DNC": 0}
+    )
+    other_action: int = 10
+    repeat_engagement: int = 10
+    repeat_engagement_max: int = 3
+    company_present: int = 5
+    titles: list[TitleRule] = Field(default_factory=lambda: list(_DEFAULT_TITLES))
+    countries: dict[str, int] = Field(default_factory=dict)
+    personal_email: int = -10
+    personal_email_domains: list[str] = Field(default_factory=lambda: list(_PERSONAL_DOMAINS))
+
+
+class ConnectorEntry(BaseModel):
+    """A source or target as written in YAML; its own keys are checked by its connector."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+    kind: str
+
+
+class Settings(BaseSettings):
+    """The whole effective configuration."""
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    store: str = "sqlite:///leadbridge.db"
+    engine: Literal["single", "cluster"] = "single"
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    sources: list[ConnectorEntry] = Field(default_factory=list)
+    targets: list[ConnectorEntry] = Field(default_factory=list)
+    qualification: QualificationSettings = Field(default_factory=QualificationSettings)
+    test_leads: Literal["quarantine", "deliver"] = "quarantine"
+    dnc: Literal["push_flagged", "skip"] = "push_flagged"
+    offers: dict[str, str] = Field(default_factory=dict)  # offer display title → publisher.offer
+    placeholder: str = "[not provided]"
+    batch_size: int = Field(default=500, ge=1, le=10000)
+
+    _connectors: dict[str, ConnectorConfig] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, YamlWithEnvSource(settings_cls))
+
+    def source(self, name: str) -> ConnectorConfig:
+        return self._connectors[f"sources:{name}"]
+
+    def target(self, name: str) -> ConnectorConfig:
+        return self._connectors[f"targets:{name}"]
+
+    def source_configs(self) -> list[ConnectorConfig]:
+        return [self._connectors[f"sources:{e.name}"] for e in self.sources]
+
+    def target_configs(self) -> list[ConnectorConfig]:
+        return [self._connectors[f"targets:{e.name}"] for e in self.targets]
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data with every secret replaced by asterisks."""
+        data = self.model_dump(mode="json", exclude={"sources", "targets"})
+        data["store"] = mask_url(self.store)
+        for section in ("sources", "targets"):
+            data[section] = [
+                self._connectors[f"{section}:{e.name}"].model_dump(mode="json")
+                for e in getattr(self, section)
+            ]
+        return data
+
+
+class YamlWithEnvSource(PydanticBaseSettingsSource):
+    """The YAML file (path from `load_settings` or LEADBRIDGE_CONFIG) merged with env overrides."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ builds the whole dict at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_path.get() or (
+            Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None
+        )
+        data = read_yaml(path) if path is not None else {}
+        problems: list[ConfigProblem] = []
+        data = interpolate(data, "", problems)
+        apply_env_overrides(data, os.environ, self.settings_cls, problems)
+        if problems:
+            raise ConfigError(problems)
+        return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "--config",
+                    f"cannot read {path} ({exc.strerror})",
+                    f"pass --config PATH or set {CONFIG_ENV} to an existing YAML file",
+                )
+            ]
+        ) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}",
+                    "fix the YAML syntax there (indentation; quote values containing ': ' or '#')",
+                )
+            ]
+        ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    "the top level is not a mapping",
+                    "start the file with keys such as `store:` and `sources:`",
+                )
+            ]
+        )
+    return data
+
+
+def interpolate(value: Any, key: str, problems: list[ConfigProblem]) -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, _join(key, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, _item_key(key, v, i), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group("name"), match.group("default")
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        problems.append(
+            ConfigProblem(
+                key,
+                f"environment variable {name} is not set",
+                f"export {name}=… before starting leadbridge, or write ${{{name}:-default}}",
+            )
+        )
+        return ""
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def apply_env_overrides(
+    data: dict[str, Any],
+    environ: os._Environ[str] | dict[str, str],
+    settings_cls: type[BaseSettings],
+    problems: list[ConfigProblem],
+) -> None:
+    """Set `LEADBRIDGE_A__B=v` as data[a][b] = v; list sections are addressed by item name.
+
+    Variables that name no setting (e.g. a token only used through `${…}`) are left alone.
+    """
+    for env_name, value in sorted(environ.items()):
+        if not env_name.startswith(ENV_PREFIX) or env_name == CONFIG_ENV:
+            continue
+        parts = [p.lower() for p in env_name[len(ENV_PREFIX) :].split("__") if p]
+        if not parts or parts[0] not in settings_cls.model_fields:
+            continue
+        if parts[0] in ("sources", "targets"):
+            if len(parts) < 3:
+                continue
+            items = data.setdefault(parts[0], [])
+            item = next(
+                (
+                    i
+                    for i in items
+                    if isinstance(i, dict) and _env_name(str(i.get("name", ""))) == parts[1]
+                ),
+                None,
+            )
+            if item is None:
+                problems.append(
+                    ConfigProblem(
+                        env_name,
+                        f"no {parts[0][:-1]} named {parts[1]!r} in the config file",
+                        f"add it under `{parts[0]}:` in the YAML, or unset {env_name}",
+                    )
+                )
+                continue
+            _set_path(item, parts[2:], value)
+        else:
+            _set_path(data, parts, value)
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: str) -> None:
+    for part in parts[:-1]:
+        child = data.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            data[part] = child
+        data = child
+    data[parts[-1]] = value
+
+
+def _env_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "_", name.lower())
+
+
+def _join(key: str, part: Any) -> str:
+    return f"{key}.{part}" if key else str(part)
+
+
+def _item_key(key: str, item: Any, index: int) -> str:
+    if isinstance(item, dict) and isinstance(item.get("name"), str):
+        return f"{key}[{item['name']}]"
+    return f"{key}[{index}]"
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read, interpolate, override and validate; every problem is collected into one ConfigError,
+    the connectors' own keys included even when the top level has errors too."""
+    token = _config_path.set(Path(path) if path is not None else None)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raw = _raw_data(path)
+        problems = problems_from(exc, "", raw)
+        _validate_connectors(raw, problems)
+        raise ConfigError(problems) from None
+    finally:
+        _config_path.reset(token)
+    problems: list[ConfigProblem] = []
+    settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _raw_data(path: Path | str | None) -> dict[str, Any]:
+    try:
+        token = _config_path.set(Path(path) if path is not None else None)
+        try:
+            return YamlWithEnvSource(Settings)()
+        finally:
+            _config_path.reset(token)
+    except ConfigError:
+        return {}
+
+
+def _validate_connectors(data: dict[str, Any], problems: list[ConfigProblem]) -> dict[str, Any]:
+    """Validate each source and target with its connector's own Config model."""
+    kinds = connector_kinds()
+    configs: dict[str, ConnectorConfig] = {}
+    for section in ("sources", "targets"):
+        entries = data.get(section)
+        seen: set[str] = set()
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+                continue  # the top-level validation reports the shape
+            name = str(entry.get("name", index))
+            key = f"{section}[{name}]"
+            if name in seen:
+                problems.append(
+                    ConfigProblem(
+                        key,
+                        "the name is used twice",
+                        f"give every entry under {section} its own name",
+                    )
+                )
+                continue
+            seen.add(name)
+            kind = entry["kind"]
+            if kind not in kinds:
+                problems.append(
+                    ConfigProblem(
+                        f"{key}.kind",
+                        f"unknown kind {kind!r}",
+                        f"use one of: {', '.join(sorted(kinds))}",
+                    )
+                )
+                continue
+            cls = connector_class(kind)
+            if cls.role != section[:-1]:
+                problems.append(
+                    ConfigProblem(
+                        f"{key}.kind",
+                        f"{kind!r} is a {cls.role}, not a {section[:-1]}",
+                        f"move it under `{cls.role}s:`",
+                    )
+                )
+                continue
+            try:
+                configs[f"{section}:{name}"] = cls.Config.model_validate(entry)
+            except ValidationError as exc:
+                problems.extend(problems_from(exc, key, entry))
+            except ValueError as exc:
+                problems.append(ConfigProblem(key, str(exc), "see the message"))
+    return configs
+
+
+def problems_from(exc: ValidationError, prefix: str, data: dict[str, Any]) -> list[ConfigProblem]:
+    """Turn pydantic's errors into key / message / fix lines an operator can act on."""
+    problems = []
+    for error in exc.errors():
+        loc = _readable_loc(error["loc"], data)
+        key = _join(prefix, loc) if loc else (prefix or "config")
+        problems.append(ConfigProblem(key, _message(error), _fix(error, key)))
+    return problems
+
+
+def _readable_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            parts[-1] = f"{parts[-1]}[{name if name else part}]" if parts else f"[{part}]"
+            node = item
+        else:
+            parts.append(str(part))
+            node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required but not set"
+    if kind == "extra_forbidden":
+        return "not a known setting"
+    given = error.get("input")
+    shown = "a secret" if _looks_secret(error["loc"]) else repr(given)
+    return f"{error['msg']} (got {shown})" if not isinstance(given, dict | list) else error["msg"]
+
+
+def _fix(error: dict[str, Any], key: str) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    name = key.rsplit(".", 1)[-1]
+    if kind == "missing":
+        return f"add `{name}: …` (see config/leadbridge.example.yaml)"
+    if kind == "extra_forbidden":
+        return "remove it or fix its spelling (config/leadbridge.example.yaml lists every option)"
+    if kind in ("literal_error", "enum"):
+        return f"use one of: {ctx.get('expected', 'the documented values')}"
+    if kind.startswith("int_") or kind.startswith("float_"):
+        return "use a number"
+    if kind.startswith("bool"):
+        return "use true or false"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return "use a value in the documented range"
+    if kind == "string_pattern_mismatch":
+        return "use letters, digits, '-' and '_' only"
+    if kind == "value_error":
+        return "see the message"
+    return "see config/leadbridge.example.yaml"
+
+
+def _looks_secret(loc: tuple[Any, ...]) -> bool:
+    return any(
+        isinstance(p, str) and re.search(r"secret|token|password|key|connection", p) for p in loc
+    )
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1****@", url)

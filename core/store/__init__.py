@@ -1,0 +1,1 @@
+"""The durable store: SQLAlchemy tables, the engine, Alembic migrations, repository functions."""

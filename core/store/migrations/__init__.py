@@ -1,0 +1,1 @@
+"""Alembic migrations, applied by `leadbridge db upgrade` and at start."""

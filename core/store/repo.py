@@ -1,0 +1,291 @@
+"""Repository functions: every SQL statement the pipeline and the CLI run, on a Connection.
+
+Callers own the transaction (`with store.begin() as conn:`), so a lead, its events and its
+outbox rows commit together, and raw leads commit with their source cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from leadbridge.core.models import Event, Lead, RawLead, lead_from_json, lead_to_json
+from leadbridge.core.store import migrate
+from leadbridge.core.store.db import make_engine
+from leadbridge.core.store.tables import (
+    contacts,
+    cursors,
+    dead_letters,
+    events,
+    leads,
+    offer_aliases,
+    outbox,
+    quarantine,
+    raw_leads,
+    target_links,
+)
+from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """The engine plus the migrations check; hand out transactions with `begin()`."""
+
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        if upgrade:
+            migrate.upgrade(self.engine)
+
+    def begin(self):
+        return self.engine.begin()
+
+    def connect(self):
+        return self.engine.connect()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _insert(conn: Connection, table: Table):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def insert_ignore(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """INSERT … ON CONFLICT DO NOTHING, on SQLite and PostgreSQL alike."""
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=list(keys)), rows)
+
+
+def upsert_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+) -> None:
+    """INSERT … ON CONFLICT DO UPDATE of every non-key column given."""
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    columns = [c for c in rows[0] if c not in keys]
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns}
+    )
+    conn.execute(stmt, rows)
+
+
+# --- landing ---------------------------------------------------------------------------
+
+
+def land(conn: Connection, raws: Sequence[RawLead], received_at: datetime) -> None:
+    """Store raw leads; the same (source, source_key) twice is one row, the first."""
+    insert_ignore(
+        conn,
+        raw_leads,
+        [
+            {
+                "source": r.source,
+                "source_key": r.source_key,
+                "kind": r.kind,
+                "payload": r.payload,
+                "received_at": r.received_at or received_at,
+                "occurred_at": r.occurred_at,
+                "status": "new",
+            }
+            for r in raws
+        ],
+        ["source", "source_key"],
+    )
+
+
+def pending_raw_leads(conn: Connection, limit: int) -> list[Any]:
+    return list(
+        conn.execute(
+            select(raw_leads)
+            .where(raw_leads.c.status == "new")
+            .order_by(raw_leads.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def mark_raw(conn: Connection, updates: Sequence[dict[str, Any]]) -> None:
+    """Set status and lead key of processed raw leads (`rid`, `status`, `lead_key`)."""
+    if updates:
+        from sqlalchemy import bindparam
+
+        conn.execute(
+            update(raw_leads)
+            .where(raw_leads.c.id == bindparam("rid"))
+            .values(status=bindparam("status"), lead_key=bindparam("lkey")),
+            [{"rid": u["rid"], "status": u["status"], "lkey": u["lead_key"]} for u in updates],
+        )
+
+
+def add_quarantine(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    insert_ignore(conn, quarantine, rows, ["raw_lead_id"])
+
+
+# --- cursors ---------------------------------------------------------------------------
+
+
+def get_cursor(conn: Connection, name: str) -> str | None:
+    return conn.execute(select(cursors.c.value).where(cursors.c.name == name)).scalar_one_or_none()
+
+
+def set_cursor(conn: Connection, name: str, value: str, at: datetime) -> None:
+    upsert_rows(conn, cursors, [{"name": name, "value": value, "updated_at": at}], ["name"])
+
+
+def all_cursors(conn: Connection) -> list[Any]:
+    return list(conn.execute(select(cursors).order_by(cursors.c.name)))
+
+
+# --- leads -----------------------------------------------------------------------------
+
+
+def load_leads(conn: Connection, keys: Iterable[str]) -> dict[str, Lead]:
+    keys = list(set(keys))
+    found: dict[str, Lead] = {}
+    for start in range(0, len(keys), 900):
+        chunk = keys[start : start + 900]
+        for row in conn.execute(
+            select(leads.c.lead_key, leads.c.data).where(leads.c.lead_key.in_(chunk))
+        ):
+            found[row.lead_key] = lead_from_json(row.data)
+    return found
+
+
+def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
+    """Upsert leads (and their contacts) as they are now; bumps `version` on update."""
+    emails = sorted({lead.email for lead in changed if lead.email})
+    insert_ignore(conn, contacts, [{"email": e, "created_at": at} for e in emails], ["email"])
+    contact_ids = (
+        dict(
+            conn.execute(
+                select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(emails))
+            ).all()
+        )
+        if emails
+        else {}
+    )
+    rows = [
+        {
+            "lead_key": lead.lead_key,
+            "contact_id": contact_ids.get(lead.email),
+            "email": lead.email,
+            "offer_key": lead.offer_key,
+            "stage": lead.stage.value,
+            "score": lead.score,
+            "do_not_contact": lead.do_not_contact,
+            "data": lead_to_json(lead),
+            "first_seen": lead.first_seen,
+            "last_seen": lead.last_seen,
+            "created_at": at,
+            "updated_at": at,
+            "version": 1,
+        }
+        for lead in changed
+    ]
+    stmt = _insert(conn, leads)
+    keep = {"lead_key", "created_at", "version"}
+    set_ = {c: stmt.excluded[c] for c in rows[0] if c not in keep} if rows else {}
+    set_["version"] = leads.c.version + 1
+    if rows:
+        conn.execute(stmt.on_conflict_do_update(index_elements=["lead_key"], set_=set_), rows)
+
+
+def add_events(conn: Connection, new_events: Sequence[Event]) -> None:
+    if new_events:
+        conn.execute(
+            events.insert(),
+            [
+                {
+                    "lead_key": e.lead_key,
+                    "kind": e.kind,
+                    "actor": e.actor,
+                    "at": e.at,
+                    "data": e.data,
+                    "raw_lead_id": e.raw_lead_id,
+                }
+                for e in new_events
+            ],
+        )
+
+
+def load_aliases(conn: Connection) -> dict[str, str]:
+    return dict(conn.execute(select(offer_aliases.c.title_key, offer_aliases.c.offer_id)).all())
+
+
+def learn_aliases(conn: Connection, aliases: dict[str, str], at: datetime) -> None:
+    insert_ignore(
+        conn,
+        offer_aliases,
+        [{"title_key": t, "offer_id": o, "learned_at": at} for t, o in aliases.items()],
+        ["title_key"],
+    )
+
+
+# --- outbox ----------------------------------------------------------------------------
+
+
+def enqueue(
+    conn: Connection, lead_keys: Iterable[str], targets: Sequence[str], at: datetime
+) -> None:
+    """One pending row per (lead, target): a second change before delivery coalesces,
+    and is made due now so the newest state goes out promptly."""
+    rows = [
+        {"lead_key": k, "target": t, "created_at": at, "next_attempt_at": at, "attempts": 0}
+        for k in lead_keys
+        for t in targets
+    ]
+    if rows:
+        stmt = _insert(conn, outbox)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["lead_key", "target"],
+                set_={
+                    "next_attempt_at": func.min(
+                        outbox.c.next_attempt_at, stmt.excluded.next_attempt_at
+                    )
+                    if conn.dialect.name == "sqlite"
+                    else func.least(outbox.c.next_attempt_at, stmt.excluded.next_attempt_at)
+                },
+            ),
+            rows,
+        )
+
+
+# --- reads for the CLI -----------------------------------------------------------------
+
+
+def count_by(conn: Connection, column: Any, *where: Any) -> dict[str, int]:
+    stmt = select(column, func.count()).group_by(column)
+    for clause in where:
+        stmt = stmt.where(clause)
+    return {str(k): int(v) for k, v in conn.execute(stmt).all()}
+
+
+def lead_history(conn: Connection, key: str) -> list[Any]:
+    return list(
+        conn.execute(
+            select(events).where(events.c.lead_key == key).order_by(events.c.at, events.c.id)
+        )
+    )
+
+
+def lead_links(conn: Connection, key: str) -> list[Any]:
+    return list(conn.execute(select(target_links).where(target_links.c.lead_key == key)))
+
+
+def open_dead_letters(conn: Connection) -> dict[str, int]:
+    return count_by(conn, dead_letters.c.target, dead_letters.c.resolved_at.is_(None))
+
+
+def outbox_depth(conn: Connection) -> dict[str, int]:
+    return count_by(conn, outbox.c.target)

@@ -1,0 +1,202 @@
+"""The tables. Landing (`raw_leads`) is append-only and kept forever; everything else can be
+rebuilt from it. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC as _UTC
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out: `timestamptz` on PostgreSQL; on SQLite (no time zones)
+    fixed-width ISO-8601 text, which sorts correctly and converts in C both ways."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_UTC)
+        elif value.tzinfo is not _UTC:
+            value = value.astimezone(_UTC)
+        if dialect.name == "sqlite":
+            return value.isoformat(timespec="microseconds")
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value)
+        return value.replace(tzinfo=_UTC) if value.tzinfo is None else value.astimezone(_UTC)
+
+
+# Stable constraint names so Alembic migrations are the same on SQLite and PostgreSQL.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+UTC = UtcDateTime()
+
+raw_leads = Table(
+    "raw_leads",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False),
+    Column("source_key", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("received_at", UTC, nullable=False),
+    Column("occurred_at", UTC),
+    Column("status", String(20), nullable=False, default="new"),  # new | processed | quarantined
+    Column("lead_key", String(32)),
+    UniqueConstraint("source", "source_key", name="uq_raw_leads_source_key"),
+)
+Index("ix_raw_leads_status_id", raw_leads.c.status, raw_leads.c.id)
+Index("ix_raw_leads_lead_key", raw_leads.c.lead_key)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("created_at", UTC, nullable=False),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("lead_key", String(32), primary_key=True),
+    Column("contact_id", Id, ForeignKey("contacts.id")),
+    Column("email", String(320)),
+    Column("offer_key", String(300), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("score", Integer, nullable=False, default=0),
+    Column("do_not_contact", Boolean, nullable=False, default=False),
+    # The full Lead model as pydantic JSON: payloads are built from it. Text, not JSON, so
+    # pydantic's own (Rust) serializer writes it: the hottest column on the ingest path.
+    Column("data", Text, nullable=False),
+    Column("first_seen", UTC),
+    Column("last_seen", UTC),
+    Column("created_at", UTC, nullable=False),
+    Column("updated_at", UTC, nullable=False),
+    Column("version", Integer, nullable=False, default=1),
+)
+Index("ix_leads_email", leads.c.email)
+Index("ix_leads_stage", leads.c.stage)
+Index("ix_leads_offer_key", leads.c.offer_key)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_key", String(32), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("at", UTC, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("raw_lead_id", Id),
+)
+Index("ix_events_lead_key_id", events.c.lead_key, events.c.id)
+Index("ix_events_kind_at", events.c.kind, events.c.at)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("raw_lead_id", Id, ForeignKey("raw_leads.id"), nullable=False, unique=True),
+    Column("reason", String(20), nullable=False),  # malformed | test
+    Column("field", String(100)),
+    Column("message", Text, nullable=False),
+    Column("fix", Text),
+    Column("at", UTC, nullable=False),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTC, nullable=False),
+)
+
+offer_aliases = Table(
+    "offer_aliases",
+    metadata,
+    Column("title_key", String(300), primary_key=True),
+    Column("offer_id", String(300), nullable=False),
+    Column("learned_at", UTC, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_key", String(32), nullable=False),
+    Column("target", String(100), nullable=False),
+    Column("created_at", UTC, nullable=False),
+    Column("next_attempt_at", UTC, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", UTC),
+    UniqueConstraint("lead_key", "target", name="uq_outbox_lead_target"),
+)
+Index("ix_outbox_target_next", outbox.c.target, outbox.c.next_attempt_at)
+
+target_links = Table(
+    "target_links",
+    metadata,
+    Column("lead_key", String(32), primary_key=True),
+    Column("target", String(100), primary_key=True),
+    Column("external_id", String(200)),
+    Column("pushed_hash", String(64)),
+    Column("pushed_stage", String(20)),
+    Column("pushed_at", UTC),
+    Column("state", String(20), nullable=False, default="active"),  # active | converted
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_key", String(32), nullable=False),
+    Column("target", String(100), nullable=False),
+    Column("error_class", String(30), nullable=False),
+    Column("error", Text, nullable=False),
+    Column("body", JSON),
+    Column("created_at", UTC, nullable=False),
+    Column("resolved_at", UTC),
+    Column("resolution", String(20)),  # replayed | discarded
+)
+Index("ix_dead_letters_open", dead_letters.c.target, dead_letters.c.resolved_at)

@@ -1,0 +1,203 @@
+"""Read models for the CLI: leads, one lead's story, and the operator's status page.
+
+Every function returns plain JSON-ready data; the shapes are the documented, stable
+`--format json` output (docs/cli-json.md). Add keys freely; never rename or remove one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from leadbridge.core.logs import mask_email
+from leadbridge.core.models import Lead, lead_from_json, lead_to_dict
+from leadbridge.core.pipeline import LAST_TEST_LEAD
+from leadbridge.core.store import repo
+from leadbridge.core.store.tables import events, leads, quarantine, raw_leads
+from sqlalchemy import Connection, func, select
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+LEAD_COLUMNS = (
+    "lead_key",
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "country",
+    "phone",
+    "offer_key",
+    "offer_id",
+    "offer_title",
+    "channel",
+    "stage",
+    "score",
+    "do_not_contact",
+    "actions",
+    "flags",
+    "first_seen",
+    "last_seen",
+)
+
+
+def lead_summary(lead: Lead) -> dict[str, Any]:
+    data = lead_to_dict(lead)
+    return {name: data.get(name) for name in LEAD_COLUMNS}
+
+
+def list_leads(
+    conn: Connection, stage: str | None = None, offer: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    stmt = select(leads.c.data).order_by(leads.c.first_seen, leads.c.lead_key)
+    if stage:
+        stmt = stmt.where(leads.c.stage == stage.lower())
+    if offer:
+        stmt = stmt.where(leads.c.offer_key == offer)
+    if limit:
+        stmt = stmt.limit(limit)
+    return [lead_summary(lead_from_json(row.data)) for row in conn.execute(stmt)]
+
+
+def find_leads(conn: Connection, ref: str) -> list[Lead]:
+    """A lead key, or every lead of an email address."""
+    ref = ref.strip()
+    if _HEX32.match(ref.lower()):
+        found = repo.load_leads(conn, [ref.lower()])
+        return list(found.values())
+    stmt = select(leads.c.data).where(leads.c.email == ref.lower()).order_by(leads.c.first_seen)
+    return [lead_from_json(row.data) for row in conn.execute(stmt)]
+
+
+def lead_story(conn: Connection, lead: Lead) -> dict[str, Any]:
+    """Everything about one lead: fields, why it scored what it did, its history, its CRM links."""
+    history = [
+        {
+            "at": row.at.isoformat(),
+            "kind": row.kind,
+            "actor": row.actor,
+            "data": row.data,
+            "raw_lead_id": row.raw_lead_id,
+        }
+        for row in repo.lead_history(conn, lead.lead_key)
+    ]
+    links = [
+        {
+            "target": row.target,
+            "external_id": row.external_id,
+            "state": row.state,
+            "pushed_stage": row.pushed_stage,
+            "pushed_at": row.pushed_at.isoformat() if row.pushed_at else None,
+        }
+        for row in repo.lead_links(conn, lead.lead_key)
+    ]
+    raws = [
+        {
+            "id": row.id,
+            "source": row.source,
+            "status": row.status,
+            "received_at": row.received_at.isoformat(),
+        }
+        for row in conn.execute(
+            select(raw_leads.c.id, raw_leads.c.source, raw_leads.c.status, raw_leads.c.received_at)
+            .where(raw_leads.c.lead_key == lead.lead_key)
+            .order_by(raw_leads.c.id)
+        )
+    ]
+    return {
+        "lead": lead_summary(lead)
+        | {"notes": lead.notes, "attribution": lead.attribution, "score_rules": lead.score_rules},
+        "history": history,
+        "links": links,
+        "raw_leads": raws,
+    }
+
+
+def raw_story(conn: Connection, raw_id: int) -> dict[str, Any] | None:
+    """A landed raw lead and, if it was quarantined, why and what would fix it."""
+    row = conn.execute(select(raw_leads).where(raw_leads.c.id == raw_id)).first()
+    if row is None:
+        return None
+    q = conn.execute(select(quarantine).where(quarantine.c.raw_lead_id == raw_id)).first()
+    return {
+        "raw_lead": {
+            "id": row.id,
+            "source": row.source,
+            "source_key": row.source_key,
+            "kind": row.kind,
+            "status": row.status,
+            "lead_key": row.lead_key,
+            "received_at": row.received_at.isoformat(),
+        },
+        "quarantine": None
+        if q is None
+        else {
+            "reason": q.reason,
+            "field": q.field,
+            "message": q.message,
+            "fix": q.fix,
+            "at": q.at.isoformat(),
+        },
+    }
+
+
+def list_quarantine(conn: Connection, reason: str | None = None) -> list[dict[str, Any]]:
+    stmt = (
+        select(quarantine, raw_leads.c.source)
+        .join(raw_leads, raw_leads.c.id == quarantine.c.raw_lead_id)
+        .order_by(quarantine.c.id)
+    )
+    if reason:
+        stmt = stmt.where(quarantine.c.reason == reason)
+    return [
+        {
+            "raw_lead_id": r.raw_lead_id,
+            "source": r.source,
+            "reason": r.reason,
+            "field": r.field,
+            "message": r.message,
+            "fix": r.fix,
+            "at": r.at.isoformat(),
+        }
+        for r in conn.execute(stmt)
+    ]
+
+
+def status(conn: Connection, source_names: list[str], target_names: list[str]) -> dict[str, Any]:
+    cursor_rows = {row.name: row for row in repo.all_cursors(conn)}
+    sources = {}
+    for name in source_names:
+        row = cursor_rows.get(f"source:{name}")
+        sources[name] = {
+            "cursor": row.value if row else None,
+            "updated_at": row.updated_at.isoformat() if row else None,
+            "raw_leads": int(
+                conn.execute(
+                    select(func.count()).select_from(raw_leads).where(raw_leads.c.source == name)
+                ).scalar_one()
+            ),
+        }
+    last_test = cursor_rows.get(LAST_TEST_LEAD)
+    outbox = repo.outbox_depth(conn)
+    dead = repo.open_dead_letters(conn)
+    return {
+        "sources": sources,
+        "raw_leads": repo.count_by(conn, raw_leads.c.status),
+        "quarantine": repo.count_by(conn, quarantine.c.reason),
+        "last_test_lead_at": last_test.value if last_test else None,
+        "leads": {
+            "total": int(conn.execute(select(func.count()).select_from(leads)).scalar_one()),
+            "by_stage": repo.count_by(conn, leads.c.stage),
+        },
+        "events": int(conn.execute(select(func.count()).select_from(events)).scalar_one()),
+        "targets": {
+            name: {"outbox": outbox.get(name, 0), "dead_letters": dead.get(name, 0)}
+            for name in target_names
+        },
+    }
+
+
+def masked_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A lead summary fit for a shared terminal: email masked, phone cut."""
+    out = dict(row)
+    out["email"] = mask_email(row.get("email"))
+    return out

@@ -1,0 +1,130 @@
+"""Fixtures shared by every test: a fresh store, settings, the reference samples, Azurite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from leadbridge.core.settings import Settings, load_settings
+from leadbridge.core.store.repo import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT.parent / "shared" / "reference" / "sample-leads.json"
+SAMPLES_COPY = Path(__file__).parent / "data" / "sample-leads.json"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+AZURITE_DIR = Path(__file__).parent / "azurite"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+    "K1SZFPTOtr/KBHBeksoGMGw=="
+)  # Azurite's published well-known dev key
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip a test whose server is absent, except under CI where it must run."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required under CI=true: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[dict[str, Any]]:
+    """shared/reference/sample-leads.json; the copy in tests/data keeps CI self-contained."""
+    path = SAMPLES if SAMPLES.exists() else SAMPLES_COPY
+    return json.loads(path.read_text(encoding="utf-8"))["samples"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'lb.db'}")
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Write a YAML config into tmp_path and load it like the CLI does."""
+
+    def make(text: str = "", **env: str) -> Settings:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        path = tmp_path / "leadbridge.yaml"
+        path.write_text(text, encoding="utf-8")
+        return load_settings(path)
+
+    return make
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(None, store=f"sqlite:///{tmp_path / 'lb.db'}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _azurite_binary() -> Path | None:
+    local = AZURITE_DIR / "node_modules" / ".bin" / "azurite-table"
+    if local.exists():
+        return local
+    found = shutil.which("azurite-table")
+    if found:
+        return Path(found)
+    if shutil.which("npm"):  # first run on a fresh machine: install the pinned version
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"],
+            cwd=AZURITE_DIR,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    return local if local.exists() else None
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """Azurite's table service on a free loopback port; yields its connection string."""
+    binary = _azurite_binary()
+    need(binary is not None, "Azurite is not installed (npm ci in tests/azurite needs npm)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableProductStyleUrl",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        need(False, "Azurite did not start within 30 s")
+    yield (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -1,0 +1,116 @@
+"""The CLI through typer's runner: exit codes, formats, and what operators read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from leadbridge.core.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path: Path, samples: list[dict[str, Any]]) -> Path:
+    leads = tmp_path / "leads.jsonl"
+    lines = [json.dumps(s["https_payload"]) for s in samples] + ["{broken"]
+    leads.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = tmp_path / "lb.yaml"
+    path.write_text(
+        f"store: sqlite:///{tmp_path / 'lb.db'}\nlog_format: text\n"
+        f"sources:\n  - name: capture\n    kind: leads_file\n    path: {leads}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(config: Path, *args: str) -> Any:
+    return runner.invoke(app, ["--config", str(config), *args])
+
+
+def test_ingest_then_list_show_and_status(config: Path) -> None:
+    result = run(config, "ingest")
+    assert result.exit_code == 1, result.output  # finished, but a record was quarantined
+    assert "1 quarantined" in result.output
+
+    listed = json.loads(run(config, "leads", "list", "--format", "json").stdout)
+    assert len(listed) == 10
+    assert {row["stage"] for row in listed} == {"lead", "mql"}
+    assert set(listed[0]) >= {"lead_key", "email", "offer_key", "stage", "score", "actions"}
+
+    mqls = json.loads(run(config, "leads", "list", "--stage", "mql", "--format", "json").stdout)
+    assert all(row["stage"] == "mql" for row in mqls) and mqls
+
+    csv_out = run(config, "leads", "list", "--format", "csv").stdout
+    assert csv_out.splitlines()[0].startswith("lead_key,email")
+
+    story = json.loads(
+        run(config, "leads", "show", "JSmith@contoso.com", "--format", "json").stdout
+    )
+    kinds = [event["kind"] for event in story["history"]]
+    assert kinds.count("action") == 2 and "stage" in kinds
+    assert story["lead"]["score_rules"]
+
+    table = run(config, "leads", "show", story["lead"]["lead_key"])
+    assert table.exit_code == 0 and "history" in table.output
+
+    status = json.loads(run(config, "status", "--format", "json").stdout)
+    assert status["raw_leads"] == {"processed": 11, "quarantined": 2}
+    assert status["quarantine"] == {"malformed": 1, "test": 1}
+    assert status["last_test_lead_at"]
+    assert status["sources"]["capture"]["raw_leads"] == 13
+
+
+def test_quarantine_is_explained(config: Path) -> None:
+    run(config, "ingest")
+    rows = json.loads(
+        run(config, "leads", "quarantine", "--reason", "malformed", "--format", "json").stdout
+    )
+    assert len(rows) == 1 and rows[0]["field"] == "body"
+    story = json.loads(
+        run(config, "leads", "show", f"raw:{rows[0]['raw_lead_id']}", "--format", "json").stdout
+    )
+    assert story["quarantine"]["fix"]
+    assert run(config, "leads", "show", "raw:x").exit_code == 2
+    assert run(config, "leads", "show", "nobody@nowhere.io").exit_code == 1
+
+
+def test_config_check_lists_problems_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "engine: swarm\nsources:\n  - name: t\n    kind: marketplace_table\n", encoding="utf-8"
+    )
+    result = runner.invoke(app, ["--config", str(bad), "config", "check"])
+    assert result.exit_code == 2
+    assert "engine" in result.output and "sources[t].connection_string" in result.output
+    assert "fix:" in result.output
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "store: postgresql://lb:pa55word@db/lb\nsources:\n  - name: t\n"
+        "    kind: marketplace_table\n    connection_string: AccountKey=topsecret\n",
+        encoding="utf-8",
+    )
+    assert runner.invoke(app, ["--config", str(path), "config", "check"]).exit_code == 0
+    shown = runner.invoke(app, ["--config", str(path), "config", "show"]).stdout
+    assert "topsecret" not in shown and "pa55word" not in shown
+    assert json.loads(shown)["sources"][0]["table"] == "MarketplaceLeads"
+
+
+def test_db_upgrade_and_usage_errors(config: Path) -> None:
+    result = run(config, "db", "upgrade")
+    assert result.exit_code == 0 and "revision" in result.output
+    assert run(config, "ingest", "--source", "nope").exit_code == 2
+    assert run(config, "leads", "list", "--format", "xml").exit_code == 2
+    assert run(config, "--log-format", "yaml", "status").exit_code == 2
+
+
+def test_demo_runs_without_credentials(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "unique leads" in result.output

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from leadbridge.core.settings import ConfigError
+
+TABLE = """
+sources:
+  - name: table
+    kind: marketplace_table
+    connection_string: ${AZ_CONN}
+    every: 2m
+"""
+
+
+def test_defaults_without_a_file(make_settings) -> None:
+    settings = make_settings("")
+    assert settings.store == "sqlite:///leadbridge.db" and settings.engine == "single"
+    assert settings.qualification.mql_at == 50
+
+
+def test_interpolation_durations_and_masking(make_settings) -> None:
+    settings = make_settings(TABLE, AZ_CONN="AccountName=x;AccountKey=s3cr3t-key==")
+    source = settings.source("table")
+    assert source.connection_string.get_secret_value().endswith("s3cr3t-key==")
+    assert source.every.total_seconds() == 120
+    shown = str(settings.masked())
+    assert "s3cr3t" not in shown and "**" in shown
+
+
+def test_default_and_escape_in_interpolation(make_settings) -> None:
+    settings = make_settings("store: ${NOPE_DB:-sqlite:///x.db}\nplaceholder: $${literal}\n")
+    assert settings.store == "sqlite:///x.db" and settings.placeholder == "${literal}"
+
+
+def test_env_overrides_top_level_nested_and_list_items_by_name(make_settings) -> None:
+    settings = make_settings(
+        TABLE,
+        AZ_CONN="a",
+        LEADBRIDGE_STORE="sqlite:///env.db",
+        LEADBRIDGE_HTTP__PORT="9090",
+        LEADBRIDGE_QUALIFICATION__MQL_AT="70",
+        LEADBRIDGE_SOURCES__TABLE__CONNECTION_STRING="from-env",
+        LEADBRIDGE_WEBHOOK_TOKEN="only-used-via-interpolation",
+    )
+    assert settings.store == "sqlite:///env.db"
+    assert settings.http.port == 9090 and settings.qualification.mql_at == 70
+    assert settings.source("table").connection_string.get_secret_value() == "from-env"
+
+
+def test_secret_from_file(make_settings, tmp_path: Path) -> None:
+    secret = tmp_path / "conn"
+    secret.write_text("AccountName=f;AccountKey=filekey\n", encoding="utf-8")
+    settings = make_settings(
+        "sources:\n  - name: t\n    kind: marketplace_table\n"
+        f"    connection_string_file: {secret}\n"
+    )
+    assert (
+        settings.source("t").connection_string.get_secret_value()
+        == "AccountName=f;AccountKey=filekey"
+    )
+
+
+def _problems(make_settings, text: str, **env: str) -> dict[str, str]:
+    with pytest.raises(ConfigError) as err:
+        make_settings(text, **env)
+    return {p.key: f"{p.message} | {p.fix}" for p in err.value.problems}
+
+
+def test_every_problem_names_the_key_and_the_fix(make_settings) -> None:
+    problems = _problems(
+        make_settings,
+        """
+engine: kubernetes
+http: {port: "eighty"}
+qualification: {mql_at: 50, mql_att: 3}
+sources:
+  - name: table
+    kind: marketplace_table
+    tabel: Leads
+  - name: other
+    kind: carrier_pigeon
+""",
+    )
+    assert "use one of: 'single' or 'cluster'" in problems["engine"]
+    assert "number" in problems["http.port"]
+    assert "spelling" in problems["qualification.mql_att"]
+    # all of them at once, including the connectors' own keys
+    assert set(problems) >= {"engine", "http.port", "qualification.mql_att"}
+
+
+def test_connector_keys_are_checked_by_the_connector(make_settings) -> None:
+    problems = _problems(
+        make_settings,
+        """
+sources:
+  - name: table
+    kind: marketplace_table
+    tabel: Leads
+  - name: other
+    kind: carrier_pigeon
+  - name: table
+    kind: leads_file
+    path: x.jsonl
+""",
+    )
+    assert "required" in problems["sources[table].connection_string"]
+    assert "spelling" in problems["sources[table].tabel"]
+    assert "leads_file" in problems["sources[other].kind"]
+    assert "twice" in problems["sources[table]"]
+
+
+def test_unset_variable_and_unknown_override_target(make_settings) -> None:
+    problems = _problems(make_settings, TABLE, LEADBRIDGE_SOURCES__NOPE__TABLE="x")
+    assert "AZ_CONN" in problems["sources[table].connection_string"]
+    assert "no source named 'nope'" in problems["LEADBRIDGE_SOURCES__NOPE__TABLE"]
+
+
+def test_bad_yaml_says_where(make_settings) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_settings("store: [unclosed\n")
+    assert "line" in str(err.value)
+
+
+def test_missing_secret_file(make_settings, tmp_path: Path) -> None:
+    problems = _problems(
+        make_settings,
+        "sources:\n  - name: t\n    kind: marketplace_table\n"
+        f"    connection_string_file: {tmp_path}/absent\n",
+    )
+    assert any("cannot read" in v for v in problems.values())
+
+
+def test_secrets_never_echoed_in_problems(make_settings) -> None:
+    problems = _problems(
+        make_settings,
+        "sources:\n  - name: t\n    kind: marketplace_table\n"
+        "    connection_string: [hunter2-secret]\n",
+    )
+    assert "hunter2" not in str(problems)
+
+
+def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) -> None:  # noqa: ANN001
+    """config/leadbridge.example.yaml documents every option: it must load, and name each one."""
+    from leadbridge.core.settings import QualificationSettings, Settings
+
+    example = Path(__file__).resolve().parents[2] / "config" / "leadbridge.example.yaml"
+    text = example.read_text(encoding="utf-8")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=x;AccountKey=y")
+    settings = make_settings(text)
+    assert {s.name for s in settings.sources} == {"table", "export"}
+    for name in [*Settings.model_fields, *QualificationSettings.model_fields]:
+        assert f"{name}:" in text, f"{name} is not documented in the example config"
