@@ -141,7 +141,7 @@ def test_secrets_never_echoed_in_problems(make_settings) -> None:
     assert "hunter2" not in str(problems)
 
 
-def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) -> None:  # noqa: ANN001
+def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) -> None:
     """config/leadbridge.example.yaml documents every option: it must load, and name each one."""
     from leadbridge.core.settings import QualificationSettings, Settings
 
