@@ -52,3 +52,42 @@ def test_cursor_round_trip(store: Store) -> None:
         repo.set_cursor(conn, "source:x", "2", repo.utcnow())
     with store.connect() as conn:
         assert repo.get_cursor(conn, "source:x") == "2"
+
+
+def test_postgresql_by_url_same_migrations_and_pipeline(pg_url: str, samples: list) -> None:
+    """The same migrations and ingest on PostgreSQL (psycopg 3): landing stays idempotent."""
+    from leadbridge.core import pipeline
+    from leadbridge.core.settings import load_settings
+
+    store = Store(pg_url)
+    try:
+        assert store.engine.dialect.name == "postgresql"
+        assert migrate.is_current(store.engine)
+        settings = load_settings(None, store=pg_url)
+        raws = [
+            RawLead(source="hook", source_key=str(i), kind="https", payload=s["https_payload"])
+            for i, s in enumerate(samples)
+        ]
+        for raw in [*raws, *raws]:
+            pipeline.land_one(store, raw)
+        report = pipeline.process_pending(store, settings)
+        assert report.processed == 12 and report.leads_created == 10
+        with store.begin() as conn:
+            repo.enqueue(conn, ["a" * 32], ["crm"], repo.utcnow())
+            repo.enqueue(conn, ["a" * 32], ["crm"], repo.utcnow())
+            rows = repo.pending_raw_leads(conn, 100)
+            assert rows == [] and repo.outbox_depth(conn) == {"crm": 1}
+            stored = repo.load_leads(conn, [report_key(conn)])
+        lead = next(iter(stored.values()))
+        assert lead.first_seen is not None and lead.first_seen.tzinfo is not None
+    finally:
+        store.dispose()
+
+
+def report_key(conn) -> str:
+    from leadbridge.core.store.tables import leads
+    from sqlalchemy import select
+
+    return conn.execute(
+        select(leads.c.lead_key).where(leads.c.email == "jsmith@contoso.com")
+    ).scalar_one()
