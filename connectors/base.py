@@ -142,6 +142,7 @@ def secret_value(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
 
 
-def build(config: ConnectorConfig) -> Any:
-    """Instantiate the connector a validated config names."""
-    return connector_class(config.kind).from_config(config)
+def build(config: ConnectorConfig, **options: Any) -> Any:
+    """Instantiate the connector a validated config names (targets take `placeholder`)."""
+    cls = connector_class(config.kind)
+    return cls.from_config(config, **options) if cls.role == "target" else cls.from_config(config)

@@ -5,18 +5,23 @@ needs attention (quarantined malformed leads, dead letters); 2 usage or configur
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 from leadbridge.connectors.base import build
-from leadbridge.core import logs, render, views
+from leadbridge.core import backfill, logs, render, views
+from leadbridge.core.delivery import DeliveryReport, deliver
 from leadbridge.core.pipeline import IngestReport, ingest
 from leadbridge.core.settings import CONFIG_ENV, ConfigError, Settings, load_settings
-from leadbridge.core.store import migrate
+from leadbridge.core.store import migrate, repo
 from leadbridge.core.store.repo import Store
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -29,9 +34,11 @@ app = typer.Typer(
     help="Microsoft marketplace leads into your CRMs, deduplicated and stage-synced.",
 )
 leads_app = typer.Typer(no_args_is_help=True, help="Look at leads and quarantined raw leads.")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: leads a CRM refused for good.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate or print the configuration.")
 db_app = typer.Typer(no_args_is_help=True, help="Store maintenance.")
 app.add_typer(leads_app, name="leads")
+app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 log = logging.getLogger("leadbridge.cli")
@@ -157,6 +164,230 @@ def _print_ingest(report: IngestReport) -> None:
         render.console.print(f"  quarantined {problem}")
     if report.quarantined:
         render.console.print("  see them with: leadbridge leads quarantine")
+
+
+# --- deliver and backfill --------------------------------------------------------------
+
+
+def _targets(settings: Settings, only: str | None) -> list[Any]:
+    configs = settings.target_configs()
+    if only:
+        configs = [c for c in configs if c.name == only]
+        if not configs:
+            _usage(
+                f"no target named {only!r}; configured: "
+                f"{', '.join(t.name for t in settings.targets) or 'none'}"
+            )
+    return configs
+
+
+@app.command("deliver")
+def deliver_command(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option(help="Deliver only to this target.")] = None,
+) -> None:
+    """Drain the outbox once: upsert every pending lead into its targets."""
+    settings = _ctx(ctx).settings
+    store = _ctx(ctx).store()
+    reports = [
+        _run_deliver(build(c, placeholder=settings.placeholder), store, settings)
+        for c in _targets(settings, target)
+    ]
+    for report in reports:
+        _print_delivery(report)
+    if any(r.needs_attention for r in reports):
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+def _run_deliver(target: Any, store: Store, settings: Settings) -> DeliveryReport:
+    if not sys.stderr.isatty():
+        return deliver(target, store, settings)
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), transient=True, console=render.console
+    ) as progress:
+        task = progress.add_task(f"delivering to {target.name}")
+
+        def update(report: DeliveryReport) -> None:
+            progress.update(
+                task,
+                description=f"delivering to {target.name}: "
+                f"{report.pushed} pushed, {report.batches} batches",
+            )
+
+        return deliver(target, store, settings, on_batch=update)
+
+
+def _print_delivery(report: DeliveryReport) -> None:
+    line = (
+        f"{report.target}: {report.pushed} pushed in {report.api_calls} API calls, "
+        f"{report.skipped_unchanged} unchanged (no call), {report.retrying} to retry, "
+        f"{report.dead_lettered} dead-lettered, {report.converted} converted"
+    )
+    if report.fatal:
+        line += f" — STOPPED: {report.fatal}"
+    elif report.paused_until:
+        line += f" — paused until {report.paused_until.isoformat(timespec='seconds')}"
+    render.console.print(line)
+    for error in report.errors[:10]:
+        render.console.print(f"  dead letter: {error}")
+
+
+@app.command("backfill")
+def backfill_command(
+    ctx: typer.Context,
+    since: Annotated[datetime | None, typer.Option(help="Leads active on or after (UTC).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Leads active on or before (UTC).")] = None,
+    source: Annotated[str | None, typer.Option(help="Re-read only this source.")] = None,
+    target: Annotated[str | None, typer.Option(help="Deliver only to this target.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be sent.")] = False,
+) -> None:
+    """Re-read sources from the start, then push the leads active in the range. Resumable."""
+    settings = _ctx(ctx).settings
+    store = _ctx(ctx).store()
+    since, until = _utc(since), _utc(until)
+    targets = [t.name for t in _targets(settings, target)]
+    if source and source not in [s.name for s in settings.sources]:
+        _usage(f"no source named {source!r}")
+    if dry_run:
+        rows = list(backfill.dry_run(store, settings, since=since, until=until, targets=targets))
+        for row in rows:
+            render.emit_json_line(row)
+        sending = sum(1 for r in rows if r["would_send"])
+        render.console.print(
+            f"dry run: {sending} of {len(rows)} lead pushes would be sent", stderr=True
+        )
+        return
+    report = backfill.run(
+        store,
+        settings,
+        since=since,
+        until=until,
+        sources=[source] if source else None,
+        targets=targets,
+    )
+    for ingested in report.ingested:
+        _print_ingest(ingested)
+    render.console.print(f"queued {report.queued} lead pushes")
+    for delivered in report.delivered:
+        _print_delivery(delivered)
+    if report.needs_attention:
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+_DLQ_COLUMNS = ("id", "target", "lead_key", "error_class", "error", "created_at")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed and discarded.")] = False,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Open dead letters, oldest first."""
+    with _ctx(ctx).store().connect() as conn:
+        rows = views.dead_letter_rows(conn, target, include_resolved=all_)
+    if format is Format.json:
+        render.emit_json(rows)
+    elif format is Format.csv:
+        render.emit_csv(rows, (*_DLQ_COLUMNS, "resolution"))
+    else:
+        render.emit_table(rows, _DLQ_COLUMNS, title=f"{len(rows)} dead letters")
+
+
+@dlq_app.command("show")
+def dlq_show(ctx: typer.Context, letter_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """One dead letter with the CRM's own error body."""
+    with _ctx(ctx).store().connect() as conn:
+        row = views.dead_letter(conn, letter_id)
+    if row is None:
+        render.console.print(f"no dead letter {letter_id}")
+        raise typer.Exit(EXIT_ATTENTION)
+    render.emit_json(row)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ctx: typer.Context,
+    letter_id: Annotated[int | None, typer.Argument(metavar="[ID]")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every open dead letter.")] = False,
+    target: Annotated[str | None, typer.Option(help="Every open dead letter of a target.")] = None,
+) -> None:
+    """Queue dead-lettered leads again (after fixing the CRM or the mapping) and deliver."""
+    if letter_id is None and not all_ and target is None:
+        _usage("say which: an ID, --all, or --target NAME")
+    settings = _ctx(ctx).settings
+    store = _ctx(ctx).store()
+    with store.begin() as conn:
+        ids = [letter_id] if letter_id is not None else repo.open_dead_letter_ids(conn, target)
+        rows = repo.resolve_dead_letters(conn, ids, "replayed", repo.utcnow())
+        for row in rows:
+            repo.enqueue(conn, [row.lead_key], [row.target], repo.utcnow())
+    render.console.print(f"replaying {len(rows)} dead letter(s)")
+    names = {row.target for row in rows}
+    reports = [
+        deliver(build(c, placeholder=settings.placeholder), store, settings)
+        for c in settings.target_configs()
+        if c.name in names
+    ]
+    for report in reports:
+        _print_delivery(report)
+    if any(r.needs_attention for r in reports):
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+@dlq_app.command("discard")
+def dlq_discard(
+    ctx: typer.Context, letter_id: Annotated[int, typer.Argument(metavar="ID")]
+) -> None:
+    """Close a dead letter without sending it again."""
+    with _ctx(ctx).store().begin() as conn:
+        rows = repo.resolve_dead_letters(conn, [letter_id], "discarded", repo.utcnow())
+    if not rows:
+        render.console.print(f"no open dead letter {letter_id}")
+        raise typer.Exit(EXIT_ATTENTION)
+    render.console.print(f"discarded dead letter {letter_id}")
+
+
+# --- sandbox ---------------------------------------------------------------------------
+
+
+@app.command("sandbox")
+def sandbox_command(
+    crm: Annotated[
+        str, typer.Option(help="Comma-separated: salesforce,hubspot,dataverse,webhook.")
+    ] = "salesforce,hubspot,dataverse,webhook",
+    port: Annotated[int, typer.Option(help="First port (0: any free ports).")] = 0,
+    latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.")] = 0.0,
+) -> None:
+    """Run local CRM sandboxes until interrupted; prints a `targets:` block pointing at them."""
+    from leadbridge.connectors import sandboxes
+
+    kinds = [k.strip() for k in crm.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in sandboxes.KINDS]
+    if unknown:
+        _usage(f"unknown CRM {unknown[0]!r}; use {', '.join(sandboxes.KINDS)}")
+    ports = {k: port + i for i, k in enumerate(kinds)} if port else None
+    started = sandboxes.start(kinds, latency_ms=latency_ms, ports=ports)
+    entries = [sandboxes.target_entry(k, s) for k, s in started.items()]
+    render.console.print("sandboxes running on loopback; targets for your config:")
+    render.console.print(yaml.safe_dump({"targets": entries}, sort_keys=False))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandboxes.stop(started)
 
 
 # --- leads -----------------------------------------------------------------------------

@@ -68,23 +68,29 @@ def ingest(
     settings: Settings,
     *,
     on_batch: Callable[[IngestReport], None] | None = None,
+    cursor_key: str | None = None,
 ) -> IngestReport:
-    """Poll one source once: land everything new, then process it into leads."""
+    """Poll one source once: land everything new, then process it into leads.
+
+    `cursor_key` lets a backfill read the source from the start under its own cursor, so an
+    interrupted backfill resumes where it stopped and the live cursor never moves back.
+    """
     report = IngestReport(source=source.name)
+    cursor_key = cursor_key or cursor_name(source.name)
     with store.connect() as conn:
-        cursor = repo.get_cursor(conn, cursor_name(source.name))
+        cursor = repo.get_cursor(conn, cursor_key)
     batch: list[RawLead] = []
     position = cursor
     for raw, position in source.fetch(cursor):
         batch.append(raw)
         if len(batch) >= settings.batch_size:
-            _land(store, source.name, batch, position, report)
+            _land(store, cursor_key, batch, position, report)
             report.add(process_pending(store, settings))
             batch = []
             if on_batch:
                 on_batch(report)
     if batch or (position is not None and position != cursor):
-        _land(store, source.name, batch, position, report)
+        _land(store, cursor_key, batch, position, report)
     report.add(process_pending(store, settings))
     if on_batch:
         on_batch(report)
@@ -93,7 +99,7 @@ def ingest(
 
 def _land(
     store: Store,
-    source_name: str,
+    cursor_key: str,
     batch: Sequence[RawLead],
     position: str | None,
     report: IngestReport,
@@ -102,10 +108,10 @@ def _land(
     with store.begin() as conn:
         repo.land(conn, batch, now)
         if position is not None:
-            repo.set_cursor(conn, cursor_name(source_name), position, now)
+            repo.set_cursor(conn, cursor_key, position, now)
     report.fetched += len(batch)
     report.landed_batches += 1
-    log.info("landed batch", extra={"source": source_name, "count": len(batch)})
+    log.info("landed batch", extra={"source": report.source, "count": len(batch)})
 
 
 def land_one(store: Store, raw: RawLead) -> None:

@@ -13,11 +13,13 @@ import contextvars
 import os
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
+from leadbridge.core.durations import Duration
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -111,6 +113,15 @@ class QualificationSettings(_Strict):
     personal_email_domains: list[str] = Field(default_factory=lambda: list(_PERSONAL_DOMAINS))
 
 
+class DeliverySettings(_Strict):
+    """How the outbox is worked (every target)."""
+
+    claim_ttl: Duration = Field(default=timedelta(minutes=2))  # a dead worker's claim expires
+    max_attempts: int = Field(default=20, ge=1)  # retryable failures before dead-lettering
+    retry_base: Duration = Field(default=timedelta(seconds=30))  # first back-off, doubling…
+    retry_max: Duration = Field(default=timedelta(hours=1))  # …up to this
+
+
 class ConnectorEntry(BaseModel):
     """A source or target as written in YAML; its own keys are checked by its connector."""
 
@@ -133,6 +144,7 @@ class Settings(BaseSettings):
     sources: list[ConnectorEntry] = Field(default_factory=list)
     targets: list[ConnectorEntry] = Field(default_factory=list)
     qualification: QualificationSettings = Field(default_factory=QualificationSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     test_leads: Literal["quarantine", "deliver"] = "quarantine"
     dnc: Literal["push_flagged", "skip"] = "push_flagged"
     offers: dict[str, str] = Field(default_factory=dict)  # offer display title → publisher.offer

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from leadbridge.core.logs import mask_email
 from leadbridge.core.models import Lead, lead_from_json, lead_to_dict
 from leadbridge.core.pipeline import LAST_TEST_LEAD
 from leadbridge.core.store import repo
-from leadbridge.core.store.tables import events, leads, quarantine, raw_leads
+from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
 from sqlalchemy import Connection, func, select
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -190,7 +191,11 @@ def status(conn: Connection, source_names: list[str], target_names: list[str]) -
         },
         "events": int(conn.execute(select(func.count()).select_from(events)).scalar_one()),
         "targets": {
-            name: {"outbox": outbox.get(name, 0), "dead_letters": dead.get(name, 0)}
+            name: {
+                "outbox": outbox.get(name, 0),
+                "dead_letters": dead.get(name, 0),
+                "health": target_health(conn, name),
+            }
             for name in target_names
         },
     }
@@ -201,3 +206,38 @@ def masked_row(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     out["email"] = mask_email(row.get("email"))
     return out
+
+
+def dead_letter_rows(
+    conn: Connection, target: str | None = None, include_resolved: bool = False
+) -> list[dict[str, Any]]:
+    stmt = select(dead_letters).order_by(dead_letters.c.id)
+    if target:
+        stmt = stmt.where(dead_letters.c.target == target)
+    if not include_resolved:
+        stmt = stmt.where(dead_letters.c.resolved_at.is_(None))
+    return [_dead_letter(row) for row in conn.execute(stmt)]
+
+
+def dead_letter(conn: Connection, letter_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
+    return _dead_letter(row) if row else None
+
+
+def _dead_letter(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "lead_key": row.lead_key,
+        "target": row.target,
+        "error_class": row.error_class,
+        "error": row.error,
+        "body": row.body,
+        "created_at": row.created_at.isoformat(),
+        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "resolution": row.resolution,
+    }
+
+
+def target_health(conn: Connection, name: str) -> dict[str, Any]:
+    value = repo.get_cursor(conn, f"target:{name}:health")
+    return orjson.loads(value) if value else {"state": "unknown"}

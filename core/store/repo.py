@@ -7,7 +7,7 @@ outbox rows commit together, and raw leads commit with their source cursor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from leadbridge.core.models import Event, Lead, RawLead, lead_from_json, lead_to_json
@@ -25,7 +25,7 @@ from leadbridge.core.store.tables import (
     raw_leads,
     target_links,
 )
-from sqlalchemy import Connection, Engine, Table, func, select, update
+from sqlalchemy import Connection, Engine, Table, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -246,18 +246,16 @@ def enqueue(
     ]
     if rows:
         stmt = _insert(conn, outbox)
+        least = func.min if conn.dialect.name == "sqlite" else func.least
+        # A row being delivered right now loses its claim, so completing that delivery can't
+        # delete it (see `complete`): the newer state is pushed next.
+        set_ = {
+            "next_attempt_at": least(outbox.c.next_attempt_at, stmt.excluded.next_attempt_at),
+            "claimed_by": None,
+            "claimed_until": None,
+        }
         conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["lead_key", "target"],
-                set_={
-                    "next_attempt_at": func.min(
-                        outbox.c.next_attempt_at, stmt.excluded.next_attempt_at
-                    )
-                    if conn.dialect.name == "sqlite"
-                    else func.least(outbox.c.next_attempt_at, stmt.excluded.next_attempt_at)
-                },
-            ),
-            rows,
+            stmt.on_conflict_do_update(index_elements=["lead_key", "target"], set_=set_), rows
         )
 
 
@@ -289,3 +287,152 @@ def open_dead_letters(conn: Connection) -> dict[str, int]:
 
 def outbox_depth(conn: Connection) -> dict[str, int]:
     return count_by(conn, outbox.c.target)
+
+
+# --- delivery --------------------------------------------------------------------------
+
+
+def claim_due(
+    conn: Connection, target: str, limit: int, now: datetime, lease: timedelta, worker: str
+) -> list[Any]:
+    """Claim up to `limit` due outbox rows of a target for `lease`.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED, so replicas claiming at once get
+    disjoint sets; on SQLite the write transaction serialises claimers. A claim a worker
+    didn't finish (crash, SIGKILL) expires with its lease and the rows are claimed again.
+    """
+    free = or_(
+        outbox.c.claimed_until.is_(None),
+        outbox.c.claimed_until < now,
+        outbox.c.claimed_by == worker,
+    )
+    stmt = (
+        select(outbox.c.id, outbox.c.lead_key, outbox.c.attempts)
+        .where(outbox.c.target == target, outbox.c.next_attempt_at <= now, free)
+        .order_by(outbox.c.next_attempt_at, outbox.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list(conn.execute(stmt))
+    if rows:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_([r.id for r in rows]))
+            .values(claimed_by=worker, claimed_until=now + lease)
+        )
+    return rows
+
+
+def release(conn: Connection, ids: Sequence[int]) -> None:
+    if ids:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(list(ids)))
+            .values(claimed_by=None, claimed_until=None)
+        )
+
+
+def complete(conn: Connection, ids: Sequence[int], worker: str) -> None:
+    """Delivered (or nothing to deliver): the pending row goes — unless a change re-enqueued
+    the lead meanwhile (which cleared the claim, see `enqueue`), or the claim expired and
+    another worker holds the row now."""
+    if ids:
+        conn.execute(
+            outbox.delete().where(outbox.c.id.in_(list(ids)), outbox.c.claimed_by == worker)
+        )
+
+
+def back_off(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Retry later: `id`, `next_attempt_at`, `attempts`, `last_error`."""
+    for row in rows:
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row["id"])
+            .values(
+                next_attempt_at=row["next_attempt_at"],
+                attempts=row["attempts"],
+                last_error=row["last_error"][:2000],
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
+
+
+def load_links(conn: Connection, target: str, keys: Iterable[str]) -> dict[str, Any]:
+    keys = list(set(keys))
+    found: dict[str, Any] = {}
+    for start in range(0, len(keys), 900):
+        for row in conn.execute(
+            select(target_links).where(
+                target_links.c.target == target,
+                target_links.c.lead_key.in_(keys[start : start + 900]),
+            )
+        ):
+            found[row.lead_key] = row
+    return found
+
+
+def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    upsert_rows(conn, target_links, rows, ["lead_key", "target"])
+
+
+def add_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(dead_letters.insert(), list(rows))
+
+
+def leads_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Lead]]:
+    emails = sorted(set(emails))
+    out: dict[str, list[Lead]] = {}
+    for start in range(0, len(emails), 900):
+        for row in conn.execute(
+            select(leads.c.email, leads.c.data).where(
+                leads.c.email.in_(emails[start : start + 900])
+            )
+        ):
+            out.setdefault(row.email, []).append(lead_from_json(row.data))
+    return out
+
+
+def resolve_dead_letters(
+    conn: Connection, ids: Sequence[int], resolution: str, at: datetime
+) -> list[Any]:
+    """Mark open dead letters replayed or discarded; returns the rows that were open."""
+    rows = list(
+        conn.execute(
+            select(dead_letters).where(
+                dead_letters.c.id.in_(list(ids)), dead_letters.c.resolved_at.is_(None)
+            )
+        )
+    )
+    if rows:
+        conn.execute(
+            update(dead_letters)
+            .where(dead_letters.c.id.in_([r.id for r in rows]))
+            .values(resolved_at=at, resolution=resolution)
+        )
+    return rows
+
+
+def open_dead_letter_ids(conn: Connection, target: str | None = None) -> list[int]:
+    stmt = select(dead_letters.c.id).where(dead_letters.c.resolved_at.is_(None))
+    if target:
+        stmt = stmt.where(dead_letters.c.target == target)
+    return list(conn.execute(stmt).scalars())
+
+
+def lead_keys_active_between(
+    conn: Connection, since: datetime | None, until: datetime | None
+) -> list[str]:
+    """Leads with customer activity in [since, until] (either bound optional)."""
+    stmt = select(leads.c.lead_key).order_by(leads.c.first_seen, leads.c.lead_key)
+    if since is not None:
+        stmt = stmt.where(leads.c.last_seen >= since)
+    if until is not None:
+        stmt = stmt.where(leads.c.first_seen <= until)
+    return list(conn.execute(stmt).scalars())
+
+
+def delete_cursor(conn: Connection, name: str) -> None:
+    conn.execute(cursors.delete().where(cursors.c.name == name))

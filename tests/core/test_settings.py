@@ -147,8 +147,28 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
 
     example = Path(__file__).resolve().parents[2] / "config" / "leadbridge.example.yaml"
     text = example.read_text(encoding="utf-8")
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=x;AccountKey=y")
+    for var in (
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "SF_CLIENT_ID",
+        "SF_CLIENT_SECRET",
+        "HUBSPOT_TOKEN",
+        "DATAVERSE_CLIENT_ID",
+        "DATAVERSE_CLIENT_SECRET",
+        "WEBHOOK_SECRET",
+    ):
+        monkeypatch.setenv(var, f"{var.lower()}-value")
     settings = make_settings(text)
     assert {s.name for s in settings.sources} == {"table", "export"}
+    assert {t.name for t in settings.targets} == {"sales", "marketing", "d365", "hook"}
     for name in [*Settings.model_fields, *QualificationSettings.model_fields]:
         assert f"{name}:" in text, f"{name} is not documented in the example config"
+
+
+def test_the_example_config_documents_every_connector_key() -> None:
+    from leadbridge.connectors.base import connector_class, connector_kinds
+
+    example = Path(__file__).resolve().parents[2] / "config" / "leadbridge.example.yaml"
+    text = example.read_text(encoding="utf-8")
+    for kind in connector_kinds():
+        for name in connector_class(kind).Config.model_fields:
+            assert f"{name}:" in text or f"{name}_file:" in text, f"{kind}.{name} undocumented"

@@ -1,0 +1,1 @@
+"""Dynamics 365 / Dataverse leads: upsert by alternate key through OData $batch."""

@@ -1,0 +1,192 @@
+"""Dataverse target: leads upserted by alternate key through `$batch` with continue-on-error.
+
+Each lead is `PATCH leads(<key_column>='<lead key>')` — create or update, never a plain
+create — inside one `$batch` (≤1000 requests; default 100, as Microsoft advises smaller
+batches), with `Prefer: odata.continue-on-error` so every row gets its own status. The stage
+lives in its own choice column; statecode is never written (qualifying is Dynamics' own
+process and makes the lead read-only).
+
+Tokens: msal client credentials with a configurable authority. Instance discovery is on for
+Microsoft's clouds and off for any other authority (sovereign proxies, the sandbox); tokens
+are cached by msal and renewed; a 401 drops the cached token and fetches a new one once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
+from leadbridge.connectors.dataverse import batch
+from leadbridge.connectors.dataverse.mapping import FIELD_MAP, LEAD_SOURCE_WEB, STAGE_VALUES
+from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.core.mapping import FieldMap
+from leadbridge.core.models import Lead, PushResult
+from pydantic import Field, SecretStr
+
+ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
+
+
+class DataverseConfig(TargetConfig):
+    kind: str = "dataverse"
+    environment_url: str = Field(pattern=r"^https?://")
+    authority: str = Field(pattern=r"^https://")  # https://login.microsoftonline.com/<tenant-id>
+    client_id: str
+    client_secret: SecretStr
+    scope: str | None = None  # default: <environment_url>/.default
+    instance_discovery: bool | None = None  # default: on for Microsoft's authority hosts only
+    api_path: str = "/api/data/v9.2"
+    entity_set: str = "leads"
+    key_column: str = "lb_leadkey"
+    stage_column: str | None = "lb_leadstage"
+    stage_values: dict[str, int] = Field(default_factory=lambda: dict(STAGE_VALUES))
+    lead_source_code: int | None = LEAD_SOURCE_WEB
+
+
+class DataverseTarget(HttpTarget):
+    Config: ClassVar[type[DataverseConfig]] = DataverseConfig
+    max_batch: ClassVar[int] = 1000
+    default_rate: ClassVar[float | None] = 15.0  # 6,000 per 5 minutes per user is 20/s
+    field_map: ClassVar[FieldMap] = FIELD_MAP
+
+    config: DataverseConfig
+
+    def __init__(
+        self, config: DataverseConfig, placeholder: str = "[not provided]", **kwargs: Any
+    ) -> None:
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._app_lock = threading.Lock()
+        super().__init__(config, placeholder, **kwargs)
+        if config.batch_size is None:
+            self.batch_size = 100
+
+    @classmethod
+    def from_config(
+        cls, config: DataverseConfig, placeholder: str = "[not provided]"
+    ) -> DataverseTarget:
+        return cls(config, placeholder)
+
+    @property
+    def base(self) -> str:
+        return f"{self.config.environment_url.rstrip('/')}{self.config.api_path}"
+
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        columns = super().payload(lead)
+        if self.config.stage_column:
+            value = self.config.stage_values.get(str(lead.stage))
+            if value is not None:
+                columns[self.config.stage_column] = value
+        if self.config.lead_source_code is not None:
+            columns["leadsourcecode"] = self.config.lead_source_code
+        return columns
+
+    def record_url(self, lead_key: str) -> str:
+        key = quote(batch.odata_string(lead_key), safe="'")
+        return f"{self.base}/{self.config.entity_set}({self.config.key_column}={key})"
+
+    def upsert(
+        self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
+    ) -> list[PushResult]:
+        parts = [
+            batch.Part(method="PATCH", url=self.record_url(lead.lead_key), body=self.payload(lead))
+            for lead in leads
+        ]
+        content_type, body = batch.build(parts)
+        headers = {
+            **ODATA_HEADERS,
+            "Content-Type": content_type,
+            "Prefer": "odata.continue-on-error",
+        }
+        response = self.transport.request("POST", f"{self.base}/$batch", data=body, headers=headers)
+        if response.status_code >= 400:
+            raise PermanentError(
+                f"{self.name}: $batch HTTP {response.status_code}", body=_json(response)
+            )
+        answers = batch.parse(response.headers.get("Content-Type", ""), response.content)
+        if len(answers) != len(leads):
+            raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(leads)}")
+        return [self._result(lead, answer) for lead, answer in zip(leads, answers, strict=True)]
+
+    def _result(self, lead: Lead, answer: batch.Part) -> PushResult:
+        if 200 <= answer.status < 300:
+            entity = (answer.headers or {}).get("odata-entityid")
+            return PushResult(lead_key=lead.lead_key, ok=True, external_id=entity or lead.lead_key)
+        error = answer.body.get("error", {}) if isinstance(answer.body, dict) else {}
+        message = f"{answer.status} {error.get('code', '')}: {error.get('message', answer.body)}"
+        retryable = answer.status in (429, 500, 502, 503, 504)
+        return PushResult(
+            lead_key=lead.lead_key,
+            ok=False,
+            error_class="retryable" if retryable else "permanent",
+            error=message.strip(),
+            body=answer.body,
+        )
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def app(self) -> msal.ConfidentialClientApplication:
+        with self._app_lock:
+            if self._app is None:
+                config = self.config
+                host = urlsplit(config.authority).hostname or ""
+                discovery = config.instance_discovery
+                if discovery is None:
+                    discovery = host in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
+                try:
+                    self._app = msal.ConfidentialClientApplication(
+                        config.client_id,
+                        client_credential=config.client_secret.get_secret_value(),
+                        authority=config.authority,
+                        instance_discovery=discovery,
+                        http_client=VerifyingSession(self.verify()),
+                        timeout=30,
+                    )
+                except ValueError as exc:
+                    raise FatalError(
+                        f"{self.name}: authority {config.authority} refused: {exc}"
+                    ) from None
+                except requests.RequestException as exc:
+                    raise RetryableError(f"{self.name}: authority unreachable") from exc
+            return self._app
+
+    def auth_headers(self, force_refresh: bool) -> Mapping[str, str]:
+        app = self.app()
+        scope = self.config.scope or f"{self.config.environment_url.rstrip('/')}/.default"
+        if force_refresh:
+            app.remove_tokens_for_client()
+        try:
+            result = app.acquire_token_for_client(scopes=[scope])
+        except requests.RequestException as exc:
+            raise RetryableError(f"{self.name}: token endpoint unreachable") from exc
+        if "access_token" not in result:
+            raise FatalError(
+                f"{self.name}: Entra ID refused the client credentials "
+                f"({result.get('error')}): check client_id, client_secret and "
+                "the application user in the environment"
+            )
+        return {"Authorization": f"Bearer {result['access_token']}"}
+
+
+class VerifyingSession(requests.Session):
+    """A session that passes `verify` on every request. requests lets REQUESTS_CA_BUNDLE
+    override a session-level `verify`, so msal's own `verify=` would lose to the environment
+    and `ca_bundle` would be ignored for token requests."""
+
+    def __init__(self, verify: bool | str) -> None:
+        super().__init__()
+        self.pinned_verify = verify
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("verify", self.pinned_verify)
+        return super().request(method, url, **kwargs)
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]

@@ -1,0 +1,1 @@
+"""HubSpot contacts: batch upsert by email, one contact per person."""

@@ -1,0 +1,168 @@
+"""A HubSpot portal on loopback: contacts batch upsert by email, 207 partial results,
+forward-only lifecycle stage, and HubSpot's 429 with policyName when throttled."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+from leadbridge.connectors.hubspot.mapping import LIFECYCLE_VALUES
+from leadbridge.connectors.sandbox import Request, Response, Sandbox
+
+REJECT_MARKER = "SANDBOX_REJECT"
+LIFECYCLE_ORDER = [*LIFECYCLE_VALUES.values(), "evangelist", "other"]
+KNOWN_PROPERTIES = {
+    "email",
+    "firstname",
+    "lastname",
+    "phone",
+    "mobilephone",
+    "company",
+    "jobtitle",
+    "country",
+    "message",
+    "lifecyclestage",
+    "hs_lead_status",
+    "hubspot_owner_id",
+    "leadbridge_lead_key",
+    "leadbridge_stage",
+    "leadbridge_offers",
+}
+
+
+class HubSpotSandbox(Sandbox):
+    kind = "hubspot"
+
+    def __init__(
+        self, port: int = 0, *, token: str = "sandbox-private-app-token", latency_ms: float = 0.0
+    ) -> None:
+        self.token = token
+        self.properties = set(KNOWN_PROPERTIES)
+        self.ids = itertools.count(1001)
+        super().__init__(port, latency_ms=latency_ms)
+
+    def routes(self) -> None:
+        self.route("POST", r"/crm/v3/objects/contacts/batch/upsert", self.batch_upsert)
+
+    def throttled(self) -> Response:
+        return Response(
+            429,
+            {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "TEN_SECONDLY_ROLLING",
+            },
+            {
+                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+                "Retry-After": f"{self.faults.retry_after_s:g}",
+            },
+        )
+
+    def token_expired(self) -> Response:
+        return Response(
+            401,
+            {
+                "status": "error",
+                "category": "INVALID_AUTHENTICATION",
+                "message": "Authentication credentials not found.",
+            },
+        )
+
+    def bearer_ok(self, request: Request) -> bool:
+        return request.header("authorization") == f"Bearer {self.token}"
+
+    def batch_upsert(self, request: Request) -> Response:
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        inputs = (request.json() or {}).get("inputs") or []
+        if len(inputs) > 100:
+            return Response(
+                400,
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "Batch size cannot exceed 100",
+                },
+            )
+        ids = [i.get("id") for i in inputs]
+        if len(set(ids)) != len(ids):
+            return Response(
+                400,
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "Duplicate IDs found in batch input",
+                },
+            )
+        results, errors = [], []
+        with self.lock:
+            for item in inputs:
+                error = self._check(item)
+                if error:
+                    errors.append(
+                        {
+                            "status": "error",
+                            **error,
+                            "context": {"objectWriteTraceId": [item.get("objectWriteTraceId")]},
+                        }
+                    )
+                else:
+                    results.append(self._upsert(item))
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if errors:
+            body |= {"errors": errors, "numErrors": len(errors)}
+        return Response(207 if errors else 200, body)
+
+    def _check(self, item: dict[str, Any]) -> dict[str, str] | None:
+        if item.get("idProperty") != "email" or not item.get("id"):
+            return {"category": "VALIDATION_ERROR", "message": "idProperty must be email"}
+        properties = item.get("properties") or {}
+        unknown = sorted(set(properties) - self.properties)
+        if unknown:
+            return {
+                "category": "VALIDATION_ERROR",
+                "message": f"Property values were not valid: {unknown} do not exist",
+                "subCategory": "PROPERTY_DOESNT_EXIST",
+            }
+        if any(isinstance(v, str) and REJECT_MARKER in v for v in properties.values()):
+            return {"category": "VALIDATION_ERROR", "message": "rejected by a portal rule"}
+        return None
+
+    def _upsert(self, item: dict[str, Any]) -> dict[str, Any]:
+        email = item["id"]
+        properties = dict(item.get("properties") or {})
+        existing = self.records.get(email)
+        new = existing is None
+        if new:
+            existing = self.records[email] = {
+                "id": str(next(self.ids)),
+                "email": email,
+                "_writes": 0,
+            }
+        stage = properties.pop("lifecyclestage", None)
+        if stage is not None:
+            existing["lifecyclestage"] = self._lifecycle(existing.get("lifecyclestage"), stage)
+        existing.update(properties)
+        existing["_writes"] += 1
+        return {
+            "id": existing["id"],
+            "new": new,
+            "objectWriteTraceId": item.get("objectWriteTraceId"),
+            "properties": {k: v for k, v in existing.items() if not k.startswith("_")},
+        }
+
+    @staticmethod
+    def _lifecycle(current: str | None, requested: str) -> str:
+        """HubSpot moves lifecyclestage forward only; backward needs a clear ("") first."""
+        if requested == "" or not current:
+            return requested
+        if (
+            requested in LIFECYCLE_ORDER
+            and current in LIFECYCLE_ORDER
+            and (LIFECYCLE_ORDER.index(requested) < LIFECYCLE_ORDER.index(current))
+        ):
+            return current
+        return requested

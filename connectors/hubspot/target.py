@@ -1,0 +1,199 @@
+"""HubSpot target: contacts batch upsert by email, ≤100 per request, 207 partial results.
+
+HubSpot holds one contact per person, so every lead of a person (one per offer) goes out as
+that one contact: person fields from the most recently active lead, the furthest stage, the
+offers listed in a custom property. `objectWriteTraceId` is the lead key, which maps each
+error of a 207 back to its leads. `lifecyclestage` is only ever moved forward here (HubSpot
+refuses to go back without a clear-then-set, which is the stage-sync's business).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import requests
+from leadbridge.connectors.base import PermanentError, RetryableError
+from leadbridge.connectors.hubspot.mapping import (
+    FIELD_MAP,
+    LEAD_KEY_PROPERTY,
+    LIFECYCLE_VALUES,
+    OFFERS_PROPERTY,
+    STAGE_PROPERTY,
+)
+from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.core.mapping import FieldMap
+from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.stages import rank
+from pydantic import Field, SecretStr
+
+DAILY_LIMIT_PAUSE_S = 3600.0
+TEN_SECONDLY_PAUSE_S = 10.0
+
+
+class HubSpotConfig(TargetConfig):
+    kind: str = "hubspot"
+    base_url: str = Field(default="https://api.hubapi.com", pattern=r"^https?://")
+    objects_path: str = "/crm/v3/objects/contacts"  # or a date-versioned path
+    token: SecretStr  # a private app's access token
+    lead_key_property: str = LEAD_KEY_PROPERTY
+    stage_property: str | None = STAGE_PROPERTY
+    offers_property: str | None = OFFERS_PROPERTY
+    lifecycle_values: dict[str, str] = Field(default_factory=lambda: dict(LIFECYCLE_VALUES))
+
+
+class HubSpotTarget(HttpTarget):
+    Config: ClassVar[type[HubSpotConfig]] = HubSpotConfig
+    max_batch: ClassVar[int] = 100
+    default_rate: ClassVar[float | None] = 10.0  # private apps: 100–190 per 10 s
+    field_map: ClassVar[FieldMap] = FIELD_MAP
+    contact_level: ClassVar[bool] = True
+
+    config: HubSpotConfig
+
+    @classmethod
+    def from_config(
+        cls, config: HubSpotConfig, placeholder: str = "[not provided]"
+    ) -> HubSpotTarget:
+        return cls(config, placeholder)
+
+    def auth_headers(self, force_refresh: bool) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.config.token.get_secret_value()}"}
+
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        properties = super().payload(lead)
+        properties[self.config.lead_key_property] = lead.lead_key
+        if self.config.stage_property:
+            properties[self.config.stage_property] = str(lead.stage)
+        return properties
+
+    def upsert(
+        self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
+    ) -> list[PushResult]:
+        links = links or {}
+        people: dict[str, list[Lead]] = {}
+        results: dict[str, PushResult] = {}
+        for lead in leads:
+            if lead.email:
+                people.setdefault(lead.email, []).append(lead)
+            else:
+                results[lead.lead_key] = PushResult(
+                    lead_key=lead.lead_key,
+                    ok=False,
+                    error_class="permanent",
+                    error="HubSpot contacts are keyed by email and this lead has none",
+                )
+        inputs = [self._input(group, links) for group in people.values()]
+        for start in range(0, len(inputs), self.max_batch):
+            chunk = inputs[start : start + self.max_batch]
+            groups = [people[i["id"]] for i in chunk]
+            for result in self._batch(chunk, groups):
+                results[result.lead_key] = result
+        return [results[lead.lead_key] for lead in leads]
+
+    def _input(self, group: list[Lead], links: Mapping[str, Link]) -> dict[str, Any]:
+        """One contact from all of a person's leads."""
+        latest = max(group, key=lambda lead: (lead.last_seen is not None, lead.last_seen))
+        furthest = max(
+            group, key=lambda lead: (rank(lead.stage), lead.last_seen is not None, lead.last_seen)
+        )
+        properties = self.payload(latest)
+        properties[self.config.lead_key_property] = furthest.lead_key
+        if self.config.stage_property:
+            properties[self.config.stage_property] = str(furthest.stage)
+        if self.config.offers_property:
+            properties[self.config.offers_property] = ";".join(
+                sorted({lead.offer_key for lead in group})
+            )
+        lifecycle = self.config.lifecycle_values.get(str(furthest.stage))
+        pushed = [
+            links[lead.lead_key].pushed_stage
+            for lead in group
+            if lead.lead_key in links and links[lead.lead_key].pushed_stage
+        ]
+        if lifecycle and all(rank(furthest.stage) > rank(p) for p in pushed):
+            properties["lifecyclestage"] = lifecycle  # forward only
+        return {
+            "id": furthest.email,
+            "idProperty": "email",
+            "objectWriteTraceId": furthest.lead_key,
+            "properties": properties,
+        }
+
+    def _batch(self, inputs: list[dict[str, Any]], groups: list[list[Lead]]) -> list[PushResult]:
+        url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/batch/upsert"
+        response = self.transport.request("POST", url, json={"inputs": inputs})
+        body = _json(response)
+        if response.status_code not in (200, 201, 207):
+            raise PermanentError(
+                f"{self.name}: HTTP {response.status_code} "
+                f"{_field(body, 'category')}: {_field(body, 'message')}",
+                body=body,
+            )
+        by_trace: dict[str, dict[str, Any]] = {}
+        for record in body.get("results", []):
+            trace = record.get("objectWriteTraceId") or _email_trace(record, inputs)
+            by_trace[trace] = record
+        failed: dict[str, dict[str, Any]] = {}
+        for error in body.get("errors", []):
+            for trace in (error.get("context") or {}).get("objectWriteTraceId", []):
+                failed[trace] = error
+        out = []
+        for item, group in zip(inputs, groups, strict=True):
+            trace = item["objectWriteTraceId"]
+            out.extend(self._group_results(group, by_trace.get(trace), failed.get(trace)))
+        return out
+
+    def _group_results(
+        self, group: list[Lead], record: dict[str, Any] | None, error: dict[str, Any] | None
+    ) -> list[PushResult]:
+        if record is not None and error is None:
+            return [
+                PushResult(lead_key=lead.lead_key, ok=True, external_id=str(record.get("id")))
+                for lead in group
+            ]
+        error = error or {"category": "MISSING_RESULT", "message": "no result for this contact"}
+        retryable = error.get("category") in ("RATE_LIMITS", "MISSING_RESULT")
+        return [
+            PushResult(
+                lead_key=lead.lead_key,
+                ok=False,
+                error_class="retryable" if retryable else "permanent",
+                error=f"{error.get('category')}: {error.get('message')}",
+                body=error,
+            )
+            for lead in group
+        ]
+
+    def classify(self, response: requests.Response) -> Any:
+        """429 with policyName: DAILY pauses the target for an hour; the rolling windows wait
+        the window out (HubSpot sends no Retry-After, but says the interval)."""
+        if response.status_code != 429:
+            return None
+        body = _json(response)
+        policy = _field(body, "policyName")
+        if policy == "DAILY":
+            return RetryableError(
+                f"{self.name}: HubSpot daily limit reached", retry_after=DAILY_LIMIT_PAUSE_S
+            )
+        interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+        wait = int(interval) / 1000 if interval and interval.isdigit() else TEN_SECONDLY_PAUSE_S
+        if response.headers.get("Retry-After"):
+            wait = None  # the transport reads the header itself
+        return RetryableError(f"{self.name}: HubSpot {policy or 'rate'} limit", retry_after=wait)
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {"message": response.text[:2000]}
+
+
+def _field(body: Any, key: str) -> Any:
+    return body.get(key) if isinstance(body, dict) else None
+
+
+def _email_trace(record: dict[str, Any], inputs: list[dict[str, Any]]) -> str | None:
+    email = (record.get("properties") or {}).get("email")
+    return next((i["objectWriteTraceId"] for i in inputs if i["id"] == email), None)

@@ -1,0 +1,1 @@
+"""Salesforce Leads: sObject Collections upsert on an External ID field."""

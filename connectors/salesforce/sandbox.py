@@ -1,0 +1,189 @@
+"""A Salesforce org on loopback: OAuth client credentials, Lead collections upsert, limits.
+
+Speaks the subset leadbridge uses with Salesforce's own shapes: per-record UpsertResult
+objects, errorCode bodies, `Sforce-Limit-Info`, 403 REQUEST_LIMIT_EXCEEDED when throttled,
+401 INVALID_SESSION_ID for a stale token. A record can be converted (read-only) through the
+admin API, as a salesperson converting a Lead would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
+
+REJECT_MARKER = "SANDBOX_REJECT"  # a custom validation rule of this org refuses it
+LENGTHS = {
+    "FirstName": 40,
+    "LastName": 80,
+    "Company": 255,
+    "Title": 128,
+    "Email": 80,
+    "Phone": 40,
+    "Country": 80,
+    "Description": 32000,
+}
+DAILY_LIMIT = 15000
+
+
+class SalesforceSandbox(Sandbox):
+    kind = "salesforce"
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        client_id: str = "sandbox-client",
+        client_secret: str = "sandbox-secret",
+        external_id_field: str = "LeadBridge_Key__c",
+        latency_ms: float = 0.0,
+    ) -> None:
+        self.client_id, self.client_secret = client_id, client_secret
+        self.external_id_field = external_id_field
+        self.ids = itertools.count(1)
+        self.auto_assign_headers: list[str | None] = []
+        super().__init__(port, latency_ms=latency_ms)
+
+    def routes(self) -> None:
+        self.route("POST", "/services/oauth2/token", self.token)
+        self.route(
+            "PATCH",
+            r"/services/data/v[\d.]+/composite/sobjects/Lead/(?P<field>[^/]+)",
+            self.upsert_collection,
+        )
+
+    def is_api(self, request: Request) -> bool:
+        return not request.path.startswith("/services/oauth2/")
+
+    def throttled(self) -> Response:
+        return Response(
+            403,
+            [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+        )
+
+    def token_expired(self) -> Response:
+        return Response(
+            401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+        )
+
+    def token(self, request: Request) -> Response:
+        data = form(request)
+        if data.get("grant_type") != "client_credentials":
+            return Response(400, {"error": "unsupported_grant_type"})
+        if (data.get("client_id"), data.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            return Response(
+                400, {"error": "invalid_client", "error_description": "invalid client credentials"}
+            )
+        return Response(
+            200,
+            {
+                "access_token": self.issue_token(),
+                "instance_url": self.url,
+                "token_type": "Bearer",
+                "id": f"{self.url}/id/00D/005",
+            },
+        )
+
+    def upsert_collection(self, request: Request) -> Response:
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        field = request.match["field"]
+        if field != self.external_id_field:
+            return Response(
+                404,
+                [{"errorCode": "NOT_FOUND", "message": f"Field {field} does not exist on Lead"}],
+            )
+        body = request.json() or {}
+        records = body.get("records") or []
+        if len(records) > 200:
+            return Response(
+                400,
+                [
+                    {
+                        "errorCode": "EXCEEDED_ID_LIMIT",
+                        "message": "record limit reached. cannot submit more than 200 "
+                        "records into this call",
+                    }
+                ],
+            )
+        self.auto_assign_headers.append(request.header("sforce-auto-assign"))
+        with self.lock:
+            results = [self._upsert(record, field) for record in records]
+            used = len(self.request_log) + 1
+        return Response(200, results, {"Sforce-Limit-Info": f"api-usage={used}/{DAILY_LIMIT}"})
+
+    def _upsert(self, record: dict[str, Any], field: str) -> dict[str, Any]:
+        key = record.get(field)
+        fields = {k: v for k, v in record.items() if k not in ("attributes", field)}
+        existing = self.records.get(key)
+        errors = self._validate(fields, existing)
+        if errors:
+            return {"id": existing["Id"] if existing else None, "success": False, "errors": errors}
+        if existing is None:
+            record_id = f"00Q{next(self.ids):015d}"
+            self.records[key] = {
+                "Id": record_id,
+                field: key,
+                "IsConverted": False,
+                "_writes": 1,
+                **fields,
+            }
+            return {"id": record_id, "success": True, "errors": [], "created": True}
+        existing.update(fields)
+        existing["_writes"] += 1
+        return {"id": existing["Id"], "success": True, "errors": [], "created": False}
+
+    def _validate(
+        self, fields: dict[str, Any], existing: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        if existing and existing.get("IsConverted"):
+            return [
+                {
+                    "statusCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+                    "message": "cannot reference converted lead",
+                    "fields": [],
+                }
+            ]
+        merged = {**(existing or {}), **fields}
+        missing = [f for f in ("LastName", "Company") if not merged.get(f)]
+        if missing:
+            return [
+                {
+                    "statusCode": "REQUIRED_FIELD_MISSING",
+                    "message": f"Required fields are missing: [{', '.join(missing)}]",
+                    "fields": missing,
+                }
+            ]
+        for name, limit in LENGTHS.items():
+            value = fields.get(name)
+            if isinstance(value, str) and len(value) > limit:
+                return [
+                    {
+                        "statusCode": "STRING_TOO_LONG",
+                        "message": f"{name}: data value too large",
+                        "fields": [name],
+                    }
+                ]
+        if any(isinstance(v, str) and REJECT_MARKER in v for v in fields.values()):
+            return [
+                {
+                    "statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                    "message": "Company looks like a test record",
+                    "fields": ["Company"],
+                }
+            ]
+        return []
+
+    def admin_extra(self, action: str, request: Request) -> Response | None:
+        if action == "convert" and request.method == "POST":
+            key = (request.json() or {}).get("key")
+            with self.lock:
+                if key not in self.records:
+                    return Response(404, {"error": "no such lead"})
+                self.records[key]["IsConverted"] = True
+            return Response(200, self.records[key])
+        return None

@@ -1,0 +1,264 @@
+"""Salesforce target: Leads upserted on the External ID field in sObject Collections of ≤200.
+
+`PATCH /services/data/vXX.X/composite/sobjects/Lead/<External_Id__c>` with `allOrNone:
+false`, so each record has its own result; records already known to leadbridge go with
+`Sforce-Auto-Assign: FALSE`, so an update never re-runs assignment rules (creates do, unless
+`assignment_rules_on_create: false`). Per-record errorCodes decide retry, dead letter or
+"converted" (a converted Lead is read-only: leadbridge stops pushing to it). 403
+REQUEST_LIMIT_EXCEEDED pauses the target; `Sforce-Limit-Info` usage is kept for `status`.
+
+Tokens: client credentials POSTed to `token_url` (works with any My Domain, sandbox or
+proxy); the JWT bearer and username-password flows go through simple-salesforce's
+`SalesforceLogin`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import requests
+from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
+from leadbridge.connectors.salesforce.mapping import (
+    CONVERTED_CODES,
+    FIELD_MAP,
+    RETRYABLE_CODES,
+    STAGE_VALUES,
+)
+from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.core.mapping import FieldMap
+from leadbridge.core.models import Lead, PushResult
+from pydantic import Field, SecretStr, model_validator
+from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
+DAILY_LIMIT_PAUSE_S = 3600.0  # the org's 24 h allocation is spent: try again in an hour
+CONCURRENCY_PAUSE_S = 120.0  # too many long requests at once: back off a little
+
+
+class SalesforceConfig(TargetConfig):
+    kind: str = "salesforce"
+    instance_url: str = Field(pattern=r"^https?://")
+    auth: Literal["client_credentials", "jwt", "password"] = "client_credentials"
+    token_url: str | None = None  # default: <instance_url>/services/oauth2/token
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    private_key: SecretStr | None = None  # PEM, for auth: jwt
+    domain: str = "login"  # login | test | <mydomain>.my (jwt and password flows)
+    api_version: str = "62.0"
+    external_id_field: str = "LeadBridge_Key__c"
+    stage_field: str | None = "Lead_Stage__c"
+    stage_values: dict[str, str] = Field(default_factory=lambda: dict(STAGE_VALUES))
+    assignment_rules_on_create: bool = True
+
+    @model_validator(mode="after")
+    def _credentials_for_flow(self) -> SalesforceConfig:
+        needed = {
+            "client_credentials": ("client_id", "client_secret"),
+            "jwt": ("client_id", "username", "private_key"),
+            "password": ("username", "password"),
+        }[self.auth]
+        missing = [k for k in needed if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth: {self.auth} needs {', '.join(missing)}")
+        return self
+
+
+class SalesforceTarget(HttpTarget):
+    Config: ClassVar[type[SalesforceConfig]] = SalesforceConfig
+    max_batch: ClassVar[int] = 200
+    default_rate: ClassVar[float | None] = 10.0
+    field_map: ClassVar[FieldMap] = FIELD_MAP
+
+    config: SalesforceConfig
+
+    def __init__(
+        self, config: SalesforceConfig, placeholder: str = "[not provided]", **kwargs: Any
+    ) -> None:
+        self._token: str | None = None
+        self._instance = config.instance_url.rstrip("/")
+        self._token_lock = threading.Lock()
+        self.api_usage: dict[str, int] | None = None
+        super().__init__(config, placeholder, **kwargs)
+        self.transport.on_response.append(self._track_usage)
+
+    @classmethod
+    def from_config(
+        cls, config: SalesforceConfig, placeholder: str = "[not provided]"
+    ) -> SalesforceTarget:
+        return cls(config, placeholder)
+
+    # --- payloads and upsert -----------------------------------------------------------
+
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        fields = super().payload(lead)
+        if self.config.stage_field:
+            fields[self.config.stage_field] = self.config.stage_values.get(
+                str(lead.stage), str(lead.stage)
+            )
+        return fields
+
+    def upsert(
+        self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
+    ) -> list[PushResult]:
+        links = links or {}
+        known = [lead for lead in leads if lead.lead_key in links]
+        new = [lead for lead in leads if lead.lead_key not in links]
+        results: dict[str, PushResult] = {}
+        for group, auto_assign in ((known, False), (new, self.config.assignment_rules_on_create)):
+            if group:
+                for result in self._collection(group, auto_assign):
+                    results[result.lead_key] = result
+        return [results[lead.lead_key] for lead in leads]
+
+    def _collection(self, leads: Sequence[Lead], auto_assign: bool) -> list[PushResult]:
+        field = self.config.external_id_field
+        body = {
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Lead"}, field: lead.lead_key, **self.payload(lead)}
+                for lead in leads
+            ],
+        }
+        url = (
+            f"{self._instance}/services/data/v{self.config.api_version}"
+            f"/composite/sobjects/Lead/{requests.utils.quote(field, safe='')}"
+        )
+        headers = {"Sforce-Auto-Assign": "TRUE" if auto_assign else "FALSE"}
+        response = self.transport.request("PATCH", url, json=body, headers=headers)
+        if response.status_code >= 400:
+            raise PermanentError(
+                f"{self.name}: HTTP {response.status_code} {_codes(response)}", body=_json(response)
+            )
+        records = _json(response)
+        if not isinstance(records, list) or len(records) != len(leads):
+            raise RetryableError(f"{self.name}: unexpected collections response")
+        return [self._result(lead, record) for lead, record in zip(leads, records, strict=True)]
+
+    def _result(self, lead: Lead, record: dict[str, Any]) -> PushResult:
+        if record.get("success"):
+            return PushResult(lead_key=lead.lead_key, ok=True, external_id=record.get("id"))
+        errors = record.get("errors") or []
+        codes = {e.get("statusCode") for e in errors}
+        message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
+        if codes & CONVERTED_CODES:
+            cls = "converted"
+        elif codes and codes <= RETRYABLE_CODES:
+            cls = "retryable"
+        else:
+            cls = "permanent"
+        return PushResult(
+            lead_key=lead.lead_key,
+            ok=False,
+            external_id=record.get("id"),
+            error_class=cls,
+            error=message or "rejected",
+            body=errors,
+        )
+
+    # --- HTTP policy ---------------------------------------------------------------------
+
+    def classify(self, response: requests.Response) -> Any:
+        """403 REQUEST_LIMIT_EXCEEDED is Salesforce's throttle (no 429, no Retry-After)."""
+        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in _codes(response):
+            usage = self.api_usage or {}
+            spent = usage.get("total") and usage.get("used", 0) >= usage["total"]
+            pause = DAILY_LIMIT_PAUSE_S if spent else CONCURRENCY_PAUSE_S
+            return RetryableError(f"{self.name}: REQUEST_LIMIT_EXCEEDED", retry_after=pause)
+        if response.status_code == 404 and "NOT_FOUND" in _codes(response):
+            return FatalError(
+                f"{self.name}: {self.config.external_id_field} not found on Lead: "
+                "create it as a unique External ID text field, or fix "
+                "external_id_field"
+            )
+        return None
+
+    def _track_usage(self, response: requests.Response) -> None:
+        info = response.headers.get("Sforce-Limit-Info")
+        if info:
+            usage = Salesforce.parse_api_usage(info).get("api-usage")
+            if usage is not None:
+                self.api_usage = {"used": usage.used, "total": usage.total}
+
+    def state(self) -> dict[str, Any]:
+        return {"api_usage": self.api_usage}
+
+    # --- tokens --------------------------------------------------------------------------
+
+    def auth_headers(self, force_refresh: bool) -> Mapping[str, str]:
+        with self._token_lock:
+            if self._token is None or force_refresh:
+                self._token = self._fetch_token()
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def _fetch_token(self) -> str:
+        config = self.config
+        if config.auth == "client_credentials":
+            return self._client_credentials()
+        try:
+            if config.auth == "jwt":
+                session_id, instance = SalesforceLogin(
+                    username=config.username,
+                    consumer_key=config.client_id,
+                    privatekey=config.private_key.get_secret_value(),
+                    domain=config.domain,
+                )
+            else:
+                session_id, instance = SalesforceLogin(
+                    username=config.username,
+                    password=config.password.get_secret_value(),
+                    security_token=(
+                        config.security_token.get_secret_value() if config.security_token else None
+                    ),
+                    domain=config.domain,
+                )
+        except SalesforceAuthenticationFailed as exc:
+            raise FatalError(f"{self.name}: Salesforce login failed ({exc.code})") from None
+        self._instance = f"https://{instance}"
+        return session_id
+
+    def _client_credentials(self) -> str:
+        config = self.config
+        url = config.token_url or f"{config.instance_url.rstrip('/')}/services/oauth2/token"
+        try:
+            response = requests.post(
+                url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": config.client_id,
+                    "client_secret": config.client_secret.get_secret_value(),
+                },
+                timeout=(5, 30),
+                verify=self.verify(),
+            )
+        except requests.RequestException as exc:
+            raise RetryableError(f"{self.name}: token endpoint unreachable") from exc
+        if response.status_code >= 500:
+            raise RetryableError(f"{self.name}: token endpoint HTTP {response.status_code}")
+        body = _json(response) or {}
+        if response.status_code != 200 or "access_token" not in body:
+            raise FatalError(
+                f"{self.name}: client credentials rejected "
+                f"({body.get('error', response.status_code)}): check client_id, "
+                "client_secret and the connected app's run-as user"
+            )
+        self._instance = body.get("instance_url", self._instance).rstrip("/")
+        return body["access_token"]
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def _codes(response: requests.Response) -> str:
+    body = _json(response)
+    if isinstance(body, list):
+        return ",".join(str(e.get("errorCode")) for e in body if isinstance(e, dict))
+    return ""

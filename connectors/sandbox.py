@@ -1,0 +1,269 @@
+"""What every CRM sandbox shares: a loopback HTTP(S) server with routes, a record store,
+latency, fault injection, and an admin API the tests, the demo and the benchmarks use.
+
+A sandbox speaks the subset of its vendor's API that leadbridge uses, with the vendor's own
+error shapes and throttling behaviour. It is a test and demo tool: it binds to loopback only.
+
+Admin API (JSON), on every sandbox:
+    GET  /_sandbox/records              every stored record
+    GET  /_sandbox/requests             the request log (method, path, status, at)
+    POST /_sandbox/config               {"latency_ms": 50, "fail_rate": 0.3, ...}
+    POST /_sandbox/reset                forget records and the log
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger("leadbridge.sandbox")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    match: re.Match[str] | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # send as-is (e.g. multipart), else body is JSON-encoded
+
+
+@dataclass
+class Faults:
+    """Knobs for throttling storms and outages (reliability tests)."""
+
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0  # share of API requests answered with the vendor's throttle / 503
+    retry_after_s: float = 1.0
+    token_ttl_requests: int = 0  # every N API requests the current token expires (401)
+    down: bool = False  # every API request answered 503
+    seed: int = 1
+
+
+Handler = Callable[[Request], Response]
+
+
+class Sandbox:
+    """Base class: subclasses add routes in `routes()` and keep records in `self.records`."""
+
+    kind = "sandbox"
+
+    def __init__(
+        self, port: int = 0, *, latency_ms: float = 0.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.request_log: list[dict[str, Any]] = []
+        self.faults = Faults(latency_ms=latency_ms)
+        self.lock = threading.RLock()
+        self.random = random.Random(self.faults.seed)
+        self.api_requests = 0
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.routes()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server.daemon_threads = True
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if ssl_context is not None else "http"
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, daemon=True, name=f"sandbox-{self.kind}"
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- for subclasses ----------------------------------------------------------------
+
+    def routes(self) -> None:
+        """Register the vendor routes with `self.route(method, pattern, handler)`."""
+
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method, re.compile(f"^{pattern}$"), handler))
+
+    def throttled(self) -> Response:
+        """The vendor's own throttling answer; overridden per vendor."""
+        return Response(
+            429, {"error": "throttled"}, {"Retry-After": f"{self.faults.retry_after_s:g}"}
+        )
+
+    def token_expired(self) -> Response:
+        return Response(401, {"error": "token expired"})
+
+    def is_api(self, request: Request) -> bool:
+        """Requests subject to faults and counted as API calls (not auth, not admin)."""
+        return True
+
+    def api_calls(self) -> int:
+        with self.lock:
+            return sum(1 for r in self.request_log if r["api"])
+
+    # --- token handling shared by the vendors --------------------------------------------
+
+    def issue_token(self) -> str:
+        with self.lock:
+            self.current_token = f"tok-{self.random.getrandbits(64):016x}"
+            self.tokens_issued = getattr(self, "tokens_issued", 0) + 1
+            return self.current_token
+
+    def bearer_ok(self, request: Request) -> bool:
+        expected = getattr(self, "current_token", None)
+        return expected is not None and request.header("authorization") == f"Bearer {expected}"
+
+    # --- dispatch ----------------------------------------------------------------------
+
+    def _admin(self, request: Request) -> Response | None:
+        if not request.path.startswith("/_sandbox/"):
+            return None
+        action = request.path.removeprefix("/_sandbox/")
+        with self.lock:
+            if action == "records" and request.method == "GET":
+                return Response(200, list(self.records.values()))
+            if action == "requests" and request.method == "GET":
+                return Response(200, self.request_log)
+            if action == "reset" and request.method == "POST":
+                self.records.clear()
+                self.request_log.clear()
+                return Response(200, {"ok": True})
+            if action == "config" and request.method == "POST":
+                for key, value in (request.json() or {}).items():
+                    if hasattr(self.faults, key):
+                        setattr(self.faults, key, type(getattr(self.faults, key))(value))
+                return Response(200, vars(self.faults))
+        return self.admin_extra(action, request) or Response(404, {"error": "no such admin call"})
+
+    def admin_extra(self, action: str, request: Request) -> Response | None:
+        return None
+
+    def dispatch(self, request: Request) -> Response:
+        admin = self._admin(request)
+        if admin is not None:
+            return admin
+        api = self.is_api(request)
+        if api:
+            fault = self._fault()
+            if fault is not None:
+                return fault
+        for method, pattern, handler in self._routes:
+            if method == request.method and (match := pattern.match(request.path)):
+                request.match = match
+                return handler(request)
+        return Response(404, {"error": f"no route {request.method} {request.path}"})
+
+    def _fault(self) -> Response | None:
+        with self.lock:
+            self.api_requests += 1
+            faults = self.faults
+            if faults.down:
+                return Response(503, {"error": "service unavailable"})
+            if faults.token_ttl_requests and self.api_requests % faults.token_ttl_requests == 0:
+                self.current_token = None
+                return self.token_expired()
+            if faults.fail_rate and self.random.random() < faults.fail_rate:
+                return self.throttled()
+        return None
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        sandbox = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet: the request log has it
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = Request(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
+                if sandbox.faults.latency_ms and not parts.path.startswith("/_sandbox/"):
+                    time.sleep(sandbox.faults.latency_ms / 1000)
+                try:
+                    response = sandbox.dispatch(request)
+                except Exception as exc:  # a sandbox bug must show, not hang the client
+                    log.exception("sandbox error")
+                    response = Response(500, {"error": f"sandbox error: {exc}"})
+                if not parts.path.startswith("/_sandbox/"):
+                    with sandbox.lock:
+                        sandbox.request_log.append(
+                            {
+                                "method": self.command,
+                                "path": parts.path,
+                                "status": response.status,
+                                "at": time.time(),
+                                "api": sandbox.is_api(request),
+                            }
+                        )
+                payload = (
+                    response.raw
+                    if response.raw is not None
+                    else (b"" if response.body is None else json.dumps(response.body).encode())
+                )
+                self.send_response(response.status)
+                headers = {"Content-Type": "application/json", **response.headers}
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        return _Handler
+
+
+def form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body as a flat dict."""
+    return {k: v[0] for k, v in parse_qs(request.body.decode()).items()}

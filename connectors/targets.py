@@ -1,0 +1,89 @@
+"""What every CRM target shares: its config keys, its transport, its field map."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from leadbridge.connectors.base import ConnectorConfig
+from leadbridge.core.durations import Duration
+from leadbridge.core.mapping import FieldMap, canonical
+from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.transport import Transport
+from pydantic import Field
+
+
+class TargetConfig(ConnectorConfig):
+    """Keys every target accepts (see config/leadbridge.example.yaml)."""
+
+    batch_size: int | None = Field(default=None, ge=1)  # default: the vendor's maximum
+    every: Duration = Field(default=timedelta(seconds=30))
+    rate: float | None = Field(default=None, gt=0)  # requests per second, None = vendor default
+    timeout: Duration = Field(default=timedelta(seconds=60))
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    ca_bundle: Path | None = None  # extra CA for TLS (private CAs, proxies, sandboxes)
+    fields: dict[str, str | None] = Field(default_factory=dict)  # CRM field → canonical / =const
+
+
+@dataclass(frozen=True)
+class Link:
+    """What leadbridge knows of a lead in one target (from target_links)."""
+
+    external_id: str | None
+    pushed_stage: str | None
+    state: str
+
+
+class HttpTarget:
+    """Base of the HTTP targets: a Transport, a field map, the batch size."""
+
+    role: ClassVar[str] = "target"
+    max_batch: ClassVar[int] = 100
+    default_rate: ClassVar[float | None] = None
+    field_map: ClassVar[FieldMap]
+    contact_level: ClassVar[bool] = False  # True: one CRM record per person (HubSpot)
+
+    def __init__(
+        self,
+        config: TargetConfig,
+        placeholder: str = "[not provided]",
+        transport: Transport | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.placeholder = placeholder
+        self.batch_size = min(config.batch_size or self.max_batch, self.max_batch)
+        self.fields = self.field_map.with_overrides(config.fields)
+        self.transport = transport or Transport(
+            config.name,
+            auth=self.auth_headers,
+            classify=self.classify,
+            timeout=(5.0, config.timeout.total_seconds()),
+            max_attempts=config.max_attempts,
+            rate=config.rate or self.default_rate,
+            verify=self.verify(),
+        )
+
+    def verify(self) -> bool | str:
+        if self.config.ca_bundle is not None:
+            return str(self.config.ca_bundle)
+        return os.environ.get("REQUESTS_CA_BUNDLE") or True
+
+    def auth_headers(self, force_refresh: bool) -> Mapping[str, str]:
+        return {}
+
+    def classify(self, response: Any) -> Any:
+        return None
+
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        """The fields this target receives for the lead (hashed to skip unchanged pushes)."""
+        return self.fields.apply(canonical(lead), self.placeholder)
+
+    def upsert(
+        self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
+    ) -> list[PushResult]:
+        raise NotImplementedError

@@ -1,0 +1,1 @@
+"""Any HTTPS endpoint: HMAC-signed JSON batches with an idempotency key."""

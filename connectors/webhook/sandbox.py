@@ -1,0 +1,59 @@
+"""A webhook receiver on loopback: checks the signature, stores leads by key, answers per record."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from leadbridge.connectors.sandbox import Request, Response, Sandbox
+from leadbridge.connectors.webhook.target import sign
+
+# Any lead carrying it is refused, as a receiver's own validation would.
+REJECT_MARKER = "SANDBOX_REJECT"
+
+
+class WebhookSandbox(Sandbox):
+    kind = "webhook"
+
+    def __init__(
+        self, port: int = 0, *, secret: str = "sandbox-webhook-secret", latency_ms: float = 0.0
+    ) -> None:
+        self.secret = secret
+        self.idempotency_keys: dict[str, Any] = {}
+        super().__init__(port, latency_ms=latency_ms)
+
+    def routes(self) -> None:
+        self.route("POST", "/leads", self.receive)
+
+    def throttled(self) -> Response:
+        return Response(503, {"error": "busy"}, {"Retry-After": f"{self.faults.retry_after_s:g}"})
+
+    def receive(self, request: Request) -> Response:
+        timestamp = request.header("x-leadbridge-timestamp") or ""
+        expected = sign(self.secret, timestamp, request.body)
+        if not hmac.compare_digest(expected, request.header("x-leadbridge-signature") or ""):
+            return Response(401, {"error": "bad signature"})
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 300:
+            return Response(401, {"error": "stale timestamp"})
+        key = request.header("idempotency-key")
+        with self.lock:
+            if key and key in self.idempotency_keys:
+                return Response(200, self.idempotency_keys[key])
+            results = [self._store(lead) for lead in request.json().get("leads", [])]
+            answer = {"results": results}
+            if key:
+                self.idempotency_keys[key] = answer
+        return Response(200, answer)
+
+    def _store(self, lead: dict[str, Any]) -> dict[str, Any]:
+        key = lead.get("lead_key")
+        if any(isinstance(v, str) and REJECT_MARKER in v for v in lead.values()):
+            return {"lead_key": key, "ok": False, "error": "rejected by validation"}
+        existing = self.records.get(key)
+        self.records[key] = {
+            **(existing or {}),
+            **lead,
+            "_writes": (existing or {}).get("_writes", 0) + 1,
+        }
+        return {"lead_key": key, "ok": True, "id": key}

@@ -1,0 +1,122 @@
+"""The webhook target: a JSON batch POST to any HTTPS endpoint, signed and idempotent.
+
+The receiver's contract is in docs/webhook.md and the body's JSON Schema in
+docs/webhook-payload.schema.json. Headers: `Idempotency-Key` (the same for a re-sent batch
+of the same lead states), `X-LeadBridge-Timestamp` (Unix seconds) and
+`X-LeadBridge-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import orjson
+import requests
+from leadbridge.connectors.base import PermanentError, RetryableError
+from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.connectors.webhook.mapping import FIELD_MAP
+from leadbridge.core.mapping import FieldMap, payload_hash
+from leadbridge.core.models import Lead, PushResult
+from pydantic import Field, SecretStr
+
+SCHEMA_VERSION = 1
+
+
+class WebhookConfig(TargetConfig):
+    kind: str = "webhook"
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"v1={digest.hexdigest()}"
+
+
+class WebhookTarget(HttpTarget):
+    Config: ClassVar[type[WebhookConfig]] = WebhookConfig
+    max_batch: ClassVar[int] = 500
+    field_map: ClassVar[FieldMap] = FIELD_MAP
+
+    config: WebhookConfig
+
+    @classmethod
+    def from_config(
+        cls, config: WebhookConfig, placeholder: str = "[not provided]"
+    ) -> WebhookTarget:
+        return cls(config, placeholder)
+
+    def upsert(
+        self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
+    ) -> list[PushResult]:
+        payloads = [self.payload(lead) for lead in leads]
+        body = orjson.dumps({"schema_version": SCHEMA_VERSION, "leads": payloads})
+        timestamp = str(int(time.time()))
+        key = hashlib.sha256(
+            "".join(
+                f"{lead.lead_key}:{payload_hash(p)};"
+                for lead, p in zip(leads, payloads, strict=True)
+            ).encode()
+        ).hexdigest()
+        headers = {
+            **self.config.headers,
+            "Content-Type": "application/json",
+            "Idempotency-Key": key,
+            "X-LeadBridge-Timestamp": timestamp,
+            "X-LeadBridge-Signature": sign(self.config.secret.get_secret_value(), timestamp, body),
+        }
+        response = self.transport.request("POST", self.config.url, data=body, headers=headers)
+        return self._results(leads, response)
+
+    def _results(self, leads: Sequence[Lead], response: requests.Response) -> list[PushResult]:
+        if response.status_code >= 400:
+            raise PermanentError(f"{self.name}: HTTP {response.status_code}", body=_body(response))
+        per_record = (
+            {
+                r.get("lead_key"): r
+                for r in (_body(response) or {}).get("results", [])
+                if isinstance(r, dict)
+            }
+            if _is_json(response)
+            else {}
+        )
+        results = []
+        for lead in leads:
+            record = per_record.get(lead.lead_key)
+            if record is None or record.get("ok", True):
+                external = record.get("id") if record else None
+                results.append(
+                    PushResult(
+                        lead_key=lead.lead_key, ok=True, external_id=external or lead.lead_key
+                    )
+                )
+            else:
+                results.append(
+                    PushResult(
+                        lead_key=lead.lead_key,
+                        ok=False,
+                        error_class="retryable" if record.get("retryable") else "permanent",
+                        error=str(record.get("error") or "rejected by the endpoint"),
+                        body=record,
+                    )
+                )
+        return results
+
+    def classify(self, response: requests.Response) -> RetryableError | None:
+        return None
+
+
+def _is_json(response: requests.Response) -> bool:
+    return "json" in response.headers.get("Content-Type", "")
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]

@@ -1,0 +1,350 @@
+"""`deliver(target)`: work one target's outbox until nothing is due.
+
+Claim a batch (up to the vendor's batch size), build each payload from the lead's current
+state, skip the ones whose payload equals the last successful push (no API call at all),
+upsert the rest in one request, and record each record's own outcome: links for the ones
+that landed, back-off for retryable ones, dead letters (with the CRM's own error body) for
+permanent ones, and "converted" for CRM records that can no longer be written. A target
+whose credentials are rejected stops, and everything stays queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
+from leadbridge.connectors.targets import HttpTarget, Link
+from leadbridge.core.mapping import payload_hash
+from leadbridge.core.models import Event, Lead, PushResult
+from leadbridge.core.settings import Settings
+from leadbridge.core.store import repo
+from leadbridge.core.store.repo import Store, utcnow
+
+log = logging.getLogger("leadbridge.delivery")
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def health_key(target: str) -> str:
+    return f"target:{target}:health"
+
+
+@dataclass
+class DeliveryReport:
+    target: str
+    batches: int = 0
+    pushed: int = 0
+    skipped_unchanged: int = 0
+    skipped_converted: int = 0
+    retrying: int = 0
+    dead_lettered: int = 0
+    converted: int = 0
+    api_calls: int = 0
+    fatal: str | None = None
+    paused_until: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def needs_attention(self) -> bool:
+        return bool(self.dead_lettered or self.fatal)
+
+
+@dataclass
+class _Claimed:
+    row: Any
+    lead: Lead
+    payload_hash: str
+
+
+def deliver(
+    target: HttpTarget,
+    store: Store,
+    settings: Settings,
+    *,
+    worker: str = WORKER,
+    on_batch: Callable[[DeliveryReport], None] | None = None,
+    max_batches: int | None = None,
+) -> DeliveryReport:
+    """Drain the target's due outbox rows once."""
+    report = DeliveryReport(target=target.name)
+    paused_for = target.transport.not_before - target.transport.clock()
+    if paused_for > 0:  # the vendor asked us to wait (Retry-After, REQUEST_LIMIT_EXCEEDED)
+        report.paused_until = utcnow() + timedelta(seconds=paused_for)
+        return report
+    calls_before = target.transport.stats.requests
+    lease = settings.delivery.claim_ttl
+    while max_batches is None or report.batches < max_batches:
+        with store.begin() as conn:
+            rows = repo.claim_due(conn, target.name, target.batch_size, utcnow(), lease, worker)
+        if not rows:
+            break
+        report.batches += 1
+        if not _deliver_batch(target, store, settings, rows, worker, report):
+            break
+        if on_batch:
+            on_batch(report)
+    report.api_calls = target.transport.stats.requests - calls_before
+    if report.fatal is None:
+        _set_health(store, target.name, "ok", None, _state(target))
+    return report
+
+
+def _deliver_batch(
+    target: HttpTarget,
+    store: Store,
+    settings: Settings,
+    rows: Sequence[Any],
+    worker: str,
+    report: DeliveryReport,
+) -> bool:
+    """One claimed batch; returns False when the target should not be called again now."""
+    with store.connect() as conn:
+        leads = repo.load_leads(conn, [r.lead_key for r in rows])
+        stored = repo.load_links(conn, target.name, leads)
+        links = {k: Link(r.external_id, r.pushed_stage, r.state) for k, r in stored.items()}
+        hashes = {k: r.pushed_hash for k, r in stored.items()}
+        siblings = _siblings(conn, target, leads.values())
+    done, to_push = [], []
+    for row in rows:
+        lead = leads.get(row.lead_key)
+        link = links.get(row.lead_key)
+        if lead is None:
+            done.append(row.id)
+        elif link is not None and link.state == "converted":
+            done.append(row.id)
+            report.skipped_converted += 1
+        else:
+            digest = payload_hash(target.payload(lead))
+            if hashes.get(row.lead_key) == digest:
+                done.append(row.id)
+                report.skipped_unchanged += 1
+            else:
+                to_push.append(_Claimed(row, lead, digest))
+    with store.begin() as conn:
+        repo.complete(conn, done, worker)
+    if not to_push:
+        return True
+    try:
+        results = _push(target, [c.lead for c in to_push], siblings, links)
+    except FatalError as exc:
+        return _stop(store, target, to_push, str(exc), report)
+    except RetryableError as exc:
+        results = [
+            PushResult(
+                lead_key=c.lead.lead_key,
+                ok=False,
+                error_class="retryable",
+                error=str(exc),
+                retry_after=exc.retry_after,
+            )
+            for c in to_push
+        ]
+    _record(store, target, settings, to_push, results, worker, report)
+    return not any(r.error_class == "retryable" for r in results)
+
+
+def _siblings(conn: Any, target: HttpTarget, leads: Any) -> list[Lead]:
+    """For a target holding one record per person, the person's other leads too."""
+    if not target.contact_level:
+        return []
+    emails = {lead.email for lead in leads if lead.email}
+    keys = {lead.lead_key for lead in leads}
+    return [
+        s
+        for group in repo.leads_by_email(conn, emails).values()
+        for s in group
+        if s.lead_key not in keys
+    ]
+
+
+def _push(
+    target: HttpTarget, leads: list[Lead], siblings: list[Lead], links: dict[str, Link]
+) -> list[PushResult]:
+    """Upsert; a request the endpoint refuses as a whole is retried lead by lead, so one bad
+    record can't sink the rest of the batch."""
+    try:
+        results = target.upsert([*leads, *siblings], links)
+    except PermanentError as exc:
+        if len(leads) == 1:
+            return [
+                PushResult(
+                    lead_key=leads[0].lead_key,
+                    ok=False,
+                    error_class="permanent",
+                    error=str(exc),
+                    body=exc.body,
+                )
+            ]
+        return [r for lead in leads for r in _push(target, [lead], [], links)]
+    wanted = {lead.lead_key for lead in leads}
+    return [r for r in results if r.lead_key in wanted]
+
+
+def _stop(
+    store: Store, target: HttpTarget, claimed: list[_Claimed], message: str, report: DeliveryReport
+) -> bool:
+    log.error(
+        "target stopped: credentials or configuration rejected",
+        extra={"target": target.name, "reason": message},
+    )
+    with store.begin() as conn:
+        repo.release(conn, [c.row.id for c in claimed])
+    _set_health(store, target.name, "fatal", message)
+    report.fatal = message
+    return False
+
+
+def _record(
+    store: Store,
+    target: HttpTarget,
+    settings: Settings,
+    claimed: list[_Claimed],
+    results: list[PushResult],
+    worker: str,
+    report: DeliveryReport,
+) -> None:
+    by_key = {r.lead_key: r for r in results}
+    now = utcnow()
+    links, done, backoffs, dead, events = [], [], [], [], []
+    for item in claimed:
+        lead, row = item.lead, item.row
+        result = by_key.get(lead.lead_key) or PushResult(
+            lead_key=lead.lead_key,
+            ok=False,
+            error_class="retryable",
+            error="no result for this record in the response",
+        )
+        event_data: dict[str, Any] = {
+            "target": target.name,
+            "ok": result.ok,
+            "stage": str(lead.stage),
+        }
+        if result.ok:
+            links.append(_link_row(target.name, lead, result.external_id, item.payload_hash, now))
+            done.append(row.id)
+            report.pushed += 1
+            event_data["external_id"] = result.external_id
+        elif result.error_class == "converted":
+            links.append(
+                _link_row(
+                    target.name, lead, result.external_id, item.payload_hash, now, state="converted"
+                )
+            )
+            done.append(row.id)
+            report.converted += 1
+            event_data["converted"] = True
+        elif (
+            result.error_class == "retryable" and row.attempts + 1 < settings.delivery.max_attempts
+        ):
+            due = now + _backoff(settings, row.attempts, result.retry_after)
+            backoffs.append(
+                {
+                    "id": row.id,
+                    "attempts": row.attempts + 1,
+                    "last_error": result.error or "",
+                    "next_attempt_at": due,
+                }
+            )
+            report.retrying += 1
+            report.paused_until = max(report.paused_until or due, due)
+            continue  # no event per attempt: the history records outcomes, not noise
+        else:
+            dead.append(
+                {
+                    "lead_key": lead.lead_key,
+                    "target": target.name,
+                    "error_class": result.error_class or "permanent",
+                    "error": result.error or "rejected",
+                    "body": _jsonable(result.body),
+                    "created_at": now,
+                }
+            )
+            done.append(row.id)
+            report.dead_lettered += 1
+            report.errors.append(f"{lead.lead_key}: {result.error}")
+            event_data["error"] = result.error
+        events.append(
+            Event(lead_key=lead.lead_key, kind="push", actor=target.name, at=now, data=event_data)
+        )
+    with store.begin() as conn:
+        repo.save_links(conn, links)
+        repo.complete(conn, done, worker)
+        repo.back_off(conn, backoffs)
+        repo.add_dead_letters(conn, dead)
+        repo.add_events(conn, events)
+    log.info(
+        "delivered batch",
+        extra={
+            "target": target.name,
+            "pushed": len(links),
+            "retrying": len(backoffs),
+            "dead": len(dead),
+        },
+    )
+
+
+def _link_row(
+    target: str,
+    lead: Lead,
+    external_id: str | None,
+    digest: str,
+    now: datetime,
+    state: str = "active",
+) -> dict[str, Any]:
+    return {
+        "lead_key": lead.lead_key,
+        "target": target,
+        "external_id": external_id,
+        "pushed_hash": digest,
+        "pushed_stage": str(lead.stage),
+        "pushed_at": now,
+        "state": state,
+    }
+
+
+def _backoff(settings: Settings, attempts: int, retry_after: float | None) -> timedelta:
+    """The vendor's wait when it gave one, else exponential with full jitter."""
+    if retry_after is not None:
+        return timedelta(seconds=retry_after)
+    ceiling = min(
+        settings.delivery.retry_max.total_seconds(),
+        settings.delivery.retry_base.total_seconds() * 2**attempts,
+    )
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def _state(target: HttpTarget) -> dict[str, Any]:
+    stats = target.transport.stats
+    extra = target.state() if hasattr(target, "state") else {}
+    return {
+        "requests": stats.requests,
+        "retries": stats.retries,
+        "throttled": stats.throttled,
+        **extra,
+    }
+
+
+def _set_health(
+    store: Store,
+    target: str,
+    state: str,
+    message: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """The target's health for `status` and /readyz: ok, or fatal with the reason."""
+    value = orjson.dumps({"state": state, "message": message, **(details or {})}).decode()
+    with store.begin() as conn:
+        repo.set_cursor(conn, health_key(target), value, utcnow())
+
+
+def _jsonable(body: Any) -> Any:
+    if body is None or isinstance(body, dict | list | str | int | float | bool):
+        return body
+    return str(body)
