@@ -62,6 +62,7 @@ class Faults:
     retry_after_s: float = 1.0
     token_ttl_requests: int = 0  # every N API requests the current token expires (401)
     down: bool = False  # every API request answered 503
+    throttle_next: int = 0  # the next N API requests get the vendor's throttle answer
     seed: int = 1
 
 
@@ -201,6 +202,9 @@ class Sandbox:
             faults = self.faults
             if faults.down:
                 return Response(503, {"error": "service unavailable"})
+            if faults.throttle_next > 0:
+                faults.throttle_next -= 1
+                return self.throttled()
             if faults.token_ttl_requests and self.api_requests % faults.token_ttl_requests == 0:
                 self.current_token = None
                 return self.token_expired()

@@ -367,6 +367,9 @@ def sandbox_command(
     ] = "salesforce,hubspot,dataverse,webhook",
     port: Annotated[int, typer.Option(help="First port (0: any free ports).")] = 0,
     latency_ms: Annotated[float, typer.Option(help="Latency added to every API request.")] = 0.0,
+    targets_out: Annotated[
+        Path | None, typer.Option(help="Also write the targets block to this YAML file.")
+    ] = None,
 ) -> None:
     """Run local CRM sandboxes until interrupted; prints a `targets:` block pointing at them."""
     from leadbridge.connectors import sandboxes
@@ -379,7 +382,12 @@ def sandbox_command(
     started = sandboxes.start(kinds, latency_ms=latency_ms, ports=ports)
     entries = [sandboxes.target_entry(k, s) for k, s in started.items()]
     render.console.print("sandboxes running on loopback; targets for your config:")
-    render.console.print(yaml.safe_dump({"targets": entries}, sort_keys=False))
+    block = yaml.safe_dump({"targets": entries}, sort_keys=False)
+    render.console.print(block)
+    if targets_out is not None:
+        partial = targets_out.with_suffix(".partial")
+        partial.write_text(block, encoding="utf-8")
+        partial.replace(targets_out)  # atomically: a reader never sees half a file
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

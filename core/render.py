@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 # Markup off: lead data such as a company "[Acme]" must print as typed, never as a style tag.
-console = Console(markup=False, highlight=False)
+console = Console(markup=False, highlight=False, soft_wrap=True)  # lines are never broken
 
 
 def emit_json(data: Any) -> None:

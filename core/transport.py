@@ -38,6 +38,15 @@ AuthHook = Callable[[bool], Mapping[str, str]]  # force_refresh -> headers
 Classifier = Callable[[requests.Response], ConnectorError | None]
 
 
+def default_sleep(seconds: float) -> None:
+    """Every wait of every transport goes through here (tests replace it with a fake clock)."""
+    time.sleep(seconds)
+
+
+def default_clock() -> float:
+    return time.monotonic()
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
     if not value:
@@ -64,13 +73,13 @@ class RateLimiter:
         rate: float | None,
         burst: int = 1,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.rate, self.burst = rate, max(1, burst)
-        self.clock, self.sleep = clock, sleep
+        self.clock, self.sleep = clock or default_clock, sleep or default_sleep
         self.tokens = float(self.burst)
-        self.updated = clock()
+        self.updated = self.clock()
         self.lock = threading.Lock()
 
     def acquire(self) -> None:
@@ -118,8 +127,8 @@ class Transport:
         burst: int = 1,
         verify: bool | str = True,
         session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.name = name
         self.auth = auth
@@ -131,8 +140,8 @@ class Transport:
         self.max_inline_wait = max_inline_wait
         self.verify = verify
         self.session = session or requests.Session()
-        self.sleep, self.clock = sleep, clock
-        self.limiter = RateLimiter(rate, burst, clock=clock, sleep=sleep)
+        self.sleep, self.clock = sleep or default_sleep, clock or default_clock
+        self.limiter = RateLimiter(rate, burst, clock=self.clock, sleep=self.sleep)
         self.not_before = 0.0  # monotonic time before which no request may be sent
         self.stats = TransportStats()
         self.on_response: list[Callable[[requests.Response], None]] = []
@@ -163,8 +172,9 @@ class Transport:
             error = RetryableError(f"{self.name}: HTTP {response.status_code}")
         if isinstance(error, RetryableError):
             hint = parse_retry_after(response.headers.get("Retry-After"))
-            if error.retry_after is None:
-                error.retry_after = hint
+            if error.retry_after is None and hint is not None:
+                # clamped: a broken header can't park the target for days
+                error.retry_after = min(hint, self.max_retry_after)
             if response.status_code == 429 or error.retry_after is not None:
                 self.stats.throttled += 1
             self._hold(error.retry_after)

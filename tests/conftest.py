@@ -27,6 +27,32 @@ AZURITE_KEY = (
 )  # Azurite's published well-known dev key
 
 
+class FakeClock:
+    """Monotonic time that only moves when something sleeps; records every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """No test waits for real: every transport sleeps on this clock (dlt's pattern)."""
+    from leadbridge.core import transport
+
+    fake = FakeClock()
+    monkeypatch.setattr(transport, "default_sleep", fake.sleep)
+    monkeypatch.setattr(transport, "default_clock", fake.clock)
+    return fake
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip a test whose server is absent, except under CI where it must run."""
     if not condition:

@@ -1,0 +1,145 @@
+"""Dataverse contract tests: msal client credentials, $batch upserts by alternate key."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+from leadbridge.connectors.base import FatalError
+from leadbridge.connectors.dataverse import batch
+from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget
+from leadbridge.core.models import Lead, Stage
+
+ENV = "https://contoso.crm.dynamics.com"
+AUTHORITY = "https://login.sovereign.example/tenant-1"  # not a Microsoft host: no discovery
+TOKEN = f"{AUTHORITY}/oauth2/v2.0/token"
+BATCH = f"{ENV}/api/data/v9.2/$batch"
+
+
+def _target() -> DataverseTarget:
+    return DataverseTarget(
+        DataverseConfig(
+            name="d365",
+            environment_url=ENV,
+            authority=AUTHORITY,
+            client_id="app",
+            client_secret="secret",
+        )
+    )
+
+
+def _lead(key: str, **fields: object) -> Lead:
+    return Lead(
+        **(
+            {
+                "lead_key": key * 32,
+                "offer_key": "c.o",
+                "offer_title": "Contoso CRM",
+                "email": f"{key}@x.io",
+                "first_action": "PLT",
+                "stage": Stage.SQL,
+            }
+            | fields
+        )
+    )
+
+
+def _authority(tokens: int = 1, status: int = 200) -> None:
+    responses.get(
+        f"{AUTHORITY}/v2.0/.well-known/openid-configuration",
+        json={
+            "issuer": f"{AUTHORITY}/v2.0",
+            "token_endpoint": TOKEN,
+            "authorization_endpoint": f"{AUTHORITY}/oauth2/v2.0/authorize",
+        },
+    )
+    for i in range(tokens):
+        body = (
+            {"token_type": "Bearer", "expires_in": 3599, "access_token": f"t{i}"}
+            if status == 200
+            else {
+                "error": "invalid_client",
+                "error_description": "AADSTS7000215: Invalid client secret",
+            }
+        )
+        responses.post(TOKEN, status=status, json=body)
+
+
+def _batch_response(*parts: batch.Part) -> None:
+    content_type, body = batch.response(list(parts))
+    responses.post(BATCH, body=body, content_type=content_type)
+
+
+@responses.activate
+def test_batch_of_alternate_key_upserts_with_per_part_results() -> None:
+    _authority()
+    _batch_response(
+        batch.Part(status=204, headers={"OData-EntityId": f"{ENV}/api/data/v9.2/leads(guid-1)"}),
+        batch.Part(
+            status=400,
+            body={"error": {"code": "0x80044331", "message": "A validation error occurred."}},
+        ),
+    )
+    results = _target().upsert([_lead("a"), _lead("b")])
+    assert results[0].ok and results[0].external_id.endswith("leads(guid-1)")
+    assert (results[1].ok, results[1].error_class) == (False, "permanent")
+    assert "0x80044331" in results[1].error
+    request = responses.calls[-1].request
+    assert request.headers["Prefer"] == "odata.continue-on-error"
+    assert request.headers["Authorization"] == "Bearer t0"
+    parts = batch.parse(request.headers["Content-Type"], request.body, requests_side=True)
+    assert parts[0].method == "PATCH"
+    assert parts[0].url == f"{ENV}/api/data/v9.2/leads(lb_leadkey='{'a' * 32}')"
+    body = parts[0].body
+    assert body["lastname"] == "[not provided]" and body["lb_leadstage"] == 100000003
+    assert body["subject"] == "Marketplace: Contoso CRM (PLT)" and "statecode" not in body
+
+
+@responses.activate
+def test_429_waits_the_retry_after_seconds(fake_clock) -> None:
+    _authority()
+    responses.post(
+        BATCH,
+        status=429,
+        headers={"Retry-After": "5"},
+        json={"error": {"code": "0x80072322", "message": "Number of requests exceeded the limit"}},
+    )
+    _batch_response(batch.Part(status=204))
+    assert _target().upsert([_lead("a")])[0].ok
+    assert fake_clock.sleeps == [5.0]
+
+
+@responses.activate
+def test_401_drops_the_cached_token_and_gets_a_new_one() -> None:
+    _authority(tokens=2)
+    responses.post(BATCH, status=401)
+    _batch_response(batch.Part(status=204))
+    assert _target().upsert([_lead("a")])[0].ok
+    assert sum(c.request.url == TOKEN for c in responses.calls) == 2
+    assert responses.calls[-1].request.headers["Authorization"] == "Bearer t1"
+
+
+@responses.activate
+def test_refused_client_credentials_are_fatal() -> None:
+    _authority(status=401)
+    with pytest.raises(FatalError, match="invalid_client"):
+        _target().upsert([_lead("a")])
+
+
+def test_odata_literals_double_quotes_and_keys_are_url_safe() -> None:
+    assert batch.odata_string("O'Brien") == "'O''Brien'"
+    target = _target()
+    assert target.record_url("a'b c") == f"{ENV}/api/data/v9.2/leads(lb_leadkey='a''b%20c')"
+
+
+def test_batch_codec_round_trip() -> None:
+    content_type, body = batch.build(
+        [
+            batch.Part(method="PATCH", url="u1", body={"x": "ü"}),
+            batch.Part(method="PATCH", url="u2", body={"y": 1}),
+        ]
+    )
+    parts = batch.parse(content_type, body, requests_side=True)
+    assert [(p.method, p.url, p.body) for p in parts] == [
+        ("PATCH", "u1", {"x": "ü"}),
+        ("PATCH", "u2", {"y": 1}),
+    ]

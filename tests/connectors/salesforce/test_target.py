@@ -1,0 +1,185 @@
+"""Salesforce contract tests: request and response shapes from the REST API docs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import responses
+from leadbridge.connectors.base import FatalError, RetryableError
+from leadbridge.connectors.salesforce.target import SalesforceConfig, SalesforceTarget
+from leadbridge.connectors.targets import Link
+from leadbridge.core.models import Lead, Stage
+from responses import matchers
+
+INSTANCE = "https://acme.my.salesforce.com"
+TOKEN_URL = f"{INSTANCE}/services/oauth2/token"
+UPSERT = f"{INSTANCE}/services/data/v62.0/composite/sobjects/Lead/LeadBridge_Key__c"
+
+
+def _target(**extra: object) -> SalesforceTarget:
+    return SalesforceTarget(
+        SalesforceConfig(
+            name="sales", instance_url=INSTANCE, client_id="cid", client_secret="cs", **extra
+        )
+    )
+
+
+def _lead(key: str, **fields: object) -> Lead:
+    return Lead(
+        **(
+            {
+                "lead_key": key * 32,
+                "offer_key": "c.o",
+                "email": f"{key}@x.io",
+                "last_name": "Doe",
+                "stage": Stage.MQL,
+            }
+            | fields
+        )
+    )
+
+
+def _token(count: int = 1) -> None:
+    for i in range(count):
+        responses.post(
+            TOKEN_URL,
+            json={"access_token": f"tok{i}", "instance_url": INSTANCE, "token_type": "Bearer"},
+        )
+
+
+@responses.activate
+def test_collections_upsert_request_and_per_record_classes() -> None:
+    _token()
+    responses.patch(
+        UPSERT,
+        json=[
+            {"id": "00Q1", "success": True, "errors": [], "created": True},
+            {
+                "id": None,
+                "success": False,
+                "errors": [
+                    {
+                        "statusCode": "UNABLE_TO_LOCK_ROW",
+                        "message": "unable to obtain exclusive access",
+                        "fields": [],
+                    }
+                ],
+            },
+            {
+                "id": None,
+                "success": False,
+                "errors": [
+                    {
+                        "statusCode": "REQUIRED_FIELD_MISSING",
+                        "message": "Required fields are missing: [Company]",
+                        "fields": ["Company"],
+                    }
+                ],
+            },
+            {
+                "id": "00Q4",
+                "success": False,
+                "errors": [
+                    {
+                        "statusCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+                        "message": "cannot reference converted lead",
+                        "fields": [],
+                    }
+                ],
+            },
+        ],
+        headers={"Sforce-Limit-Info": "api-usage=18/5000"},
+    )
+    target = _target()
+    leads = [_lead(c) for c in "abcd"]
+    results = target.upsert(leads)
+    assert [r.ok for r in results] == [True, False, False, False]
+    assert [r.error_class for r in results] == [None, "retryable", "permanent", "converted"]
+    assert results[0].external_id == "00Q1"
+    body = json.loads(responses.calls[1].request.body)
+    assert body["allOrNone"] is False
+    first = body["records"][0]
+    assert first["attributes"] == {"type": "Lead"} and first["LeadBridge_Key__c"] == "a" * 32
+    assert first["Company"] == "[not provided]" and first["Lead_Stage__c"] == "MQL"
+    assert target.api_usage == {"used": 18, "total": 5000}
+
+
+@responses.activate
+def test_known_records_go_without_auto_assignment_new_ones_with_it() -> None:
+    _token()
+    for flag in ("FALSE", "TRUE"):
+        responses.patch(
+            UPSERT,
+            json=[{"id": "00Q1", "success": True, "errors": []}],
+            match=[matchers.header_matcher({"Sforce-Auto-Assign": flag})],
+        )
+    target = _target()
+    known, new = _lead("a"), _lead("b")
+    results = target.upsert([known, new], {known.lead_key: Link("00Q1", "mql", "active")})
+    assert all(r.ok for r in results) and len(responses.calls) == 3
+
+
+@responses.activate
+def test_request_limit_exceeded_pauses_instead_of_spinning() -> None:
+    _token()
+    responses.patch(
+        UPSERT,
+        status=403,
+        json=[{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+    )
+    target = _target()
+    with pytest.raises(RetryableError) as err:
+        target.upsert([_lead("a")])
+    assert err.value.retry_after == 120
+    assert len(responses.calls) == 2  # the token, and one request: no retry storm
+
+
+@responses.activate
+def test_invalid_session_gets_a_new_token_and_succeeds() -> None:
+    _token(2)
+    responses.patch(
+        UPSERT,
+        status=401,
+        json=[{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
+    )
+    responses.patch(UPSERT, json=[{"id": "00Q1", "success": True, "errors": []}])
+    assert _target().upsert([_lead("a")])[0].ok
+    assert [c.request.url for c in responses.calls].count(TOKEN_URL) == 2
+
+
+@responses.activate
+def test_a_5xx_storm_is_ridden_out() -> None:
+    _token()
+    for _ in range(3):
+        responses.patch(UPSERT, status=503)
+    responses.patch(UPSERT, json=[{"id": "00Q1", "success": True, "errors": []}])
+    assert _target().upsert([_lead("a")])[0].ok
+
+
+@responses.activate
+def test_rejected_client_credentials_are_fatal() -> None:
+    responses.post(
+        TOKEN_URL,
+        status=400,
+        json={"error": "invalid_client", "error_description": "invalid client credentials"},
+    )
+    with pytest.raises(FatalError, match="invalid_client"):
+        _target().upsert([_lead("a")])
+
+
+@responses.activate
+def test_a_missing_external_id_field_is_fatal() -> None:
+    _token()
+    responses.patch(
+        UPSERT,
+        status=404,
+        json=[{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
+    )
+    with pytest.raises(FatalError, match="External ID"):
+        _target().upsert([_lead("a")])
+
+
+def test_config_names_the_missing_credentials_of_the_flow() -> None:
+    with pytest.raises(ValueError, match="needs username, password"):
+        SalesforceConfig(name="s", kind="salesforce", instance_url=INSTANCE, auth="password")

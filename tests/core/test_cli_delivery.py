@@ -1,0 +1,108 @@
+"""deliver, backfill and dlq through the CLI, against an in-process Salesforce sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from leadbridge.connectors import sandboxes
+from leadbridge.core.cli import app
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def crm() -> Iterator[Any]:
+    running = sandboxes.start(["salesforce"])
+    yield running["salesforce"]
+    sandboxes.stop(running)
+
+
+@pytest.fixture
+def config(tmp_path: Path, crm: Any, samples: list[dict[str, Any]]) -> Path:
+    leads = tmp_path / "leads.jsonl"
+    payloads = [s["https_payload"] for s in samples]
+    payloads[2] = json.loads(json.dumps(payloads[2]))
+    payloads[2]["UserDetails"]["Company"] = "SANDBOX_REJECT GmbH"  # the org's rule refuses it
+    leads.write_text("\n".join(json.dumps(p) for p in payloads) + "\n", encoding="utf-8")
+    path = tmp_path / "lb.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "store": f"sqlite:///{tmp_path / 'lb.db'}",
+                "log_format": "text",
+                "sources": [{"name": "capture", "kind": "leads_file", "path": str(leads)}],
+                "targets": [sandboxes.target_entry("salesforce", crm)],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def run(config: Path, *args: str) -> Any:
+    return runner.invoke(app, ["--config", str(config), *args])
+
+
+def test_deliver_dead_letters_then_replay_after_the_crm_is_fixed(config: Path, crm: Any) -> None:
+    assert run(config, "ingest").exit_code == 0
+    result = run(config, "deliver")
+    assert result.exit_code == 1, result.output  # finished, but a lead was dead-lettered
+    assert "9 pushed in 1 API calls" in result.output and "1 dead-lettered" in result.output
+    assert len(crm.records) == 9
+
+    [letter] = json.loads(run(config, "dlq", "list", "--format", "json").stdout)
+    assert letter["error_class"] == "permanent" and "FIELD_CUSTOM_VALIDATION" in letter["error"]
+    shown = json.loads(run(config, "dlq", "show", str(letter["id"])).stdout)
+    assert shown["body"][0]["statusCode"] == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+
+    status = json.loads(run(config, "status", "--format", "json").stdout)
+    assert status["targets"]["sales"]["dead_letters"] == 1
+    assert status["targets"]["sales"]["health"]["state"] == "ok"
+    assert status["targets"]["sales"]["health"]["api_usage"]["total"] == 15000
+
+    crm_rule = "SANDBOX_REJECT"
+    from leadbridge.connectors.salesforce import sandbox as sf_sandbox
+
+    sf_sandbox.REJECT_MARKER = "never-matches"  # the admin relaxes the validation rule
+    try:
+        replay = run(config, "dlq", "replay", str(letter["id"]))
+    finally:
+        sf_sandbox.REJECT_MARKER = crm_rule
+    assert replay.exit_code == 0, replay.output
+    assert "1 pushed" in replay.output and len(crm.records) == 10
+    assert json.loads(run(config, "dlq", "list", "--format", "json").stdout) == []
+    assert run(config, "deliver").output.count("0 pushed in 0 API calls") == 1
+
+
+def test_dlq_discard_and_usage_errors(config: Path) -> None:
+    run(config, "ingest")
+    run(config, "deliver")
+    [letter] = json.loads(run(config, "dlq", "list", "--format", "json").stdout)
+    assert run(config, "dlq", "discard", str(letter["id"])).exit_code == 0
+    assert run(config, "dlq", "discard", str(letter["id"])).exit_code == 1
+    assert run(config, "dlq", "replay").exit_code == 2
+    assert run(config, "deliver", "--target", "nope").exit_code == 2
+    closed = json.loads(run(config, "dlq", "list", "--all", "--format", "json").stdout)
+    assert closed[0]["resolution"] == "discarded"
+
+
+def test_backfill_dry_run_then_backfill_into_a_fresh_crm(config: Path, crm: Any) -> None:
+    run(config, "ingest")
+    dry = run(config, "backfill", "--dry-run", "--since", "2000-01-01")
+    lines = [json.loads(line) for line in dry.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 10 and all(line["would_send"] for line in lines)
+    assert lines[0]["payload"]["LastName"]
+    assert crm.records == {} and crm.api_calls() == 0  # a dry run sends nothing
+
+    result = run(config, "backfill")
+    assert "queued 10 lead pushes" in result.output
+    assert len(crm.records) == 9  # and the refused one is a dead letter
+    again = run(config, "backfill")
+    # Re-running costs reads, not writes: only the never-delivered lead is tried again.
+    assert "9 unchanged (no call)" in again.output and "1 dead-lettered" in again.output
