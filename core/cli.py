@@ -257,14 +257,17 @@ def backfill_command(
             f"dry run: {sending} of {len(rows)} lead pushes would be sent", stderr=True
         )
         return
-    report = backfill.run(
-        store,
-        settings,
-        since=since,
-        until=until,
-        sources=[source] if source else None,
-        targets=targets,
-    )
+    with _progress() as progress:
+        report = backfill.run(
+            store,
+            settings,
+            since=since,
+            until=until,
+            sources=[source] if source else None,
+            targets=targets,
+            on_ingest=progress.ingest,
+            on_deliver=progress.deliver,
+        )
     for ingested in report.ingested:
         _print_ingest(ingested)
     render.console.print(f"queued {report.queued} lead pushes")
@@ -272,6 +275,40 @@ def backfill_command(
         _print_delivery(delivered)
     if report.needs_attention:
         raise typer.Exit(EXIT_ATTENTION)
+
+
+class _BackfillProgress:
+    """A spinner with running counts on a terminal; nothing otherwise (logs say it per batch)."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __enter__(self) -> _BackfillProgress:
+        if sys.stderr.isatty():
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                transient=True, console=render.console)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("backfill")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def ingest(self, report: IngestReport) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"reading {report.source}: "
+                                                   f"{report.fetched} raw leads")
+
+    def deliver(self, report: DeliveryReport) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=f"delivering to {report.target}: "
+                                                   f"{report.pushed} pushed")
+
+
+def _progress() -> _BackfillProgress:
+    return _BackfillProgress()
 
 
 def _utc(value: datetime | None) -> datetime | None:

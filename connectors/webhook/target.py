@@ -51,6 +51,12 @@ class WebhookTarget(HttpTarget):
     ) -> WebhookTarget:
         return cls(config, placeholder)
 
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        fields = super().payload(lead)
+        if lead.attribution:
+            fields["attribution"] = dict(lead.attribution)
+        return fields
+
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:

@@ -183,3 +183,37 @@ def test_a_missing_external_id_field_is_fatal() -> None:
 def test_config_names_the_missing_credentials_of_the_flow() -> None:
     with pytest.raises(ValueError, match="needs username, password"):
         SalesforceConfig(name="s", kind="salesforce", instance_url=INSTANCE, auth="password")
+
+
+@pytest.mark.parametrize(
+    ("auth", "extra"),
+    [
+        ("jwt", {"username": "int@acme.com", "private_key": "-----BEGIN PRIVATE KEY-----"}),
+        ("password", {"username": "int@acme.com", "password": "pw", "security_token": "st"}),
+    ],
+)
+@responses.activate
+def test_jwt_and_password_flows_log_in_through_simple_salesforce(
+    monkeypatch: pytest.MonkeyPatch, auth: str, extra: dict[str, str]
+) -> None:
+    from leadbridge.connectors.salesforce import target as module
+
+    logins: list[dict[str, object]] = []
+
+    def fake_login(**kwargs: object) -> tuple[str, str]:
+        logins.append(kwargs)
+        return "SESSION", "acme.my.salesforce.com"
+
+    monkeypatch.setattr(module, "SalesforceLogin", fake_login)
+    responses.patch(
+        UPSERT,
+        json=[{"id": "00Q1", "success": True, "errors": []}],
+        match=[matchers.header_matcher({"Authorization": "Bearer SESSION"})],
+    )
+    target = SalesforceTarget(
+        SalesforceConfig(
+            name="sales", instance_url=INSTANCE, auth=auth, client_id="cid", domain="test", **extra
+        )
+    )
+    assert target.upsert([_lead("a")])[0].ok
+    assert logins[0]["domain"] == "test" and logins[0]["username"] == "int@acme.com"
