@@ -286,8 +286,12 @@ class _BackfillProgress:
 
     def __enter__(self) -> _BackfillProgress:
         if sys.stderr.isatty():
-            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                transient=True, console=render.console)
+            self.bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                transient=True,
+                console=render.console,
+            )
             self.bar.__enter__()
             self.task = self.bar.add_task("backfill")
         return self
@@ -298,13 +302,15 @@ class _BackfillProgress:
 
     def ingest(self, report: IngestReport) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, description=f"reading {report.source}: "
-                                                   f"{report.fetched} raw leads")
+            self.bar.update(
+                self.task, description=f"reading {report.source}: {report.fetched} raw leads"
+            )
 
     def deliver(self, report: DeliveryReport) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, description=f"delivering to {report.target}: "
-                                                   f"{report.pushed} pushed")
+            self.bar.update(
+                self.task, description=f"delivering to {report.target}: {report.pushed} pushed"
+            )
 
 
 def _progress() -> _BackfillProgress:
@@ -641,6 +647,17 @@ def db_upgrade(ctx: typer.Context) -> None:
     render.console.print(
         f"store at revision {migrate.current_revision(store.engine)} (was {before or 'empty'})"
     )
+
+
+@app.command("run")
+def run_command(ctx: typer.Context) -> None:
+    """The daemon: the scheduler plus the HTTP server (health, metrics, marketplace webhook)."""
+    from leadbridge.core import daemon
+
+    settings = _ctx(ctx).settings
+    if settings.engine != "single":
+        _usage("engine: cluster is not available in this build; set engine: single")
+    raise typer.Exit(daemon.run(settings, _ctx(ctx).store()))
 
 
 @app.command("demo")

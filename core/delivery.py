@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.targets import HttpTarget, Link
+from leadbridge.core import metrics
 from leadbridge.core.mapping import payload_hash
 from leadbridge.core.models import Event, Lead, PushResult
 from leadbridge.core.settings import Settings
@@ -71,8 +73,9 @@ def deliver(
     worker: str = WORKER,
     on_batch: Callable[[DeliveryReport], None] | None = None,
     max_batches: int | None = None,
+    stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Drain the target's due outbox rows once."""
+    """Drain the target's due outbox rows once; `stop` ends it after the batch in hand."""
     report = DeliveryReport(target=target.name)
     paused_for = target.transport.not_before - target.transport.clock()
     if paused_for > 0:  # the vendor asked us to wait (Retry-After, REQUEST_LIMIT_EXCEEDED)
@@ -81,6 +84,8 @@ def deliver(
     calls_before = target.transport.stats.requests
     lease = settings.delivery.claim_ttl
     while max_batches is None or report.batches < max_batches:
+        if stop is not None and stop.is_set():
+            break
         with store.begin() as conn:
             rows = repo.claim_due(conn, target.name, target.batch_size, utcnow(), lease, worker)
         if not rows:
@@ -231,6 +236,10 @@ def _record(
             done.append(row.id)
             report.pushed += 1
             event_data["external_id"] = result.external_id
+            if lead.last_received_at is not None:
+                metrics.ARRIVAL_TO_CONFIRMED.labels(target.name).observe(
+                    (now - lead.last_received_at).total_seconds()
+                )
         elif result.error_class == "converted":
             links.append(
                 _link_row(
@@ -254,6 +263,7 @@ def _record(
             )
             report.retrying += 1
             report.paused_until = max(report.paused_until or due, due)
+            metrics.PUSHES.labels(target.name, "retrying").inc()
             continue  # no event per attempt: the history records outcomes, not noise
         else:
             dead.append(
@@ -270,6 +280,8 @@ def _record(
             report.dead_lettered += 1
             report.errors.append(f"{lead.lead_key}: {result.error}")
             event_data["error"] = result.error
+        outcome = "ok" if result.ok else (result.error_class or "permanent")
+        metrics.PUSHES.labels(target.name, outcome).inc()
         events.append(
             Event(lead_key=lead.lead_key, kind="push", actor=target.name, at=now, data=event_data)
         )

@@ -92,5 +92,8 @@ def setup(fmt: str = "json", level: str = "INFO", stream: Any = None) -> None:
     handler._leadbridge = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("azure", "urllib3", "alembic"):
+    for noisy in ("azure", "urllib3", "alembic", "waitress", "msal"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # "skipped: maximum number of running instances reached" is max_instances=1 working as
+    # meant, not news for ops; APScheduler's errors (a job raised) still come through.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

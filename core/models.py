@@ -127,6 +127,7 @@ class Lead:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     raw_count: int = 0
+    last_received_at: datetime | None = None  # newest raw lead's arrival (latency metric)
 
 
 @dataclass(slots=True)

@@ -10,13 +10,14 @@ landed. Processing a batch — leads, events, outbox rows, raw statuses — is o
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from leadbridge.connectors.base import MalformedLead, Source, parse_raw
-from leadbridge.core import identity, normalize, qualify
+from leadbridge.core import identity, metrics, normalize, qualify
 from leadbridge.core.models import Event, Lead, MarketplaceLead, RawLead
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
@@ -69,11 +70,13 @@ def ingest(
     *,
     on_batch: Callable[[IngestReport], None] | None = None,
     cursor_key: str | None = None,
+    stop: threading.Event | None = None,
 ) -> IngestReport:
     """Poll one source once: land everything new, then process it into leads.
 
     `cursor_key` lets a backfill read the source from the start under its own cursor, so an
     interrupted backfill resumes where it stopped and the live cursor never moves back.
+    `stop` (the daemon's shutdown) ends the run after the batch in hand is committed.
     """
     report = IngestReport(source=source.name)
     cursor_key = cursor_key or cursor_name(source.name)
@@ -85,13 +88,15 @@ def ingest(
         batch.append(raw)
         if len(batch) >= settings.batch_size:
             _land(store, cursor_key, batch, position, report)
-            report.add(process_pending(store, settings))
+            report.add(process_pending(store, settings, stop=stop))
             batch = []
             if on_batch:
                 on_batch(report)
+            if stop is not None and stop.is_set():
+                return report
     if batch or (position is not None and position != cursor):
         _land(store, cursor_key, batch, position, report)
-    report.add(process_pending(store, settings))
+    report.add(process_pending(store, settings, stop=stop))
     if on_batch:
         on_batch(report)
     return report
@@ -120,15 +125,18 @@ def land_one(store: Store, raw: RawLead) -> None:
         repo.land(conn, [raw], utcnow())
 
 
-def process_pending(store: Store, settings: Settings) -> IngestReport:
+def process_pending(
+    store: Store, settings: Settings, *, stop: threading.Event | None = None
+) -> IngestReport:
     """Turn every landed-but-unprocessed raw lead into lead changes, a batch at a time."""
     report = IngestReport()
-    while True:
+    while stop is None or not stop.is_set():
         with store.begin() as conn:
             rows = repo.pending_raw_leads(conn, settings.batch_size)
             if not rows:
                 return report
             _process_batch(conn, rows, settings, report)
+    return report
 
 
 @dataclass
@@ -180,6 +188,7 @@ def _parse(
         parsed = parse_raw(raw)
     except MalformedLead as exc:
         _quarantine(row, batch, "malformed", exc.field, exc.reason, exc.fix)
+        metrics.QUARANTINED.labels(row.source, "malformed").inc()
         report.quarantined += 1
         report.problems.append(f"raw lead {row.id} from {row.source}: {exc.field}: {exc.reason}")
         return None
@@ -187,6 +196,7 @@ def _parse(
         batch.last_test_at = row.received_at
         report.test_leads += 1
         if settings.test_leads == "quarantine":
+            metrics.RAW_LEADS.labels(row.source, "test").inc()
             _quarantine(
                 row,
                 batch,
@@ -245,6 +255,9 @@ def _apply(
     changes = identity.merge(lead, parsed, at)
     batch.changed.add(key)
     batch.raw_updates.append({"rid": row.id, "status": "processed", "lead_key": key})
+    metrics.RAW_LEADS.labels(row.source, parsed.action or "unknown").inc()
+    if lead.last_received_at is None or row.received_at > lead.last_received_at:
+        lead.last_received_at = row.received_at
     score_before = lead.score
     result = qualify.score(lead, settings.qualification)
     lead.score, lead.score_rules = result.points, result.rules

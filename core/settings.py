@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import yaml
 from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
+from leadbridge.core import logs
 from leadbridge.core.durations import Duration
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -120,6 +121,7 @@ class DeliverySettings(_Strict):
     max_attempts: int = Field(default=20, ge=1)  # retryable failures before dead-lettering
     retry_base: Duration = Field(default=timedelta(seconds=30))  # first back-off, doubling…
     retry_max: Duration = Field(default=timedelta(hours=1))  # …up to this
+    fatal_retry: Duration = Field(default=timedelta(minutes=5))  # refused credentials: retry
 
 
 class ConnectorEntry(BaseModel):
@@ -361,7 +363,17 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
     if problems:
         raise ConfigError(problems)
+    for config in settings._connectors.values():
+        _register_secrets(config)
     return settings
+
+
+def _register_secrets(config: BaseModel) -> None:
+    """Every configured secret is redacted from every log line, wherever it would appear."""
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            logs.register_secret(value.get_secret_value())
 
 
 def _raw_data(path: Path | str | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 from leadbridge.connectors.base import ConnectorError, FatalError, RetryableError
+from leadbridge.core import metrics
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -197,7 +198,9 @@ class Transport:
         try:
             response = self.session.request(method, url, **call)
         except (requests.ConnectionError, requests.Timeout) as exc:
+            metrics.API_CALLS.labels(self.name, "connection_error").inc()
             raise RetryableError(f"{self.name}: {type(exc).__name__}") from exc
+        metrics.API_CALLS.labels(self.name, str(response.status_code)).inc()
         self.stats.by_status[response.status_code] = (
             self.stats.by_status.get(response.status_code, 0) + 1
         )
@@ -232,10 +235,12 @@ class Transport:
         remaining = self.not_before - self.clock()
         if remaining > 0:
             self.stats.throttle_wait_s += remaining
+            metrics.THROTTLE_WAIT.labels(self.name).inc(remaining)
             self.sleep(remaining)
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1
+        metrics.RETRIES.labels(self.name).inc()
         error = state.outcome.exception() if state.outcome else None
         log.info(
             "retrying",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -51,6 +54,43 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     monkeypatch.setattr(transport, "default_sleep", fake.sleep)
     monkeypatch.setattr(transport, "default_clock", fake.clock)
     return fake
+
+
+RAW_EMAIL = re.compile(r"[\w.%+-]{2,}@[\w-]+\.[\w.]+")
+KNOWN_SECRETS = (
+    "sandbox-secret",
+    "sandbox-app-secret",
+    "sandbox-private-app-token",
+    "sandbox-webhook-secret",
+    "s3cr3t-key",
+    "topsecret",
+    "pa55word",
+)
+
+
+@pytest.fixture(autouse=True)
+def logs_carry_no_secrets_or_emails() -> Iterator[None]:
+    """Every log line of every test, formatted exactly as production formats it, is checked:
+    no raw email address, no configured secret."""
+    from leadbridge.core.logs import JsonFormatter, RedactingFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    for line in stream.getvalue().splitlines():
+        assert not RAW_EMAIL.search(line), f"raw email in a log line: {line}"
+        leaked = [s for s in KNOWN_SECRETS if s in line]
+        assert not leaked, f"secret in a log line: {line}"
 
 
 def need(condition: bool, reason: str) -> None:

@@ -11,8 +11,8 @@ from leadbridge.core.models import MarketplaceLead
 def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> MarketplaceLead:
     """Dispatch a landed payload to the parser for its shape ("https", "table", "csv")."""
     from leadbridge.connectors.base import MalformedLead
-    from leadbridge.connectors.marketplace.file import UNPARSED, parse_csv_row
-    from leadbridge.connectors.marketplace.https import parse_https_payload
+    from leadbridge.connectors.marketplace.file import parse_csv_row
+    from leadbridge.connectors.marketplace.https import UNPARSED, parse_https_payload
     from leadbridge.connectors.marketplace.table import parse_table_row
 
     parsers = {"https": parse_https_payload, "table": parse_table_row, "csv": parse_csv_row}

@@ -7,13 +7,19 @@ deserialize camelCase; both and any other casing are read by lower-casing keys.
 from __future__ import annotations
 
 import hashlib
+import hmac
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
-from leadbridge.connectors.base import MalformedLead
+from leadbridge.connectors.base import ConnectorConfig, MalformedLead
+from leadbridge.connectors.marketplace import parse_payload
 from leadbridge.connectors.marketplace.leadsource import build_lead
-from leadbridge.core.models import MarketplaceLead
+from leadbridge.core.models import MarketplaceLead, RawLead
+from pydantic import Field, SecretStr
+
+UNPARSED = "_unparsed"  # the key a landed-but-unreadable body is kept under
 
 
 def lower_keys(obj: dict[str, Any]) -> dict[str, Any]:
@@ -67,3 +73,69 @@ def payload_key(payload: Any) -> str:
     """
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+class MarketplaceHttpsConfig(ConnectorConfig):
+    """`POST /marketplace/leads/<token>` on the daemon: the URL pasted into Partner Center.
+
+    Microsoft sends no signature or auth header, so the token in the URL is the credential:
+    make it long and random, and rotate it in Partner Center like a password.
+    """
+
+    kind: str = "marketplace_https"
+    token: SecretStr = Field(min_length=16)
+
+
+class MarketplaceHttpsSource:
+    """A push source: raw leads arrive through the daemon's HTTP server, not by polling."""
+
+    Config: ClassVar[type[MarketplaceHttpsConfig]] = MarketplaceHttpsConfig
+    role: ClassVar[str] = "source"
+    push: ClassVar[bool] = True
+
+    def __init__(self, config: MarketplaceHttpsConfig) -> None:
+        self.config = config
+        self.name = config.name
+
+    @classmethod
+    def from_config(cls, config: MarketplaceHttpsConfig) -> MarketplaceHttpsSource:
+        return cls(config)
+
+    def fetch(self, cursor: str | None) -> Iterator[tuple[RawLead, str]]:
+        """Nothing to poll: posted leads are landed as they arrive (see `receive`)."""
+        return iter(())
+
+    def token_matches(self, candidate: str) -> bool:
+        expected = self.config.token.get_secret_value().encode()
+        return hmac.compare_digest(expected, candidate.encode())
+
+    def receive(self, body: bytes, received_at: datetime) -> tuple[RawLead, MalformedLead | None]:
+        """The raw lead to land — always, readable or not — and what is wrong with it, if anything.
+
+        Same body on the same day is the same raw lead: a sender's retry adds nothing, while
+        the same person doing the same thing another day is a new customer action.
+        """
+        try:
+            payload: Any = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            payload = {
+                UNPARSED: body.decode("utf-8", errors="replace"),
+                "_error": f"not JSON: {exc}",
+            }
+        if not isinstance(payload, dict):
+            payload = {
+                UNPARSED: body.decode("utf-8", errors="replace"),
+                "_error": f"expected a JSON object, got {type(payload).__name__}",
+            }
+        raw = RawLead(
+            source=self.name,
+            source_key=f"{payload_key(payload)}:{received_at:%Y-%m-%d}",
+            kind="https",
+            payload=payload,
+            received_at=received_at,
+        )
+        try:
+            parse_payload("https", payload, None)
+        except MalformedLead as problem:
+            return raw, problem
+        return raw, None

@@ -179,6 +179,12 @@ class SalesforceSandbox(Sandbox):
         return []
 
     def admin_extra(self, action: str, request: Request) -> Response | None:
+        if action == "credentials" and request.method == "POST":
+            # An admin rotating the connected app's secret: old tokens die with it.
+            with self.lock:
+                self.client_secret = (request.json() or {})["client_secret"]
+                self.current_token = None
+            return Response(200, {"ok": True})
         if action == "convert" and request.method == "POST":
             key = (request.json() or {}).get("key")
             with self.lock:

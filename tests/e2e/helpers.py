@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,12 @@ import requests
 import yaml
 
 LEADBRIDGE = [sys.executable, "-m", "leadbridge.core"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def env() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""Engines run the job functions: single (APScheduler) and cluster (procrastinate)."""

@@ -1,0 +1,1 @@
+"""The daemon's HTTP server: health, readiness, metrics, the marketplace webhook."""
