@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import ssl
+import time
 import tempfile
 import uuid
 from pathlib import Path
@@ -197,6 +198,7 @@ class DataverseSandbox(Sandbox):
                 self.key_column: key,
                 "statecode": 0,
                 "_writes": 0,
+                "_created_at": time.time(),
             }
         existing.update(body)
         existing["_writes"] += 1

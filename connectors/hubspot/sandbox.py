@@ -4,6 +4,7 @@ forward-only lifecycle stage, and HubSpot's 429 with policyName when throttled."
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from typing import Any
 
@@ -141,6 +142,7 @@ class HubSpotSandbox(Sandbox):
                 "id": str(next(self.ids)),
                 "email": email,
                 "_writes": 0,
+                "_created_at": time.time(),
             }
         stage = properties.pop("lifecyclestage", None)
         if stage is not None:

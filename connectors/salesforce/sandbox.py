@@ -9,6 +9,7 @@ admin API, as a salesperson converting a Lead would.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
@@ -130,6 +131,7 @@ class SalesforceSandbox(Sandbox):
                 field: key,
                 "IsConverted": False,
                 "_writes": 1,
+                "_created_at": time.time(),
                 **fields,
             }
             return {"id": record_id, "success": True, "errors": [], "created": True}

@@ -55,5 +55,6 @@ class WebhookSandbox(Sandbox):
             **(existing or {}),
             **lead,
             "_writes": (existing or {}).get("_writes", 0) + 1,
+            "_created_at": (existing or {}).get("_created_at", time.time()),
         }
         return {"lead_key": key, "ok": True, "id": key}
