@@ -14,8 +14,9 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from leadbridge.core.models import Lead, MarketplaceLead, PushResult, RawLead, StageChange
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+
+from leadbridge.core.models import Lead, MarketplaceLead, PushResult, RawLead, StageChange
 
 ENTRY_POINT_GROUP = "leadbridge.connectors"
 

@@ -9,12 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from leadbridge.connectors.base import ConnectorConfig
 from leadbridge.core.durations import Duration
 from leadbridge.core.mapping import FieldMap, canonical
 from leadbridge.core.models import Lead, PushResult
 from leadbridge.core.transport import Transport
-from pydantic import Field
 
 
 class TargetConfig(ConnectorConfig):

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
 from leadbridge.connectors.base import build
 from leadbridge.core import backfill, logs, render, views
 from leadbridge.core.delivery import DeliveryReport, deliver
@@ -23,7 +25,6 @@ from leadbridge.core.pipeline import IngestReport, ingest
 from leadbridge.core.settings import CONFIG_ENV, ConfigError, Settings, load_settings
 from leadbridge.core.store import migrate, repo
 from leadbridge.core.store.repo import Store
-from rich.progress import Progress, SpinnerColumn, TextColumn
 
 EXIT_ATTENTION = 1
 EXIT_USAGE = 2

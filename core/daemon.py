@@ -15,13 +15,14 @@ import signal
 import threading
 from typing import Any
 
+from waitress import create_server
+
 from leadbridge.connectors.marketplace.https import MarketplaceHttpsSource
 from leadbridge.core import metrics
 from leadbridge.core.engines.apscheduler import SingleEngine
 from leadbridge.core.http.app import MAX_BODY, App
 from leadbridge.core.settings import Settings
 from leadbridge.core.store.repo import Store
-from waitress import create_server
 
 log = logging.getLogger("leadbridge.daemon")
 SHUTDOWN_BUDGET_S = 25.0  # of the 30 s an orchestrator gives between SIGTERM and SIGKILL

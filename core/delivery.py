@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.targets import HttpTarget, Link
 from leadbridge.core import metrics

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pycountry
+
 from leadbridge.core.models import Lead
 
 TRUNCATION_MARK = "…"

@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from leadbridge.core.store import repo
-from leadbridge.core.store.tables import cursors, leads
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import select
+
+from leadbridge.core.store import repo
+from leadbridge.core.store.tables import cursors, leads
 
 disable_created_metrics()  # *_created series double the scrape for nothing a dashboard uses
 REGISTRY = CollectorRegistry(auto_describe=True)

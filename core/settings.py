@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
-from leadbridge.core import logs
-from leadbridge.core.durations import Duration
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
+from leadbridge.core import logs
+from leadbridge.core.durations import Duration
 
 ENV_PREFIX = "LEADBRIDGE_"
 CONFIG_ENV = "LEADBRIDGE_CONFIG"

@@ -21,8 +21,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
-from leadbridge.connectors.base import ConnectorError, FatalError, RetryableError
-from leadbridge.core import metrics
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -31,6 +29,9 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+
+from leadbridge.connectors.base import ConnectorError, FatalError, RetryableError
+from leadbridge.core import metrics
 
 log = logging.getLogger("leadbridge.transport")
 

@@ -10,12 +10,13 @@ import re
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection, func, select
+
 from leadbridge.core.logs import mask_email
 from leadbridge.core.models import Lead, lead_from_json, lead_to_dict
 from leadbridge.core.pipeline import LAST_TEST_LEAD
 from leadbridge.core.store import repo
 from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
-from sqlalchemy import Connection, func, select
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 LEAD_COLUMNS = (

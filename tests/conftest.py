@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store.repo import Store
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import re
 import ssl
-import time
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import trustme
+
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
 

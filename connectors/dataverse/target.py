@@ -20,13 +20,14 @@ from urllib.parse import quote, urlsplit
 
 import msal
 import requests
+from pydantic import Field, SecretStr
+
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.mapping import FIELD_MAP, LEAD_SOURCE_WEB, STAGE_VALUES
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult
-from pydantic import Field, SecretStr
 
 ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 

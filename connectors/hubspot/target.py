@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import requests
+from pydantic import Field, SecretStr
+
 from leadbridge.connectors.base import PermanentError, RetryableError
 from leadbridge.connectors.hubspot.mapping import (
     FIELD_MAP,
@@ -25,7 +27,6 @@ from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult
 from leadbridge.core.stages import rank
-from pydantic import Field, SecretStr
 
 DAILY_LIMIT_PAUSE_S = 3600.0
 TEN_SECONDLY_PAUSE_S = 10.0

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import orjson
+from pydantic import Field
+
 from leadbridge.connectors.base import ConnectorConfig, MalformedLead
 from leadbridge.connectors.marketplace.https import UNPARSED, payload_key
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.connectors.marketplace.table import parse_table_row, parse_time
 from leadbridge.core.durations import Duration
 from leadbridge.core.models import MarketplaceLead, RawLead
-from pydantic import Field
 
 # Partner Center's export headers are not documented; these are the spellings seen in
 # exports, the Table columns and the HTTPS schema, compared without case, spaces or punctuation.

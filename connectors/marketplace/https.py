@@ -13,11 +13,12 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
+from pydantic import Field, SecretStr
+
 from leadbridge.connectors.base import ConnectorConfig, MalformedLead
 from leadbridge.connectors.marketplace import parse_payload
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.core.models import MarketplaceLead, RawLead
-from pydantic import Field, SecretStr
 
 UNPARSED = "_unparsed"  # the key a landed-but-unreadable body is kept under
 

@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from azure.data.tables import TableClient
+from pydantic import Field, SecretStr
+
 from leadbridge.connectors.base import ConnectorConfig, MalformedLead
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.core.durations import Duration
 from leadbridge.core.models import MarketplaceLead, RawLead
-from pydantic import Field, SecretStr
 
 
 class MarketplaceTableConfig(ConnectorConfig):

@@ -19,6 +19,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import requests
+from pydantic import Field, SecretStr, model_validator
+from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.salesforce.mapping import (
     CONVERTED_CODES,
@@ -29,9 +33,6 @@ from leadbridge.connectors.salesforce.mapping import (
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult
-from pydantic import Field, SecretStr, model_validator
-from simple_salesforce import Salesforce, SalesforceLogin
-from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 DAILY_LIMIT_PAUSE_S = 3600.0  # the org's 24 h allocation is spent: try again in an hour
 CONCURRENCY_PAUSE_S = 120.0  # too many long requests at once: back off a little

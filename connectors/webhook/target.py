@@ -16,12 +16,13 @@ from typing import Any, ClassVar
 
 import orjson
 import requests
+from pydantic import Field, SecretStr
+
 from leadbridge.connectors.base import PermanentError, RetryableError
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.connectors.webhook.mapping import FIELD_MAP
 from leadbridge.core.mapping import FieldMap, payload_hash
 from leadbridge.core.models import Lead, PushResult
-from pydantic import Field, SecretStr
 
 SCHEMA_VERSION = 1
 

@@ -19,6 +19,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+
 from leadbridge.connectors.base import build
 from leadbridge.core.delivery import deliver
 from leadbridge.core.pipeline import ingest, process_pending

@@ -18,16 +18,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from leadbridge.connectors.marketplace.https import MarketplaceHttpsSource
-from leadbridge.core import metrics, views
-from leadbridge.core.pipeline import land_one
-from leadbridge.core.store import migrate
-from leadbridge.core.store.repo import Store
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
+
+from leadbridge.connectors.marketplace.https import MarketplaceHttpsSource
+from leadbridge.core import metrics, views
+from leadbridge.core.pipeline import land_one
+from leadbridge.core.store import migrate
+from leadbridge.core.store.repo import Store
 
 log = logging.getLogger("leadbridge.http")
 MAX_BODY = 1024 * 1024  # 1 MiB: a marketplace lead is well under 2 KiB

@@ -10,6 +10,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, Engine, Table, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
 from leadbridge.core.models import Event, Lead, RawLead, lead_from_json, lead_to_json
 from leadbridge.core.store import migrate
 from leadbridge.core.store.db import make_engine
@@ -25,8 +28,6 @@ from leadbridge.core.store.tables import (
     raw_leads,
     target_links,
 )
-from sqlalchemy import Connection, Engine, Table, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 
 def utcnow() -> datetime:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select, update
+
 from leadbridge.connectors import sandboxes
 from leadbridge.connectors.base import build
 from leadbridge.core import pipeline
@@ -19,7 +21,6 @@ from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import dead_letters, outbox
-from sqlalchemy import func, select, update
 
 KINDS = ["salesforce", "hubspot", "dataverse", "webhook"]
 # What each CRM calls the title and company fields.

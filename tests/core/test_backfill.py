@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from leadbridge.connectors.marketplace import file as file_source
 from leadbridge.core import backfill
 from leadbridge.core.settings import load_settings

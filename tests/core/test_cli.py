@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from leadbridge.core.cli import app
 from typer.testing import CliRunner
+
+from leadbridge.core.cli import app
 
 runner = CliRunner()
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
 from leadbridge.connectors import sandboxes
 from leadbridge.core.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
+from sqlalchemy import select
+
 from leadbridge.connectors.base import FatalError
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core import pipeline
@@ -16,7 +18,6 @@ from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import dead_letters, events, outbox, target_links
-from sqlalchemy import select
 
 
 class ScriptedTarget(HttpTarget):

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
 from leadbridge.core import pipeline
 from leadbridge.core.models import RawLead
@@ -13,7 +15,6 @@ from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import cursors, events, leads, outbox, quarantine, raw_leads
-from sqlalchemy import func, select
 
 
 def _file(tmp_path: Path, payloads: list[Any], name: str = "leads.jsonl") -> LeadsFileSource:

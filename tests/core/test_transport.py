@@ -8,6 +8,7 @@ from email.utils import format_datetime
 import pytest
 import requests
 import responses
+
 from leadbridge.connectors.base import FatalError, RetryableError
 from leadbridge.core.transport import RateLimiter, Transport, parse_retry_after
 

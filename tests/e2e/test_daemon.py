@@ -157,8 +157,19 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
             table.create_entity(_row(i))
         _wait(lambda: in_every_crm(35), 60, "35 leads in every CRM")
 
+        # The webhook, through the real server, refuses what it must.
+        hook = f"{base}/marketplace/leads/{TOKEN}"
+        assert (
+            requests.post(f"{base}/marketplace/leads/wrong", json={}, timeout=10).status_code == 401
+        )
+        assert requests.post(hook, data=b"x" * (1024 * 1024 + 10), timeout=10).status_code == 413
+        bad = requests.post(hook, data=b"{not json", timeout=10)
+        assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
+
         # 2. /metrics counts exactly what was sent.
         assert _metric(base, "leadbridge_webhook_requests_total", status="202") == 20
+        assert _metric(base, "leadbridge_webhook_requests_total", status="401") == 1
+        assert _metric(base, "leadbridge_webhook_requests_total", status="400") == 1
         assert _metric(base, "leadbridge_raw_leads_total", source="hook") == 20
         assert _metric(base, "leadbridge_raw_leads_total", source="table") == 15
         for target in targets:

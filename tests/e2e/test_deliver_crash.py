@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from leadbridge.core.synthetic import write_jsonl
 
 from .helpers import LEADBRIDGE, env, sandbox_records, start_sandboxes, write_config

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from leadbridge.core.store.tables import metadata
 from sqlalchemy import create_engine
+
+from leadbridge.core.store.tables import metadata
 
 
 def run_migrations() -> None:

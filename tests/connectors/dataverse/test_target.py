@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import responses
+
 from leadbridge.connectors.base import FatalError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget

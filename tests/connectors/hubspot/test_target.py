@@ -6,6 +6,7 @@ import json
 
 import pytest
 import responses
+
 from leadbridge.connectors.base import FatalError, RetryableError
 from leadbridge.connectors.hubspot.target import HubSpotConfig, HubSpotTarget
 from leadbridge.connectors.targets import Link

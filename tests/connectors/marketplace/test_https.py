@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace.https import parse_https_payload, payload_key
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from leadbridge.connectors.marketplace import parse_payload
 
 SHAPES = (("https", "https_payload"), ("table", "table_row"))

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace.table import (
     MarketplaceTableConfig,
@@ -88,8 +89,9 @@ def test_rounds_of_new_rows_arrive_once_each_through_every_page(
         total += round_size
         ingest(source, store, settings)
         with store.connect() as conn:
-            from leadbridge.core.store.tables import leads, raw_leads
             from sqlalchemy import func, select
+
+            from leadbridge.core.store.tables import leads, raw_leads
 
             assert conn.execute(select(func.count()).select_from(raw_leads)).scalar_one() == total
             assert conn.execute(select(func.count()).select_from(leads)).scalar_one() == total

@@ -6,11 +6,12 @@ import json
 
 import pytest
 import responses
+from responses import matchers
+
 from leadbridge.connectors.base import FatalError, RetryableError
 from leadbridge.connectors.salesforce.target import SalesforceConfig, SalesforceTarget
 from leadbridge.connectors.targets import Link
 from leadbridge.core.models import Lead, Stage
-from responses import matchers
 
 INSTANCE = "https://acme.my.salesforce.com"
 TOKEN_URL = f"{INSTANCE}/services/oauth2/token"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import responses
+
 from leadbridge.connectors.webhook.target import WebhookConfig, WebhookTarget
 from leadbridge.core.models import Lead, Stage
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import responses
+
 from leadbridge.connectors.base import PermanentError
 from leadbridge.connectors.webhook.target import WebhookConfig, WebhookTarget, sign
 from leadbridge.core.models import Lead

@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from werkzeug.test import Client
+
 from leadbridge.connectors.marketplace.https import MarketplaceHttpsConfig, MarketplaceHttpsSource
 from leadbridge.core.http.app import MAX_BODY, App
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import raw_leads
-from sqlalchemy import func, select
-from werkzeug.test import Client
 
 TOKEN = "0123456789abcdefTOKEN"
 URL = f"/marketplace/leads/{TOKEN}"

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import inspect, text
+
 from leadbridge.core.models import RawLead
 from leadbridge.core.store import migrate, repo
 from leadbridge.core.store.repo import Store
-from sqlalchemy import inspect, text
 
 
 def test_migrations_reach_head_and_create_every_table(tmp_path: Path) -> None:
@@ -85,8 +86,9 @@ def test_postgresql_by_url_same_migrations_and_pipeline(pg_url: str, samples: li
 
 
 def report_key(conn) -> str:
-    from leadbridge.core.store.tables import leads
     from sqlalchemy import select
+
+    from leadbridge.core.store.tables import leads
 
     return conn.execute(
         select(leads.c.lead_key).where(leads.c.email == "jsmith@contoso.com")

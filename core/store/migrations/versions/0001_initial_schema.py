@@ -7,9 +7,10 @@ Create Date: 2026-11-22 10:21:44.730681
 
 from __future__ import annotations
 
-import leadbridge.core.store.tables
 import sqlalchemy as sa
 from alembic import op
+
+import leadbridge.core.store.tables
 
 revision = "0001"
 down_revision = None
