@@ -7,14 +7,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from leadbridge.connectors.base import ConnectorConfig
 from leadbridge.core.durations import Duration
 from leadbridge.core.mapping import FieldMap, canonical
-from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.stages import Policy, default_owns
 from leadbridge.core.transport import Transport
 
 
@@ -28,6 +29,10 @@ class TargetConfig(ConnectorConfig):
     max_attempts: int = Field(default=5, ge=1, le=20)
     ca_bundle: Path | None = None  # extra CA for TLS (private CAs, proxies, sandboxes)
     fields: dict[str, str | None] = Field(default_factory=dict)  # CRM field → canonical / =const
+    stage_sync: Literal["two_way", "push", "pull", "off"] | None = None  # default per kind
+    owns: list[Stage] | None = None  # default: sales CRMs own sql and beyond
+    pull_every: Duration = Field(default=timedelta(minutes=2))
+    overlap: Duration = Field(default=timedelta(minutes=5))  # re-read behind the watermark
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class HttpTarget:
     default_rate: ClassVar[float | None] = None
     field_map: ClassVar[FieldMap]
     contact_level: ClassVar[bool] = False  # True: one CRM record per person (HubSpot)
+    default_stage_sync: ClassVar[str] = "two_way"
 
     def __init__(
         self,
@@ -83,6 +89,26 @@ class HttpTarget:
     def payload(self, lead: Lead) -> dict[str, Any]:
         """The fields this target receives for the lead (hashed to skip unchanged pushes)."""
         return self.fields.apply(canonical(lead), self.placeholder)
+
+    @property
+    def stage_sync(self) -> str:
+        return self.config.stage_sync or self.default_stage_sync
+
+    def policy(self) -> Policy:
+        owns = (
+            frozenset(self.config.owns)
+            if self.config.owns is not None
+            else default_owns(self.config.kind)
+        )
+        return Policy(self.name, pulls=self.stage_sync in ("two_way", "pull"), owns=owns)
+
+    @property
+    def pushes_stage(self) -> bool:
+        return self.stage_sync in ("two_way", "push")
+
+    def stage_changes(self, since: str | None) -> tuple[list[StageChange], str]:
+        """Stages changed in the CRM since the watermark, and the new watermark."""
+        raise NotImplementedError(f"{self.config.kind} does not read stages back")
 
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None

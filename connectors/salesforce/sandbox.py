@@ -9,7 +9,9 @@ admin API, as a salesperson converting a Lead would.
 from __future__ import annotations
 
 import itertools
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
@@ -44,10 +46,14 @@ class SalesforceSandbox(Sandbox):
         self.external_id_field = external_id_field
         self.ids = itertools.count(1)
         self.auto_assign_headers: list[str | None] = []
+        self.page_size = 2000
+        self.cursors: dict[str, list[dict[str, Any]]] = {}
         super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
         self.route("POST", "/services/oauth2/token", self.token)
+        self.route("GET", r"/services/data/v[\d.]+/query", self.query)
+        self.route("GET", r"/services/data/v[\d.]+/query/(?P<cursor>[^/]+)", self.query_more)
         self.route(
             "PATCH",
             r"/services/data/v[\d.]+/composite/sobjects/Lead/(?P<field>[^/]+)",
@@ -132,11 +138,13 @@ class SalesforceSandbox(Sandbox):
                 "IsConverted": False,
                 "_writes": 1,
                 "_created_at": time.time(),
+                "SystemModstamp": self._stamp(),
                 **fields,
             }
             return {"id": record_id, "success": True, "errors": [], "created": True}
         existing.update(fields)
         existing["_writes"] += 1
+        existing["SystemModstamp"] = self._stamp()
         return {"id": existing["Id"], "success": True, "errors": [], "created": False}
 
     def _validate(
@@ -180,7 +188,64 @@ class SalesforceSandbox(Sandbox):
             ]
         return []
 
+    # --- SOQL, the subset leadbridge sends ------------------------------------------------
+
+    def _stamp(self) -> str:
+        """SystemModstamp: now, strictly increasing, in Salesforce's own format."""
+        now = max(time.time(), getattr(self, "_last_stamp", 0.0) + 0.001)
+        self._last_stamp = now
+        moment = datetime.fromtimestamp(now, UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+    def query(self, request: Request) -> Response:
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        soql = request.query.get("q", [""])[0]
+        since = re.search(r"SystemModstamp >= (\S+)", soql)
+        if not soql.startswith("SELECT") or " FROM Lead " not in soql or since is None:
+            return Response(400, [{"errorCode": "MALFORMED_QUERY", "message": "unsupported"}])
+        start = datetime.fromisoformat(since.group(1))
+        with self.lock:
+            rows = sorted(
+                (r for r in self.records.values() if _stamp_time(r["SystemModstamp"]) >= start),
+                key=lambda r: r["SystemModstamp"],
+            )
+            rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+            return self._page(rows, 0)
+
+    def query_more(self, request: Request) -> Response:
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        cursor, _, offset = request.match["cursor"].partition("-")
+        with self.lock:
+            rows = self.cursors.get(cursor)
+            if rows is None:
+                return Response(400, [{"errorCode": "INVALID_QUERY_LOCATOR", "message": "gone"}])
+            return self._page(rows, int(offset))
+
+    def _page(self, rows: list[dict[str, Any]], offset: int) -> Response:
+        page = rows[offset : offset + self.page_size]
+        done = offset + self.page_size >= len(rows)
+        body: dict[str, Any] = {"totalSize": len(rows), "done": done, "records": page}
+        if not done:
+            cursor = f"01g{len(self.cursors):012d}"
+            self.cursors[cursor] = rows
+            body["nextRecordsUrl"] = (
+                f"/services/data/v62.0/query/{cursor}-{offset + self.page_size}"
+            )
+        return Response(200, body)
+
     def admin_extra(self, action: str, request: Request) -> Response | None:
+        if action == "stage" and request.method == "POST":
+            # A salesperson setting the stage picklist on the Lead.
+            body = request.json() or {}
+            with self.lock:
+                record = self.records.get(body.get("key"))
+                if record is None:
+                    return Response(404, {"error": "no such lead"})
+                record[body.get("field", "Lead_Stage__c")] = body["value"]
+                record["SystemModstamp"] = self._stamp()
+            return Response(200, record)
         if action == "credentials" and request.method == "POST":
             # An admin rotating the connected app's secret: old tokens die with it.
             with self.lock:
@@ -193,5 +258,10 @@ class SalesforceSandbox(Sandbox):
                 if key not in self.records:
                     return Response(404, {"error": "no such lead"})
                 self.records[key]["IsConverted"] = True
+                self.records[key]["SystemModstamp"] = self._stamp()
             return Response(200, self.records[key])
         return None
+
+
+def _stamp_time(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp[:-5] + stamp[-5:-2] + ":" + stamp[-2:])

@@ -15,12 +15,14 @@ proxy); the JWT bearer and username-password flows go through simple-salesforce'
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlencode
 
 import requests
 from pydantic import Field, SecretStr, model_validator
-from simple_salesforce import Salesforce, SalesforceLogin
+from simple_salesforce import Salesforce, SalesforceLogin, format_soql
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
@@ -32,7 +34,8 @@ from leadbridge.connectors.salesforce.mapping import (
 )
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.mapping import FieldMap
-from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.stages import rank
 
 DAILY_LIMIT_PAUSE_S = 3600.0  # the org's 24 h allocation is spent: try again in an hour
 CONCURRENCY_PAUSE_S = 120.0  # too many long requests at once: back off a little
@@ -185,6 +188,63 @@ class SalesforceTarget(HttpTarget):
             if usage is not None:
                 self.api_usage = {"used": usage.used, "total": usage.total}
 
+    # --- stages read back ---------------------------------------------------------------
+
+    def stage_changes(self, since: str | None) -> tuple[list[StageChange], str]:
+        """Leads modified since the watermark (minus the overlap), by SOQL on SystemModstamp.
+
+        SystemModstamp, not LastModifiedDate: the system maintains it and it can't be back-set.
+        A converted lead reads as SQL, or opportunity when an opportunity was made from it.
+        """
+        config = self.config
+        start = _parse_time(since) - config.overlap if since else datetime(2000, 1, 1, tzinfo=UTC)
+        stage_column = config.stage_field or "Status"
+        soql = format_soql(
+            "SELECT Id, {:literal}, {:literal}, IsConverted, ConvertedOpportunityId, "
+            "SystemModstamp FROM Lead WHERE SystemModstamp >= {} AND {:literal} != null "
+            "ORDER BY SystemModstamp",
+            config.external_id_field,
+            stage_column,
+            start,
+            config.external_id_field,
+        )
+        reverse = {v.lower(): Stage(k) for k, v in config.stage_values.items()}
+        newest = start + config.overlap if since else start
+        changes = []
+        for record in self._query(soql):
+            at = _parse_time(record["SystemModstamp"])
+            newest = max(newest, at)
+            stage = _sf_stage(record, stage_column, reverse)
+            if stage is not None:
+                changes.append(
+                    StageChange(
+                        lead_key=record[config.external_id_field],
+                        target=self.name,
+                        stage=stage,
+                        at=at,
+                        external_id=record.get("Id"),
+                        raw_value=str(record.get(stage_column)),
+                    )
+                )
+        return changes, newest.isoformat()
+
+    def _query(self, soql: str) -> Iterator[dict[str, Any]]:
+        """Every record of a query, following nextRecordsUrl (what query_all_iter does)."""
+        url = (
+            f"{self._instance}/services/data/v{self.config.api_version}/query?"
+            f"{urlencode({'q': soql})}"
+        )
+        while url:
+            response = self.transport.request("GET", url)
+            if response.status_code >= 400:
+                raise RetryableError(
+                    f"{self.name}: query HTTP {response.status_code} {_codes(response)}"
+                )
+            page = response.json()
+            yield from page.get("records", [])
+            next_url = page.get("nextRecordsUrl")
+            url = f"{self._instance}{next_url}" if next_url and not page.get("done") else ""
+
     def state(self) -> dict[str, Any]:
         return {"api_usage": self.api_usage}
 
@@ -249,6 +309,24 @@ class SalesforceTarget(HttpTarget):
             )
         self._instance = body.get("instance_url", self._instance).rstrip("/")
         return body["access_token"]
+
+
+def _parse_time(value: str) -> datetime:
+    """Salesforce datetimes: 2026-05-01T10:00:00.000+0000 (and ISO-8601 from our cursors)."""
+    text = value.replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = f"{text[:-2]}:{text[-2:]}"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _sf_stage(record: dict[str, Any], column: str, reverse: dict[str, Stage]) -> Stage | None:
+    stage = reverse.get(str(record.get(column) or "").lower())
+    if record.get("IsConverted"):
+        converted = Stage.OPPORTUNITY if record.get("ConvertedOpportunityId") else Stage.SQL
+        if stage is None or rank(converted) > rank(stage):
+            stage = converted
+    return stage
 
 
 def _json(response: requests.Response) -> Any:

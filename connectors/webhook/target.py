@@ -43,6 +43,7 @@ class WebhookTarget(HttpTarget):
     Config: ClassVar[type[WebhookConfig]] = WebhookConfig
     max_batch: ClassVar[int] = 500
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    default_stage_sync: ClassVar[str] = "push"  # an endpoint has nothing to read stages from
 
     config: WebhookConfig
 
