@@ -324,6 +324,42 @@ def _utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# --- stage sync ------------------------------------------------------------------------
+
+
+@app.command("sync-stages")
+def sync_stages_command(
+    ctx: typer.Context,
+    target: Annotated[
+        str | None, typer.Option(help="Read stages back from this target only.")
+    ] = None,
+) -> None:
+    """Read stage changes back from the CRMs, reconcile them, and deliver the outcome."""
+    from leadbridge.core.stagesync import pull_stages
+
+    settings = _ctx(ctx).settings
+    store = _ctx(ctx).store()
+    _targets(settings, target)  # names the target when it doesn't exist
+    targets = [build(c, placeholder=settings.placeholder) for c in settings.target_configs()]
+    report = pull_stages(targets, store, settings, only=[target] if target else None)
+    for name, count in report.read.items():
+        render.console.print(
+            f"{name}: read {count} records in {report.api_calls[name]} API call(s)"
+        )
+    render.console.print(
+        f"{report.applied} stage change(s) accepted, {report.refused} refused "
+        f"and re-asserted, {report.unchanged} unchanged or echoes"
+    )
+    for name, error in report.errors.items():
+        render.console.print(f"  {name}: could not read stages: {error}")
+    deliveries = [deliver(t, store, settings) for t in targets]
+    for delivered in deliveries:
+        if delivered.pushed or delivered.needs_attention:
+            _print_delivery(delivered)
+    if report.errors or any(d.needs_attention for d in deliveries):
+        raise typer.Exit(EXIT_ATTENTION)
+
+
 # --- dead letters ----------------------------------------------------------------------
 
 _DLQ_COLUMNS = ("id", "target", "lead_key", "error_class", "error", "created_at")
@@ -565,6 +601,14 @@ def _detail(event: dict[str, Any]) -> str:
         )
     if event["kind"] == "stage":
         return f"{data.get('from')} → {data.get('to')}: {data.get('reason')}"
+    if event["kind"] == "stage_refused":
+        return (
+            f"refused {data.get('stage')} (kept {data.get('kept')}): {data.get('reason')}; "
+            "the true stage is sent back"
+        )
+    if event["kind"] == "push":
+        outcome = "ok" if data.get("ok") else data.get("error")
+        return f"pushed {data.get('stage')} to {data.get('target')}: {outcome}"
     return str(data)
 
 

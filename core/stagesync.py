@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,11 +64,12 @@ def pull_stages(
     store: Store,
     settings: Settings,
     *,
+    only: Collection[str] | None = None,
     stop: threading.Event | None = None,
 ) -> SyncReport:
-    """One stage-sync cycle over the given targets (the ones that don't pull are skipped)."""
+    """One stage-sync cycle: read the pulling targets (or `only` these), fan out to all."""
     report = SyncReport()
-    pulling = [t for t in targets if t.policy().pulls]
+    pulling = [t for t in targets if t.policy().pulls and (only is None or t.name in only)]
     read: dict[str, tuple[list[StageChange], str]] = {}
     for target in pulling:
         if stop is not None and stop.is_set():

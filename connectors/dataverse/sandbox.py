@@ -13,6 +13,7 @@ import ssl
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -65,6 +66,8 @@ class DataverseSandbox(Sandbox):
         self.client_id, self.client_secret = client_id, client_secret
         self.key_column = key_column
         self.columns = set(COLUMNS) | {key_column}
+        self.version = 0  # the environment's row version, for change tracking
+        self.oldest_token = 0  # delta tokens older than this have expired
         self.ca = trustme.CA()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
@@ -84,6 +87,7 @@ class DataverseSandbox(Sandbox):
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self.token)
         self.route("POST", r"/api/data/v9\.2/\$batch", self.batch)
         self.route("PATCH", r"/api/data/v9\.2/(?P<target>leads\(.*\))", self.single)
+        self.route("GET", r"/api/data/v9\.2/leads", self.read_leads)
 
     def is_api(self, request: Request) -> bool:
         return request.path.startswith("/api/")
@@ -107,6 +111,22 @@ class DataverseSandbox(Sandbox):
             {"error": {"code": "0x80072560", "message": "token expired"}},
             {"WWW-Authenticate": "Bearer error=invalid_token"},
         )
+
+    def admin_extra(self, action: str, request: Request) -> Response | None:
+        body = request.json() or {}
+        with self.lock:
+            if action == "stage" and request.method == "POST":
+                # A Dynamics user setting the stage column, or qualifying the lead (statecode).
+                record = self.records.get(body.get("key"))
+                if record is None:
+                    return Response(404, {"error": "no such lead"})
+                record.update(body.get("columns") or {})
+                self._touch(record)
+                return Response(200, record)
+            if action == "expire_tokens" and request.method == "POST":
+                self.oldest_token = self.version + 1
+                return Response(200, {"oldest_token": self.oldest_token})
+        return None
 
     def stop(self) -> None:
         super().stop()
@@ -159,6 +179,62 @@ class DataverseSandbox(Sandbox):
         content_type, body = batch.response(answers)
         return Response(200, raw=body, headers={"Content-Type": content_type})
 
+    # --- change tracking -----------------------------------------------------------------
+
+    def _touch(self, record: dict[str, Any]) -> None:
+        """A write: the record gets the environment's next version and a new modifiedon."""
+        self.version += 1
+        record["versionnumber"] = self.version
+        now = max(time.time(), getattr(self, "_last_modified", 0.0) + 0.001)
+        self._last_modified = now
+        record["modifiedon"] = (
+            datetime.fromtimestamp(now, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+
+    def read_leads(self, request: Request) -> Response:
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        query = {k: v[0] for k, v in request.query.items()}
+        prefer = request.header("prefer") or ""
+        page_size = (
+            int(re.search(r"odata\.maxpagesize=(\d+)", prefer).group(1))
+            if ("maxpagesize" in prefer)
+            else 5000
+        )
+        with self.lock:
+            since = 0
+            if "$deltatoken" in query:
+                since = int(query["$deltatoken"])
+                if since < self.oldest_token:
+                    return Response(
+                        400,
+                        {
+                            "error": {
+                                "code": "0x80044352",
+                                "message": "The change tracking token has expired; do a full sync.",
+                            }
+                        },
+                    )
+            rows = sorted(
+                (r for r in self.records.values() if r["versionnumber"] > since),
+                key=lambda r: r["versionnumber"],
+            )
+            if "$filter" in query:
+                stamp = re.search(r"modifiedon ge (\S+)", query["$filter"]).group(1)
+                rows = [r for r in rows if r["modifiedon"] >= stamp.replace("Z", "")]
+            columns = (query.get("$select") or "").split(",")
+            rows = [{c: r.get(c) for c in columns if c} for r in rows]
+            skip = int(query.get("$skiptoken") or 0)
+            body: dict[str, Any] = {"value": rows[skip : skip + page_size]}
+            base = f"{self.url}/api/data/v9.2/leads?$select={query.get('$select', '')}"
+            if skip + page_size < len(rows):
+                body["@odata.nextLink"] = _with(request, "$skiptoken", skip + page_size, self.url)
+            elif "odata.track-changes" in prefer:
+                body["@odata.deltaLink"] = f"{base}&$deltatoken={self.version}"
+        return Response(200, body, {"Preference-Applied": prefer})
+
     def single(self, request: Request) -> Response:
         if not self.bearer_ok(request):
             return self.token_expired()
@@ -200,9 +276,11 @@ class DataverseSandbox(Sandbox):
                 "statecode": 0,
                 "_writes": 0,
                 "_created_at": time.time(),
+                "versionnumber": 0,
             }
         existing.update(body)
         existing["_writes"] += 1
+        self._touch(existing)
         return batch.Part(
             status=204,
             headers={"OData-EntityId": f"{self.url}/api/data/v9.2/leads({existing['leadid']})"},
@@ -211,3 +289,12 @@ class DataverseSandbox(Sandbox):
 
 def _error(status: int, code: str, message: str) -> batch.Part:
     return batch.Part(status=status, body={"error": {"code": code, "message": message}})
+
+
+def _with(request: Request, key: str, value: int, base: str) -> str:
+    """The request's own URL with one query parameter replaced (OData nextLink)."""
+    from urllib.parse import urlencode
+
+    query = {k: v[0] for k, v in request.query.items()}
+    query[key] = str(value)
+    return f"{base}{request.path}?{urlencode(query, safe='$,')}"

@@ -13,9 +13,11 @@ are cached by msal and renewed; a 401 drops the cached token and fetches a new o
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import msal
@@ -27,7 +29,15 @@ from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.mapping import FIELD_MAP, LEAD_SOURCE_WEB, STAGE_VALUES
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.mapping import FieldMap
-from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.stages import rank
+
+log = logging.getLogger("leadbridge.dataverse")
+
+
+class DeltaExpired(Exception):
+    """The change-tracking token is older than the environment keeps changes for."""
+
 
 ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
@@ -46,6 +56,7 @@ class DataverseConfig(TargetConfig):
     stage_column: str | None = "lb_leadstage"
     stage_values: dict[str, int] = Field(default_factory=lambda: dict(STAGE_VALUES))
     lead_source_code: int | None = LEAD_SOURCE_WEB
+    change_query: Literal["track_changes", "modifiedon"] = "track_changes"
 
 
 class DataverseTarget(HttpTarget):
@@ -77,7 +88,7 @@ class DataverseTarget(HttpTarget):
 
     def payload(self, lead: Lead) -> dict[str, Any]:
         columns = super().payload(lead)
-        if self.config.stage_column:
+        if self.config.stage_column and self.pushes_stage:
             value = self.config.stage_values.get(str(lead.stage))
             if value is not None:
                 columns[self.config.stage_column] = value
@@ -126,6 +137,100 @@ class DataverseTarget(HttpTarget):
             error=message.strip(),
             body=answer.body,
         )
+
+    # --- stages read back ---------------------------------------------------------------
+
+    def stage_changes(self, since: str | None) -> tuple[list[StageChange], str]:
+        """Change tracking: the stored delta link returns what changed since it was issued;
+        a token past the environment's retention (7 days by default) means a full resync.
+        `change_query: modifiedon` filters on modifiedon instead (no metadata change needed,
+        but blind to deletions)."""
+        if self.config.change_query == "modifiedon":
+            return self._modified_since(since)
+        url = since if since and since.startswith("http") else self._select_url()
+        try:
+            records, delta = self._pages(url, track=True)
+        except DeltaExpired:
+            log.warning("change tracking token expired: full resync", extra={"target": self.name})
+            records, delta = self._pages(self._select_url(), track=True)
+        return self._changes(records), delta or (since or "")
+
+    def _select_url(self) -> str:
+        config = self.config
+        columns = [
+            "leadid",
+            config.key_column,
+            "statecode",
+            "modifiedon",
+            *([config.stage_column] if config.stage_column else []),
+        ]
+        return f"{self.base}/{config.entity_set}?$select={','.join(columns)}"
+
+    def _modified_since(self, since: str | None) -> tuple[list[StageChange], str]:
+        start = (
+            datetime.fromisoformat(since) - self.config.overlap
+            if since
+            else datetime(2000, 1, 1, tzinfo=UTC)
+        )
+        stamp = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        url = (
+            f"{self._select_url()}&$filter={quote(f'modifiedon ge {stamp}')}"
+            f"&$orderby={quote('modifiedon asc')}"
+        )
+        records, _ = self._pages(url, track=False)
+        changes = self._changes(records)
+        newest = max(
+            [c.at for c in changes], default=datetime.fromisoformat(since) if since else start
+        )
+        return changes, newest.isoformat()
+
+    def _pages(self, url: str, *, track: bool) -> tuple[list[dict[str, Any]], str | None]:
+        prefer = ["odata.maxpagesize=500", *(["odata.track-changes"] if track else [])]
+        headers = {**ODATA_HEADERS, "Prefer": ",".join(prefer)}
+        records: list[dict[str, Any]] = []
+        while True:
+            response = self.transport.request("GET", url, headers=headers)
+            body = _json(response)
+            if response.status_code in (400, 410) and "expired" in str(body).lower():
+                raise DeltaExpired(str(body))
+            if response.status_code >= 400:
+                raise RetryableError(f"{self.name}: change query HTTP {response.status_code}")
+            records.extend(
+                r
+                for r in body.get("value", [])
+                if "$deletedEntity" not in str(r.get("@odata.context", ""))
+            )
+            if body.get("@odata.nextLink"):
+                url = body["@odata.nextLink"]
+                continue
+            return records, body.get("@odata.deltaLink")
+
+    def _changes(self, records: list[dict[str, Any]]) -> list[StageChange]:
+        config = self.config
+        reverse = {value: Stage(stage) for stage, value in config.stage_values.items()}
+        changes = []
+        for record in records:
+            key = record.get(config.key_column)
+            stage = reverse.get(record.get(config.stage_column)) if config.stage_column else None
+            state = record.get("statecode")
+            if state == 2:  # Disqualified
+                stage = Stage.DISQUALIFIED
+            elif state == 1 and (stage is None or rank(stage) < rank(Stage.SQL)):
+                stage = Stage.SQL  # Qualified: Dynamics' own "sales accepted"
+            if key and stage is not None:
+                modified = record.get("modifiedon") or datetime.now(UTC).isoformat()
+                changes.append(
+                    StageChange(
+                        lead_key=key,
+                        target=self.name,
+                        stage=stage,
+                        external_id=record.get("leadid"),
+                        at=datetime.fromisoformat(modified.replace("Z", "+00:00")),
+                        raw_value=f"{config.stage_column}={record.get(config.stage_column)}, "
+                        f"statecode={state}",
+                    )
+                )
+        return changes
 
     # --- tokens --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from leadbridge.connectors.hubspot.mapping import LIFECYCLE_VALUES
@@ -41,10 +42,12 @@ class HubSpotSandbox(Sandbox):
         self.token = token
         self.properties = set(KNOWN_PROPERTIES)
         self.ids = itertools.count(1001)
+        self.search_cap = 10_000  # HubSpot's: no search pages past it
         super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
         self.route("POST", r"/crm/v3/objects/contacts/batch/upsert", self.batch_upsert)
+        self.route("POST", r"/crm/v3/objects/contacts/search", self.search)
 
     def throttled(self) -> Response:
         return Response(
@@ -143,18 +146,72 @@ class HubSpotSandbox(Sandbox):
                 "email": email,
                 "_writes": 0,
                 "_created_at": time.time(),
+                "lastmodifieddate": self._modified(),
             }
         stage = properties.pop("lifecyclestage", None)
         if stage is not None:
             existing["lifecyclestage"] = self._lifecycle(existing.get("lifecyclestage"), stage)
         existing.update(properties)
         existing["_writes"] += 1
+        existing["lastmodifieddate"] = self._modified()
         return {
             "id": existing["id"],
             "new": new,
             "objectWriteTraceId": item.get("objectWriteTraceId"),
             "properties": {k: v for k, v in existing.items() if not k.startswith("_")},
         }
+
+    def _modified(self) -> str:
+        """lastmodifieddate: now, strictly increasing, ISO-8601 with milliseconds."""
+        now = max(time.time(), getattr(self, "_last_modified", 0.0) + 0.001)
+        self._last_modified = now
+        return (
+            datetime.fromtimestamp(now, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+
+    def search(self, request: Request) -> Response:
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        after = int(body.get("after") or 0)
+        limit = min(int(body.get("limit") or 10), 200)
+        if after + limit > self.search_cap:
+            return Response(
+                400,
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": f"paging beyond {self.search_cap} results is not supported",
+                },
+            )
+        filters = [f for g in body.get("filterGroups", []) for f in g.get("filters", [])]
+        with self.lock:
+            rows = [r for r in self.records.values() if all(_match(r, f) for f in filters)]
+            rows.sort(key=lambda r: r.get("lastmodifieddate", ""))
+            wanted = body.get("properties") or ["email"]
+            page = [
+                {"id": r["id"], "properties": {p: r.get(p) for p in wanted}}
+                for r in rows[after : after + limit]
+            ]
+        result: dict[str, Any] = {"total": len(rows), "results": page}
+        if after + limit < len(rows):
+            result["paging"] = {"next": {"after": str(after + limit)}}
+        return Response(200, result)
+
+    def admin_extra(self, action: str, request: Request) -> Response | None:
+        if action == "stage" and request.method == "POST":
+            # A HubSpot user editing the contact (the UI lets people move stages back).
+            body = request.json() or {}
+            with self.lock:
+                record = self.records.get(body.get("email"))
+                if record is None:
+                    return Response(404, {"error": "no such contact"})
+                record.update(body.get("properties") or {})
+                record["lastmodifieddate"] = self._modified()
+            return Response(200, record)
+        return None
 
     @staticmethod
     def _lifecycle(current: str | None, requested: str) -> str:
@@ -168,3 +225,14 @@ class HubSpotSandbox(Sandbox):
         ):
             return current
         return requested
+
+
+def _match(record: dict[str, Any], condition: dict[str, Any]) -> bool:
+    name, operator = condition.get("propertyName"), condition.get("operator")
+    if operator == "HAS_PROPERTY":
+        return bool(record.get(name))
+    if name == "lastmodifieddate" and operator == "GTE":
+        value = record.get(name) or ""
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+        return stamp >= int(condition["value"])
+    return True

@@ -10,6 +10,7 @@ refuses to go back without a clear-then-set, which is the stage-sync's business)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import requests
@@ -25,9 +26,11 @@ from leadbridge.connectors.hubspot.mapping import (
 )
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.mapping import FieldMap
-from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
 
+SEARCH_PAGE = 200  # the search API's largest page
+SEARCH_CAP = 10_000  # no search returns more; past it, start again from the last timestamp
 DAILY_LIMIT_PAUSE_S = 3600.0
 TEN_SECONDLY_PAUSE_S = 10.0
 
@@ -64,7 +67,7 @@ class HubSpotTarget(HttpTarget):
     def payload(self, lead: Lead) -> dict[str, Any]:
         properties = super().payload(lead)
         properties[self.config.lead_key_property] = lead.lead_key
-        if self.config.stage_property:
+        if self.config.stage_property and self.pushes_stage:
             properties[self.config.stage_property] = str(lead.stage)
         return properties
 
@@ -85,6 +88,7 @@ class HubSpotTarget(HttpTarget):
                     error="HubSpot contacts are keyed by email and this lead has none",
                 )
         inputs = [self._input(group, links) for group in people.values()]
+        self._clear_lifecycle([i for i in inputs if i.pop("_backward", False)])
         for start in range(0, len(inputs), self.max_batch):
             chunk = inputs[start : start + self.max_batch]
             groups = [people[i["id"]] for i in chunk]
@@ -100,26 +104,64 @@ class HubSpotTarget(HttpTarget):
         )
         properties = self.payload(latest)
         properties[self.config.lead_key_property] = furthest.lead_key
-        if self.config.stage_property:
+        if self.config.stage_property and self.pushes_stage:
             properties[self.config.stage_property] = str(furthest.stage)
         if self.config.offers_property:
             properties[self.config.offers_property] = ";".join(
                 sorted({lead.offer_key for lead in group})
             )
-        lifecycle = self.config.lifecycle_values.get(str(furthest.stage))
-        pushed = [
-            links[lead.lead_key].pushed_stage
-            for lead in group
-            if lead.lead_key in links and links[lead.lead_key].pushed_stage
-        ]
-        if lifecycle and all(rank(furthest.stage) > rank(p) for p in pushed):
-            properties["lifecyclestage"] = lifecycle  # forward only
-        return {
+        item = {
             "id": furthest.email,
             "idProperty": "email",
             "objectWriteTraceId": furthest.lead_key,
             "properties": properties,
         }
+        if self.pushes_stage:
+            self._lifecycle(item, furthest, group, links)
+        return item
+
+    def _lifecycle(
+        self, item: dict[str, Any], furthest: Lead, group: list[Lead], links: Mapping[str, Link]
+    ) -> None:
+        """Forward: set it. Backward (leadbridge accepted a recycle or a disqualification):
+        mark the contact for "clear, then set". Disqualified has no lifecycle stage: the lead
+        status says it instead."""
+        if furthest.stage == Stage.DISQUALIFIED:
+            item["properties"]["hs_lead_status"] = "UNQUALIFIED"
+        lifecycle = self.config.lifecycle_values.get(str(furthest.stage))
+        pushed = [
+            rank(links[lead.lead_key].pushed_stage)
+            for lead in group
+            if lead.lead_key in links and links[lead.lead_key].pushed_stage
+        ]
+        if lifecycle is None:
+            return
+        if not pushed or rank(furthest.stage) > max(pushed):
+            item["properties"]["lifecyclestage"] = lifecycle
+        elif rank(furthest.stage) < max(pushed):
+            item["properties"]["lifecyclestage"] = lifecycle
+            item["_backward"] = True
+
+    def _clear_lifecycle(self, items: list[dict[str, Any]]) -> None:
+        """HubSpot moves lifecyclestage forward only; going back is clear ("") then set, in two
+        separate requests — a batch doesn't promise to apply its inputs in order."""
+        url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/batch/upsert"
+        for start in range(0, len(items), self.max_batch):
+            clears = [
+                {
+                    "id": i["id"],
+                    "idProperty": "email",
+                    "objectWriteTraceId": i["objectWriteTraceId"],
+                    "properties": {"lifecyclestage": ""},
+                }
+                for i in items[start : start + self.max_batch]
+            ]
+            response = self.transport.request("POST", url, json={"inputs": clears})
+            if response.status_code not in (200, 201, 207):
+                raise PermanentError(
+                    f"{self.name}: clearing lifecyclestage: HTTP {response.status_code}",
+                    body=_json(response),
+                )
 
     def _batch(self, inputs: list[dict[str, Any]], groups: list[list[Lead]]) -> list[PushResult]:
         url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/batch/upsert"
@@ -166,6 +208,98 @@ class HubSpotTarget(HttpTarget):
             for lead in group
         ]
 
+    # --- stages read back ---------------------------------------------------------------
+
+    def stage_changes(self, since: str | None) -> tuple[list[StageChange], str]:
+        """Contacts modified since the watermark, through the CRM search API.
+
+        A search stops at 10,000 results: near the cap the query starts again from the last
+        `lastmodifieddate` seen (keyset), and records read twice are deduplicated.
+        """
+        overlap_ms = int(self.config.overlap.total_seconds() * 1000)
+        floor = max(0, int(since) - overlap_ms) if since else 0
+        newest = int(since) if since else 0
+        reverse = {v: Stage(k) for k, v in self.config.lifecycle_values.items()}
+        changes: dict[str, StageChange] = {}
+        after: str | None = None
+        while True:
+            page = self._search(floor, after)
+            for record in page.get("results", []):
+                modified = _ms(record["properties"].get("lastmodifieddate"))
+                newest = max(newest, modified)
+                change = self._change(record, modified, reverse)
+                if change is not None:
+                    changes[record["id"]] = change
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+            if int(after) + SEARCH_PAGE > SEARCH_CAP:
+                if newest <= floor:
+                    break  # 10,000 contacts modified in one millisecond: nothing more to gain
+                floor, after = newest, None
+        return list(changes.values()), str(newest)
+
+    def _search(self, floor: int, after: str | None) -> dict[str, Any]:
+        url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/search"
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": "lastmodifieddate",
+                            "operator": "GTE",
+                            "value": str(floor),
+                        },
+                        {"propertyName": self.config.lead_key_property, "operator": "HAS_PROPERTY"},
+                    ]
+                }
+            ],
+            "sorts": [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}],
+            "properties": [
+                "email",
+                "lifecyclestage",
+                "hs_lead_status",
+                "lastmodifieddate",
+                self.config.lead_key_property,
+                *([self.config.stage_property] if self.config.stage_property else []),
+            ],
+            "limit": SEARCH_PAGE,
+        }
+        if after:
+            body["after"] = after
+        response = self.transport.request("POST", url, json=body)
+        if response.status_code >= 400:
+            raise RetryableError(
+                f"{self.name}: search HTTP {response.status_code} "
+                f"{_field(_json(response), 'message')}"
+            )
+        return response.json()
+
+    def _change(
+        self, record: dict[str, Any], modified: int, reverse: dict[str, Stage]
+    ) -> StageChange | None:
+        """lifecyclestage is the stage people move in HubSpot; the lead status says
+        disqualified (which has no lifecycle stage)."""
+        properties = record.get("properties") or {}
+        key = properties.get(self.config.lead_key_property)
+        if not key:
+            return None
+        if properties.get("hs_lead_status") == "UNQUALIFIED":
+            stage, raw = Stage.DISQUALIFIED, "hs_lead_status=UNQUALIFIED"
+        else:
+            raw = properties.get("lifecyclestage") or ""
+            stage = reverse.get(raw)
+        if stage is None:
+            return None
+        return StageChange(
+            lead_key=key,
+            target=self.name,
+            stage=stage,
+            raw_value=raw,
+            at=datetime.fromtimestamp(modified / 1000, UTC),
+            external_id=str(record.get("id")),
+        )
+
     def classify(self, response: requests.Response) -> Any:
         """429 with policyName: DAILY pauses the target for an hour; the rolling windows wait
         the window out (HubSpot sends no Retry-After, but says the interval)."""
@@ -182,6 +316,16 @@ class HubSpotTarget(HttpTarget):
         if response.headers.get("Retry-After"):
             wait = None  # the transport reads the header itself
         return RetryableError(f"{self.name}: HubSpot {policy or 'rate'} limit", retry_after=wait)
+
+
+def _ms(value: Any) -> int:
+    """HubSpot datetimes: ISO-8601 in properties, epoch milliseconds in filters."""
+    if value is None:
+        return 0
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _json(response: requests.Response) -> Any:

@@ -100,7 +100,7 @@ class SalesforceTarget(HttpTarget):
 
     def payload(self, lead: Lead) -> dict[str, Any]:
         fields = super().payload(lead)
-        if self.config.stage_field:
+        if self.config.stage_field and self.pushes_stage:
             fields[self.config.stage_field] = self.config.stage_values.get(
                 str(lead.stage), str(lead.stage)
             )

@@ -24,6 +24,7 @@ from leadbridge.connectors.base import build
 from leadbridge.core.delivery import deliver
 from leadbridge.core.pipeline import ingest, process_pending
 from leadbridge.core.settings import Settings
+from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store.repo import Store
 
 log = logging.getLogger("leadbridge.engine")
@@ -61,6 +62,10 @@ class SingleEngine:
             self._add(
                 f"deliver:{target.name}", lambda t=target: self._deliver(t), target.config.every
             )
+            if target.policy().pulls:
+                self._add(
+                    f"pull:{target.name}", lambda t=target: self._pull(t), target.config.pull_every
+                )
         self.scheduler.start()
         log.info("scheduler started", extra={"jobs": [j.id for j in self.scheduler.get_jobs()]})
 
@@ -133,6 +138,13 @@ class SingleEngine:
     def _process(self) -> None:
         report = process_pending(self.store, self.settings, stop=self.stop)
         if report.leads_created or report.leads_updated:
+            self.wake_delivery()
+
+    def _pull(self, target: Any) -> None:
+        report = pull_stages(
+            self.targets, self.store, self.settings, only=[target.name], stop=self.stop
+        )
+        if report.applied or report.refused:
             self.wake_delivery()
 
     def _deliver(self, target: Any) -> None:
