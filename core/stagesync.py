@@ -56,7 +56,7 @@ class _Cycle:
     events: list[Event] = field(default_factory=list)
     changed: dict[str, Lead] = field(default_factory=dict)
     fan_out: list[tuple[str, str]] = field(default_factory=list)  # (lead, source target)
-    reassert: list[tuple[str, str]] = field(default_factory=list)  # (lead, target)
+    reassert: list[tuple[str, str, str]] = field(default_factory=list)  # lead, target, theirs
 
 
 def pull_stages(
@@ -167,7 +167,7 @@ def _reconcile(lead: Lead, changes: list[StageChange], cycle: _Cycle, report: Sy
                 },
             )
         )
-        cycle.reassert.append((lead.lead_key, change.target))
+        cycle.reassert.append((lead.lead_key, change.target, Stage(change.stage).value))
         report.refused += 1
 
 
@@ -200,13 +200,15 @@ def _write(conn: Any, cycle: _Cycle) -> None:
     for key, source in cycle.fan_out:
         repo.enqueue(conn, [key], [n for n in pushing if n != source], cycle.now)
         _remember_source(conn, cycle, key, source)
-    for key, target in cycle.reassert:
+    for key, target, theirs in cycle.reassert:
         if target in pushing:
-            # Force the push: the payload equals what was last sent, but the CRM now differs.
+            # Force the push (the payload equals what was last sent, but the CRM now differs),
+            # and record what the CRM holds, so the push moves it from there (HubSpot decides
+            # forward or clear-then-set from it).
             conn.execute(
                 update(target_links)
                 .where(target_links.c.lead_key == key, target_links.c.target == target)
-                .values(pushed_hash=None)
+                .values(pushed_hash=None, pushed_stage=theirs)
             )
             repo.enqueue(conn, [key], [target], cycle.now)
 

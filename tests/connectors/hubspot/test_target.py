@@ -90,15 +90,22 @@ def test_one_contact_per_person_with_every_offer_and_the_furthest_stage() -> Non
 
 
 @responses.activate
-def test_lifecycle_stage_only_moves_forward() -> None:
+def test_lifecycle_stage_is_sent_forward_never_repeated_and_backward_as_clear_then_set() -> None:
     lead = _lead("a", "a@x.io", stage=Stage.MQL)
-    responses.post(
-        UPSERT,
-        json={"status": "COMPLETE", "results": [{"id": "1", "objectWriteTraceId": lead.lead_key}]},
-    )
-    _target().upsert([lead], {lead.lead_key: Link("1", "sql", "active")})
+    ok = {"status": "COMPLETE", "results": [{"id": "1", "objectWriteTraceId": lead.lead_key}]}
+    responses.post(UPSERT, json=ok)
+    _target().upsert([lead], {lead.lead_key: Link("1", "mql", "active")})
     props = json.loads(responses.calls[0].request.body)["inputs"][0]["properties"]
-    assert "lifecyclestage" not in props  # HubSpot is already further; never send it back
+    assert "lifecyclestage" not in props  # HubSpot already has it
+
+    responses.reset()
+    responses.post(UPSERT, json=ok)
+    responses.post(UPSERT, json=ok)
+    recycled = _lead("a", "a@x.io", stage=Stage.LEAD)  # sales recycled an SQL to nurture
+    assert _target().upsert([recycled], {lead.lead_key: Link("1", "sql", "active")})[0].ok
+    first, second = (json.loads(c.request.body)["inputs"][0]["properties"] for c in responses.calls)
+    assert first == {"lifecyclestage": ""}  # clear, in a request of its own…
+    assert second["lifecyclestage"] == "lead"  # …then set
 
 
 @responses.activate
