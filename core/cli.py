@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -136,22 +137,24 @@ def ingest_command(
         raise typer.Exit(EXIT_ATTENTION)
 
 
-def _run_ingest(src: Any, store: Store, settings: Settings) -> IngestReport:
+def _on_terminal(label: str, job: Callable[[Any], Any], describe: Callable[[Any], str]) -> Any:
+    """Run `job(on_batch)`; on a terminal a spinner shows `describe(report)` after each batch
+    (elsewhere the job's own log line per batch says it)."""
     if not sys.stderr.isatty():
-        return ingest(src, store, settings)
+        return job(None)
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), transient=True, console=render.console
     ) as progress:
-        task = progress.add_task(f"ingesting {src.name}")
+        task = progress.add_task(label)
+        return job(lambda report: progress.update(task, description=describe(report)))
 
-        def update(report: IngestReport) -> None:
-            progress.update(
-                task,
-                description=f"ingesting {src.name}: {report.fetched} fetched, "
-                f"{report.processed} processed",
-            )
 
-        return ingest(src, store, settings, on_batch=update)
+def _run_ingest(src: Any, store: Store, settings: Settings) -> IngestReport:
+    return _on_terminal(
+        f"ingesting {src.name}",
+        lambda on_batch: ingest(src, store, settings, on_batch=on_batch),
+        lambda r: f"ingesting {src.name}: {r.fetched} fetched, {r.processed} processed",
+    )
 
 
 def _print_ingest(report: IngestReport) -> None:
@@ -201,21 +204,11 @@ def deliver_command(
 
 
 def _run_deliver(target: Any, store: Store, settings: Settings) -> DeliveryReport:
-    if not sys.stderr.isatty():
-        return deliver(target, store, settings)
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), transient=True, console=render.console
-    ) as progress:
-        task = progress.add_task(f"delivering to {target.name}")
-
-        def update(report: DeliveryReport) -> None:
-            progress.update(
-                task,
-                description=f"delivering to {target.name}: "
-                f"{report.pushed} pushed, {report.batches} batches",
-            )
-
-        return deliver(target, store, settings, on_batch=update)
+    return _on_terminal(
+        f"delivering to {target.name}",
+        lambda on_batch: deliver(target, store, settings, on_batch=on_batch),
+        lambda r: f"delivering to {target.name}: {r.pushed} pushed, {r.batches} batches",
+    )
 
 
 def _print_delivery(report: DeliveryReport) -> None:
