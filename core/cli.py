@@ -37,10 +37,12 @@ app = typer.Typer(
 )
 leads_app = typer.Typer(no_args_is_help=True, help="Look at leads and quarantined raw leads.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: leads a CRM refused for good.")
+auth_app = typer.Typer(no_args_is_help=True, help="Sign in to systems that need a person.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate or print the configuration.")
 db_app = typer.Typer(no_args_is_help=True, help="Store maintenance.")
 app.add_typer(leads_app, name="leads")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(auth_app, name="auth")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 log = logging.getLogger("leadbridge.cli")
@@ -351,6 +353,25 @@ def sync_stages_command(
             _print_delivery(delivered)
     if report.errors or any(d.needs_attention for d in deliveries):
         raise typer.Exit(EXIT_ATTENTION)
+
+
+# --- auth ------------------------------------------------------------------------------
+
+
+@auth_app.command("partner-center")
+def auth_partner_center(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option(help="The partner_center_referrals source to sign in.")],
+) -> None:
+    """Sign a Referrals admin in once (device code); the token cache then renews itself."""
+    from leadbridge.connectors.marketplace.referrals import DelegatedToken, ReferralsConfig
+
+    settings = _ctx(ctx).settings
+    config = next((c for c in settings.source_configs() if c.name == source), None)
+    if not isinstance(config, ReferralsConfig):
+        _usage(f"no partner_center_referrals source named {source!r}")
+    who = DelegatedToken(config).sign_in(lambda message: render.console.print(message))
+    render.console.print(f"signed in as {who}; token cache: {config.token_cache} (mode 0600)")
 
 
 # --- dead letters ----------------------------------------------------------------------

@@ -362,11 +362,37 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         _config_path.reset(token)
     problems: list[ConfigProblem] = []
     settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
+    if not problems:
+        _add_write_back_targets(settings, problems)
     if problems:
         raise ConfigError(problems)
     for config in settings._connectors.values():
         _register_secrets(config)
     return settings
+
+
+def _add_write_back_targets(settings: Settings, problems: list[ConfigProblem]) -> None:
+    """A source that writes stages back (Partner Center referrals with `write_back: true`)
+    is also a target, under its own name, so write-back rides the outbox like any push."""
+    names = {t.name for t in settings.targets}
+    for entry in settings.sources:
+        config = settings._connectors[f"sources:{entry.name}"]
+        if not getattr(config, "write_back", False):
+            continue
+        if entry.name in names:
+            problems.append(
+                ConfigProblem(
+                    f"sources[{entry.name}]",
+                    "its write-back needs a target of the same name",
+                    "rename the source or the target",
+                )
+            )
+            continue
+        cls = connector_class("partner_center_writeback")
+        settings._connectors[f"targets:{entry.name}"] = cls.Config.model_validate(
+            {**config.model_dump(), "kind": "partner_center_writeback"}
+        )
+        settings.targets.append(ConnectorEntry(name=entry.name, kind="partner_center_writeback"))
 
 
 def _register_secrets(config: BaseModel) -> None:

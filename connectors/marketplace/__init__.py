@@ -13,9 +13,15 @@ def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> Mark
     from leadbridge.connectors.base import MalformedLead
     from leadbridge.connectors.marketplace.file import parse_csv_row
     from leadbridge.connectors.marketplace.https import UNPARSED, parse_https_payload
+    from leadbridge.connectors.marketplace.referrals import parse_referral
     from leadbridge.connectors.marketplace.table import parse_table_row
 
-    parsers = {"https": parse_https_payload, "table": parse_table_row, "csv": parse_csv_row}
+    parsers = {
+        "https": parse_https_payload,
+        "table": parse_table_row,
+        "csv": parse_csv_row,
+        "referral": parse_referral,
+    }
     if isinstance(payload, dict) and UNPARSED in payload:
         raise MalformedLead(
             "body",

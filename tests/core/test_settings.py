@@ -156,11 +156,18 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
         "DATAVERSE_CLIENT_ID",
         "DATAVERSE_CLIENT_SECRET",
         "WEBHOOK_SECRET",
+        "PC_CLIENT_ID",
     ):
         monkeypatch.setenv(var, f"{var.lower()}-value")
     settings = make_settings(text)
-    assert {s.name for s in settings.sources} == {"table", "export"}
-    assert {t.name for t in settings.targets} == {"sales", "marketing", "d365", "hook"}
+    assert {s.name for s in settings.sources} == {"table", "export", "referrals"}
+    assert {t.name for t in settings.targets} == {
+        "sales",
+        "marketing",
+        "d365",
+        "hook",
+        "referrals",
+    }  # the referrals' write-back
     for name in [*Settings.model_fields, *QualificationSettings.model_fields]:
         assert f"{name}:" in text, f"{name} is not documented in the example config"
 

@@ -184,3 +184,64 @@ def test_a_converted_salesforce_lead_reads_as_sql_and_is_no_longer_written(world
     world.admin("salesforce", "convert", {"key": world.key})
     report = world.sync()
     assert report.applied == 1 and world.stages()["leadbridge"] == "sql"
+
+
+def test_sql_in_salesforce_marks_the_partner_center_referral_active_accepted(
+    tmp_path: Path,
+) -> None:
+    from leadbridge.connectors.marketplace.referrals import DelegatedToken
+    from leadbridge.connectors.marketplace.sandbox import ReferralsSandbox
+
+    crm = sandboxes.start(["salesforce"])
+    with ReferralsSandbox() as pc:
+        try:
+            referral = pc.add(
+                {
+                    "name": "Contoso CRM Add-in",
+                    "customerProfile": {
+                        "name": "Northwind",
+                        "team": [{"lastName": "Raman", "email": "priya@northwind.example"}],
+                    },
+                }
+            )
+            settings = load_settings(
+                None,
+                store=f"sqlite:///{tmp_path / 'lb.db'}",
+                targets=[sandboxes.target_entry("salesforce", crm["salesforce"])],
+                sources=[
+                    {
+                        "name": "referrals",
+                        "kind": "partner_center_referrals",
+                        "client_id": pc.client_id,
+                        "authority": pc.authority,
+                        "api_url": pc.api_url,
+                        "ca_bundle": str(pc.ca_file),
+                        "token_cache": str(tmp_path / "pc-cache.json"),
+                    }
+                ],
+            )
+            DelegatedToken(settings.source("referrals")).sign_in(lambda message: None)
+            store = Store(settings.store)
+            pipeline.ingest(build(settings.source("referrals")), store, settings)
+            targets = [
+                build(c, placeholder=settings.placeholder) for c in settings.target_configs()
+            ]
+            assert [t.name for t in targets] == ["sales", "referrals"]
+            for target in targets:
+                deliver(target, store, settings)
+            [key] = crm["salesforce"].records
+            requests.post(
+                f"{crm['salesforce'].url}/_sandbox/stage",
+                json={"key": key, "value": "SQL"},
+                timeout=5,
+            )
+
+            assert pull_stages(targets, store, settings).applied == 1
+            for target in targets:
+                deliver(target, store, settings)
+            stored = pc.records[referral["id"]]
+            assert (stored["status"], stored["substatus"]) == ("Active", "Accepted")
+            assert stored["externalReferenceId"] == key
+            store.dispose()
+        finally:
+            sandboxes.stop(crm)

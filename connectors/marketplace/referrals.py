@@ -1,0 +1,404 @@
+"""Partner Center Referrals: marketplace leads read from referrals, and the lead's stage
+written back to the referral's status (reference §6).
+
+The API takes only a delegated (app + user) token. `leadbridge auth partner-center` signs a
+Referrals admin in once with the device-code flow; msal keeps the refresh token in a token
+cache file (mode 0600) that survives restarts, and every later token comes from it silently.
+
+Reading: referrals polled by `updatedDateTime` with an overlap; only marketplace leads
+(type Independent, qualification Direct, invited by Microsoft or nobody) unless told
+otherwise. Writing back: the stage maps to status/substatus (below), sent as a JSON Patch
+with `If-Match`; a 412 (someone changed the referral meanwhile) re-reads it and decides
+again. Partner Center only moves New → Active → Closed, so a stage going back after that is
+recorded and not written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import msal
+import requests
+from pydantic import Field
+
+from leadbridge.connectors.base import ConnectorConfig, FatalError, MalformedLead, RetryableError
+from leadbridge.connectors.dataverse.target import VerifyingSession
+from leadbridge.connectors.marketplace.leadsource import build_lead
+from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.core.durations import Duration
+from leadbridge.core.mapping import FieldMap
+from leadbridge.core.models import Lead, MarketplaceLead, PushResult, RawLead
+from leadbridge.core.transport import Transport
+
+log = logging.getLogger("leadbridge.referrals")
+API_URL = "https://api.partner.microsoft.com/v1.0/engagements/referrals"
+REFERRAL_ID = "partner_center_referral"  # the attribution key linking a lead to its referral
+
+# Stage → (status, substatus). None: leave the referral alone. Documented in the example config.
+STATUS_MAP: dict[str, list[str] | None] = {
+    "subscriber": None,
+    "lead": None,
+    "mql": None,  # still New/Received: accepting is sales' call
+    "sql": ["Active", "Accepted"],
+    "opportunity": ["Active", "Accepted"],
+    "customer": ["Closed", "Won"],
+    "disqualified": ["Closed", "Lost"],
+}
+_ORDER = {"New": 0, "Active": 1, "Closed": 2}
+
+
+class ReferralsConfig(ConnectorConfig):
+    kind: str = "partner_center_referrals"
+    api_url: str = API_URL
+    authority: str = Field(
+        default="https://login.microsoftonline.com/organizations", pattern=r"^https://"
+    )
+    client_id: str
+    scope: str = "https://api.partner.microsoft.com/.default"
+    instance_discovery: bool | None = None
+    token_cache: Path = Path("partner-center-token-cache.json")
+    ca_bundle: Path | None = None
+    every: Duration = Field(default=timedelta(minutes=5))
+    overlap: Duration = Field(default=timedelta(minutes=10))
+    page_size: int = Field(default=100, ge=1, le=500)
+    marketplace_only: bool = True
+    write_back: bool = True
+    status_map: dict[str, list[str] | None] = Field(default_factory=lambda: dict(STATUS_MAP))
+
+
+# --- the delegated token -----------------------------------------------------------------
+
+
+class DelegatedToken:
+    """msal with a persistent cache: seeded once by device code, silent afterwards."""
+
+    def __init__(self, config: ReferralsConfig) -> None:
+        self.config = config
+        self.cache = msal.SerializableTokenCache()
+        if config.token_cache.exists():
+            self.cache.deserialize(config.token_cache.read_text(encoding="utf-8"))
+        host = urlsplit(config.authority).hostname or ""
+        discovery = config.instance_discovery
+        if discovery is None:
+            discovery = host in msal.authority.WELL_KNOWN_AUTHORITY_HOSTS
+        verify: bool | str = (
+            str(config.ca_bundle)
+            if config.ca_bundle
+            else (os.environ.get("REQUESTS_CA_BUNDLE") or True)
+        )
+        self.verify = verify
+        self.app = msal.PublicClientApplication(
+            config.client_id,
+            authority=config.authority,
+            token_cache=self.cache,
+            instance_discovery=discovery,
+            http_client=VerifyingSession(verify),
+            timeout=30,
+        )
+        self.lock = threading.Lock()
+
+    def headers(self, force_refresh: bool) -> Mapping[str, str]:
+        with self.lock:
+            accounts = self.app.get_accounts()
+            result = (
+                self.app.acquire_token_silent(
+                    [self.config.scope],
+                    account=accounts[0] if accounts else None,
+                    force_refresh=force_refresh,
+                )
+                if accounts
+                else None
+            )
+            self._save()
+        if not result or "access_token" not in result:
+            raise FatalError(
+                f"{self.config.name}: no Partner Center token: run `leadbridge auth "
+                f"partner-center --source {self.config.name}` once"
+            )
+        return {"Authorization": f"Bearer {result['access_token']}"}
+
+    def sign_in(self, show: Any) -> str:
+        """The device-code flow: `show` gets the message telling the admin where to go."""
+        flow = self.app.initiate_device_flow(scopes=[self.config.scope])
+        if "user_code" not in flow:
+            raise FatalError(f"device code refused: {flow.get('error_description', flow)}")
+        show(flow["message"])
+        result = self.app.acquire_token_by_device_flow(flow)
+        if "access_token" not in result:
+            raise FatalError(f"sign-in failed: {result.get('error_description', result)}")
+        self._save(force=True)
+        return (result.get("id_token_claims") or {}).get("preferred_username", "signed in")
+
+    def _save(self, force: bool = False) -> None:
+        """The cache holds a refresh token: owner-only file, written atomically."""
+        if not (force or self.cache.has_state_changed):
+            return
+        path = self.config.token_cache
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.cache.serialize())
+        os.replace(partial, path)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+
+
+def _transport(name: str, token: DelegatedToken) -> Transport:
+    return Transport(name, auth=token.headers, verify=token.verify, rate=5.0)
+
+
+# --- reading referrals -------------------------------------------------------------------
+
+
+class ReferralsSource:
+    Config: ClassVar[type[ReferralsConfig]] = ReferralsConfig
+    role: ClassVar[str] = "source"
+
+    def __init__(self, config: ReferralsConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.token = DelegatedToken(config)
+        self.transport = _transport(config.name, self.token)
+
+    @classmethod
+    def from_config(cls, config: ReferralsConfig) -> ReferralsSource:
+        return cls(config)
+
+    def fetch(self, cursor: str | None) -> Iterator[tuple[RawLead, str]]:
+        """Referrals updated since the cursor, oldest first; the cursor moves at the end."""
+        since = (
+            datetime.fromisoformat(cursor) - self.config.overlap
+            if cursor
+            else datetime(2000, 1, 1, tzinfo=UTC)
+        )
+        newest = datetime.fromisoformat(cursor) if cursor else since
+        pending: RawLead | None = None
+        for referral in self._referrals(since):
+            updated = _time(referral.get("updatedDateTime")) or newest
+            newest = max(newest, updated)
+            if self.config.marketplace_only and not is_marketplace_lead(referral):
+                continue
+            if pending is not None:
+                yield pending, cursor or ""
+            pending = RawLead(
+                source=self.name,
+                source_key=str(referral["id"]),
+                kind="referral",
+                payload=referral,
+                occurred_at=_time(referral.get("createdDateTime")),
+            )
+        if pending is not None:
+            yield pending, newest.isoformat()
+
+    def _referrals(self, since: datetime) -> Iterator[dict[str, Any]]:
+        stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        query = (
+            f"$filter={quote(f'updatedDateTime ge {stamp}')}"
+            f"&$orderby={quote('updatedDateTime asc')}&$top={self.config.page_size}"
+        )
+        url, skip = f"{self.config.api_url}?{query}", 0
+        while url:
+            response = self.transport.request("GET", url)
+            if response.status_code >= 400:
+                raise RetryableError(f"{self.name}: referrals HTTP {response.status_code}")
+            page = response.json()
+            items = page.get("value", page if isinstance(page, list) else [])
+            yield from items
+            if page.get("@odata.nextLink"):
+                url = page["@odata.nextLink"]
+            elif len(items) == self.config.page_size:
+                skip += len(items)
+                url = f"{self.config.api_url}?{query}&$skip={skip}"
+            else:
+                url = ""
+
+
+def is_marketplace_lead(referral: Mapping[str, Any]) -> bool:
+    """Reference §6.1: Independent + Direct, invited by Microsoft or by nobody."""
+    invited = ((referral.get("inviteContext") or {}).get("invitedBy") or {}).get("organizationId")
+    return (
+        referral.get("type") == "Independent"
+        and referral.get("qualification") == "Direct"
+        and invited in (None, "", "msft")
+    )
+
+
+def parse_referral(referral: Any, occurred_at: datetime | None = None) -> MarketplaceLead:
+    """A referral's customer, as a marketplace lead: the first team member is the person."""
+    if not isinstance(referral, dict) or not referral.get("id"):
+        raise MalformedLead("id", "not a referral", "read referrals from the Referrals API")
+    profile = referral.get("customerProfile") or {}
+    team = profile.get("team") or [{}]
+    member = team[0] if isinstance(team[0], dict) else {}
+    consent = referral.get("consent") or {}
+    contact_ok = consent.get("consentToContact", True) is not False
+    customer = {
+        "FirstName": member.get("firstName"),
+        "LastName": member.get("lastName"),
+        "Email": member.get("email"),
+        "Phone": member.get("phoneNumber"),
+        "Country": (profile.get("address") or {}).get("country"),
+        "Company": profile.get("name"),
+    }
+    lead = build_lead(
+        customer=customer,
+        lead_source="PartnerCenter",
+        action_code="Referral" if contact_ok else "DNC",
+        offer_title=referral.get("name"),
+        description=(referral.get("details") or {}).get("notes"),
+        occurred_at=occurred_at or _time(referral.get("createdDateTime")),
+        raw=referral,
+    )
+    lead.channel = "partner_center"
+    lead.flags = [f for f in lead.flags if f not in ("unknown_action", "unknown_source")]
+    lead.attribution[REFERRAL_ID] = str(referral["id"])
+    return lead
+
+
+# --- writing the stage back --------------------------------------------------------------
+
+
+class ReferralsWriteBackConfig(ReferralsConfig, TargetConfig):
+    kind: str = "partner_center_writeback"
+
+
+class ReferralsWriteBack(HttpTarget):
+    """The stage of a lead that came from a referral, written to that referral's status."""
+
+    Config: ClassVar[type[ReferralsWriteBackConfig]] = ReferralsWriteBackConfig
+    max_batch: ClassVar[int] = 50
+    field_map: ClassVar[FieldMap] = FieldMap({})
+    default_stage_sync: ClassVar[str] = "push"
+
+    config: ReferralsWriteBackConfig
+
+    def __init__(
+        self, config: ReferralsWriteBackConfig, placeholder: str = "[not provided]"
+    ) -> None:
+        self.token = DelegatedToken(config)
+        super().__init__(config, placeholder, transport=_transport(config.name, self.token))
+
+    @classmethod
+    def from_config(
+        cls, config: ReferralsWriteBackConfig, placeholder: str = "[not provided]"
+    ) -> ReferralsWriteBack:
+        return cls(config, placeholder)
+
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        referral = lead.attribution.get(REFERRAL_ID)
+        wanted = self.config.status_map.get(str(lead.stage))
+        if not referral or not wanted:
+            return {}
+        return {
+            "referral": referral,
+            "status": wanted[0],
+            "substatus": wanted[1],
+            "externalReferenceId": lead.lead_key,
+        }
+
+    def upsert(
+        self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
+    ) -> list[PushResult]:
+        return [self._write(lead) for lead in leads]
+
+    def _write(self, lead: Lead) -> PushResult:
+        wanted = self.payload(lead)
+        if not wanted:  # no referral behind this lead, or a stage Partner Center doesn't show
+            return PushResult(lead_key=lead.lead_key, ok=True)
+        url = f"{self.config.api_url}/{quote(wanted['referral'], safe='')}"
+        for _ in range(3):  # a 412 means someone changed it meanwhile: read again, decide again
+            current = self.transport.request("GET", url)
+            if current.status_code == 404:
+                return PushResult(
+                    lead_key=lead.lead_key,
+                    ok=False,
+                    error_class="permanent",
+                    error="referral not found in Partner Center",
+                )
+            if current.status_code >= 400:
+                raise RetryableError(f"{self.name}: referral HTTP {current.status_code}")
+            referral = current.json()
+            ops = self._ops(referral, wanted)
+            if not ops:
+                return PushResult(lead_key=lead.lead_key, ok=True, external_id=wanted["referral"])
+            etag = current.headers.get("ETag") or referral.get("eTag")
+            response = self.transport.request(
+                "PATCH",
+                url,
+                json=ops,
+                headers={"If-Match": etag, "Content-Type": "application/json"},
+            )
+            if response.status_code in (200, 204):
+                return PushResult(lead_key=lead.lead_key, ok=True, external_id=wanted["referral"])
+            if response.status_code != 412:
+                return PushResult(
+                    lead_key=lead.lead_key,
+                    ok=False,
+                    error_class="permanent",
+                    error=f"HTTP {response.status_code}",
+                    body=_body(response),
+                )
+        return PushResult(
+            lead_key=lead.lead_key,
+            ok=False,
+            error_class="retryable",
+            error="the referral kept changing under us (412 three times)",
+        )
+
+    @staticmethod
+    def _ops(referral: Mapping[str, Any], wanted: Mapping[str, str]) -> list[dict[str, str]]:
+        """JSON Patch for the move, or nothing when it is done or Partner Center forbids it
+        (status only goes New → Active → Closed)."""
+        status, substatus = referral.get("status"), referral.get("substatus")
+        ops = []
+        moves = (status, substatus) != (wanted["status"], wanted["substatus"])
+        if moves and _ORDER.get(wanted["status"], 0) < _ORDER.get(str(status), 0):
+            log.info(
+                "referral status can't go back; left as is",
+                extra={"referral": referral.get("id"), "status": status},
+            )
+            moves = False
+        if moves:
+            ops += [
+                {"op": "replace", "path": "/status", "value": wanted["status"]},
+                {"op": "replace", "path": "/substatus", "value": wanted["substatus"]},
+            ]
+        if referral.get("externalReferenceId") != wanted["externalReferenceId"] and (
+            moves or status != "Closed"
+        ):
+            ops.append(
+                {
+                    "op": "replace",
+                    "path": "/externalReferenceId",
+                    "value": wanted["externalReferenceId"],
+                }
+            )
+        return ops
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def write_back_entry(source: ReferralsConfig) -> dict[str, Any]:
+    """The target a referrals source with `write_back: true` adds, under its own name."""
+    return {**source.model_dump(), "kind": "partner_center_writeback"}
