@@ -14,6 +14,8 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from leadbridge.connectors import sandboxes
 from leadbridge.connectors.base import build
 from leadbridge.core import logs, render, views
@@ -21,6 +23,7 @@ from leadbridge.core.delivery import deliver
 from leadbridge.core.logs import mask_email
 from leadbridge.core.pipeline import ingest
 from leadbridge.core.settings import Settings, load_settings
+from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 
@@ -48,6 +51,7 @@ def run_demo(workdir: Path | None = None) -> int:
             _deliver(settings, store)
             _show_crms(running)
             _show_again(settings, store)
+            _accept_in_salesforce(settings, store, running)
             store.dispose()
     finally:
         sandboxes.stop(running)
@@ -105,6 +109,36 @@ def _show_crms(running: dict[str, Any]) -> None:
         ]
         render.emit_table(
             rows, ("name", "email", "stage"), title=f"{kind} sandbox now holds {len(rows)} records"
+        )
+
+
+def _accept_in_salesforce(settings: Settings, store: Store, running: dict[str, Any]) -> None:
+    """The other half: a salesperson accepts an MQL in Salesforce; one sync later every other
+    CRM shows it, and the lead's history says who did it."""
+    crm = running["salesforce"]
+    key, record = next((k, r) for k, r in crm.records.items() if r.get("Lead_Stage__c") == "MQL")
+    # The salesperson's click, through the sandbox's admin API.
+    requests.post(
+        f"{crm.url}/_sandbox/stage", json={"key": key, "value": "SQL"}, timeout=10
+    ).raise_for_status()
+    targets = [build(c, placeholder=settings.placeholder) for c in settings.target_configs()]
+    report = pull_stages(targets, store, settings)
+    for target in targets:
+        deliver(target, store, settings)
+    email = record["Email"]
+    render.console.print(
+        f"A salesperson sets {mask_email(email)} to SQL in Salesforce. One stage sync "
+        f"({report.applied} change accepted) later: HubSpot shows "
+        f"{running['hubspot'].records[email]['lifecyclestage']}, Dynamics "
+        f"{running['dataverse'].records[key]['lb_leadstage']} (SQL), the webhook "
+        f"{running['webhook'].records[key]['stage']}."
+    )
+    with store.connect() as conn:
+        history = views.lead_story(conn, views.find_leads(conn, key)[0])["history"]
+    for event in (e for e in history if e["kind"] == "stage"):
+        data = event["data"]
+        render.console.print(
+            f"  stage {data['from']} → {data['to']} by {event['actor']}: {data['reason']}"
         )
 
 

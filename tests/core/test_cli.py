@@ -114,4 +114,9 @@ def test_db_upgrade_and_usage_errors(config: Path) -> None:
 def test_demo_runs_without_credentials(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.output
-    assert "unique leads" in result.output
+    assert "12 unique leads" in result.output
+    for crm in ("salesforce", "hubspot", "dataverse", "webhook"):
+        assert f"{crm} sandbox now holds 12 records" in result.output
+    assert "Delivering every lead again: 0 API calls" in result.output
+    assert "HubSpot shows salesqualifiedlead" in result.output  # the stage sync step
+    assert "mql → sql by sales" in result.output
