@@ -4,6 +4,9 @@ needs attention (quarantined malformed leads, dead letters); 2 usage or configur
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import signal
 import sys
@@ -38,11 +41,13 @@ app = typer.Typer(
 leads_app = typer.Typer(no_args_is_help=True, help="Look at leads and quarantined raw leads.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: leads a CRM refused for good.")
 auth_app = typer.Typer(no_args_is_help=True, help="Sign in to systems that need a person.")
+report_app = typer.Typer(no_args_is_help=True, help="Reports from leadbridge's own history.")
 config_app = typer.Typer(no_args_is_help=True, help="Validate or print the configuration.")
 db_app = typer.Typer(no_args_is_help=True, help="Store maintenance.")
 app.add_typer(leads_app, name="leads")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(auth_app, name="auth")
+app.add_typer(report_app, name="report")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 log = logging.getLogger("leadbridge.cli")
@@ -353,6 +358,167 @@ def sync_stages_command(
             _print_delivery(delivered)
     if report.errors or any(d.needs_attention for d in deliveries):
         raise typer.Exit(EXIT_ATTENTION)
+
+
+# --- reports ---------------------------------------------------------------------------
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    html = "html"
+
+
+class PeriodKind(StrEnum):
+    month = "month"
+    quarter = "quarter"
+    half = "half"
+    year = "year"
+
+
+class Grouping(StrEnum):
+    offer = "offer"
+    source = "source"
+    action = "action"
+    target = "target"
+
+
+@report_app.command("funnel")
+def report_funnel(
+    ctx: typer.Context,
+    period: Annotated[
+        PeriodKind, typer.Option(help="The period containing --at.")
+    ] = PeriodKind.quarter,
+    at: Annotated[
+        datetime | None, typer.Option(help="A day in the period (default: today).")
+    ] = None,
+    from_: Annotated[
+        datetime | None, typer.Option("--from", help="First day (instead of --period).")
+    ] = None,
+    to: Annotated[datetime | None, typer.Option(help="Last day, included.")] = None,
+    by: Annotated[
+        Grouping | None,
+        typer.Option(help="Also per offer, source, action or the CRM that accepted the lead."),
+    ] = None,
+    spend: Annotated[
+        Path | None, typer.Option(help="CSV of date,amount[,offer] for cost per SQL.")
+    ] = None,
+    sla_hours: Annotated[float | None, typer.Option(help="Contact-me follow-up threshold.")] = None,
+    format: Annotated[ReportFormat, typer.Option("--format")] = ReportFormat.table,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """MQLs, SQLs, acceptance rate, MQL → SQL velocity, follow-up SLA and cost per SQL."""
+    from leadbridge.core import reports
+
+    settings = _ctx(ctx).settings
+    if (from_ is None) != (to is None):
+        _usage("give both --from and --to, or neither (and --period)")
+    chosen = (
+        reports.period_between(from_.date(), to.date())
+        if from_ and to
+        else reports.period_for(period.value, (at or datetime.now(UTC)).date())
+    )
+    try:
+        rows = reports.read_spend(spend) if spend else None
+    except (OSError, reports.SpendFileError) as exc:
+        _usage(str(exc))
+    with _ctx(ctx).store().connect() as conn:
+        report = reports.funnel(
+            conn,
+            chosen,
+            by=by.value if by else None,
+            spend=rows,
+            sla_hours=sla_hours or settings.reports.sla_hours,
+        )
+    text = _render_report(report, format)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        render.console.print(f"wrote {output}")
+    elif text:
+        sys.stdout.write(text)
+
+
+_REPORT_COLUMNS = (
+    "group",
+    "raw_leads",
+    "unique_leads",
+    "test_leads",
+    "dnc_leads",
+    "mql",
+    "sql",
+    "opportunity",
+    "customer",
+    "recycled",
+    "disqualified",
+    "acceptance_rate",
+    "velocity_mean_days",
+    "velocity_median_days",
+    "velocity_p90_days",
+    "sla_share",
+    "sla_breaches",
+    "spend",
+    "cost_per_sql",
+    "lagged_cost_per_sql",
+)
+
+
+def _flat(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+    cost = figures.get("cost") or {}
+    return {
+        "group": name,
+        **{k: figures[k] for k in ("raw_leads", "unique_leads", "test_leads", "dnc_leads")},
+        **figures["stages"],
+        "acceptance_rate": figures["acceptance"]["rate"],
+        "velocity_mean_days": figures["velocity_days"]["mean"],
+        "velocity_median_days": figures["velocity_days"]["median"],
+        "velocity_p90_days": figures["velocity_days"]["p90"],
+        "sla_share": figures["sla"]["share"],
+        "sla_breaches": len(figures["sla"]["breaches"]),
+        "spend": cost.get("spend"),
+        "cost_per_sql": cost.get("per_sql"),
+        "lagged_cost_per_sql": cost.get("lagged_per_sql"),
+    }
+
+
+def _render_report(report: dict[str, Any], format: ReportFormat) -> str:
+    from leadbridge.core import report_html
+
+    if format is ReportFormat.html:
+        return report_html.render(report)
+    if format is ReportFormat.json:
+        return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+    rows = [_flat("total", report["total"])] + [_flat(g["group"], g) for g in report["groups"]]
+    if format is ReportFormat.csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(_REPORT_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue()
+    render.emit_table(
+        rows,
+        (
+            "group",
+            "unique_leads",
+            "mql",
+            "sql",
+            "acceptance_rate",
+            "velocity_median_days",
+            "velocity_p90_days",
+            "sla_share",
+            "cost_per_sql",
+            "lagged_cost_per_sql",
+        ),
+        title=f"funnel {report['period']['label']}",
+    )
+    for breach in report["total"]["sla"]["breaches"][:20]:
+        render.console.print(
+            f"  SLA breach: {breach['lead_key']} asked {breach['asked_at']}, "
+            f"first touch {breach['first_touch_at'] or 'never'}"
+        )
+    return ""
 
 
 # --- auth ------------------------------------------------------------------------------

@@ -125,6 +125,10 @@ class DeliverySettings(_Strict):
     fatal_retry: Duration = Field(default=timedelta(minutes=5))  # refused credentials: retry
 
 
+class ReportSettings(_Strict):
+    sla_hours: float = Field(default=24.0, gt=0)  # Contact-me leads expect a call within a day
+
+
 class ConnectorEntry(BaseModel):
     """A source or target as written in YAML; its own keys are checked by its connector."""
 
@@ -148,6 +152,7 @@ class Settings(BaseSettings):
     targets: list[ConnectorEntry] = Field(default_factory=list)
     qualification: QualificationSettings = Field(default_factory=QualificationSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     test_leads: Literal["quarantine", "deliver"] = "quarantine"
     dnc: Literal["push_flagged", "skip"] = "push_flagged"
     offers: dict[str, str] = Field(default_factory=dict)  # offer display title → publisher.offer
