@@ -13,8 +13,9 @@ from pydantic import Field
 
 from leadbridge.connectors.base import ConnectorConfig
 from leadbridge.core.durations import Duration
-from leadbridge.core.mapping import FieldMap, canonical
+from leadbridge.core.mapping import FieldMap, FieldSpec, canonical
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.routing import Rule, route
 from leadbridge.core.stages import Policy, default_owns
 from leadbridge.core.transport import Transport
 
@@ -28,7 +29,9 @@ class TargetConfig(ConnectorConfig):
     timeout: Duration = Field(default=timedelta(seconds=60))
     max_attempts: int = Field(default=5, ge=1, le=20)
     ca_bundle: Path | None = None  # extra CA for TLS (private CAs, proxies, sandboxes)
-    fields: dict[str, str | None] = Field(default_factory=dict)  # CRM field → canonical / =const
+    fields: dict[str, str | FieldSpec | None] = Field(default_factory=dict)  # see docs/mapping.md
+    routing: list[Rule] = Field(default_factory=list)  # owner per lead, first match wins
+    default_owner: str | None = None
     stage_sync: Literal["two_way", "push", "pull", "off"] | None = None  # default per kind
     owns: list[Stage] | None = None  # default: sales CRMs own sql and beyond
     pull_every: Duration = Field(default=timedelta(minutes=2))
@@ -105,6 +108,12 @@ class HttpTarget:
     @property
     def pushes_stage(self) -> bool:
         return self.stage_sync in ("two_way", "push")
+
+    def owner(self, lead: Lead, links: Mapping[str, Link]) -> str | None:
+        """The owner for a record about to be created; None for existing records."""
+        if lead.lead_key in links:
+            return None
+        return route(lead, self.config.routing, self.config.default_owner)
 
     def stage_changes(self, since: str | None) -> tuple[list[StageChange], str]:
         """Stages changed in the CRM since the watermark, and the new watermark."""

@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pycountry
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leadbridge.core.models import Lead
 
@@ -65,20 +67,77 @@ def country_name(code: str | None) -> str | None:
     return getattr(country, "common_name", None) or getattr(country, "name", None) or code
 
 
+class FieldSpec(BaseModel):
+    """One CRM field's value, when a plain canonical name or `=constant` isn't enough.
+
+    from: a canonical field (or `attribution.<key>`); const: a fixed value of any type;
+    join: several fields joined `with` a separator; map: a value table applied to the value
+    (unlisted values pass unless `default` says otherwise); default: when the value is empty;
+    truncate: at most this many characters; date_format: strftime for dates.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str | None = Field(default=None, alias="from")
+    const: Any = None
+    join: list[str] | None = None
+    with_: str = Field(default=" ", alias="with")
+    map: dict[str, Any] | None = None
+    default: Any = None
+    truncate: int | None = Field(default=None, ge=1)
+    date_format: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FieldSpec:
+        if sum(x is not None for x in (self.from_, self.const, self.join)) != 1:
+            raise ValueError("give exactly one of from, const or join")
+        return self
+
+    def value(self, values: Mapping[str, Any]) -> Any:
+        if self.const is not None:
+            return self.const
+        if self.join is not None:
+            parts = [str(values[name]) for name in self.join if values.get(name) not in (None, "")]
+            value: Any = self.with_.join(parts) or None
+        else:
+            value = values.get(self.from_ or "")
+        if self.date_format and value:
+            value = datetime.fromisoformat(str(value)).strftime(self.date_format)
+        if self.map is not None and value is not None:
+            value = self.map.get(str(value), value if self.default is None else self.default)
+        if value in (None, ""):
+            value = self.default
+        if self.truncate is not None:
+            value = truncate(value, self.truncate)
+        return value
+
+
+Source = str | FieldSpec
+
+
+def source_value(source: Source, values: Mapping[str, Any]) -> Any:
+    if isinstance(source, FieldSpec):
+        return source.value(values)
+    return constant(source) if is_constant(source) else values.get(source)
+
+
 @dataclass(frozen=True)
 class FieldMap:
-    """CRM field → canonical field; `required` CRM fields get the placeholder when empty."""
+    """CRM field → where its value comes from; `required` CRM fields get the placeholder when
+    empty; `lengths` are the CRM's own limits (values are cut, never refused)."""
 
-    fields: Mapping[str, str]
+    fields: Mapping[str, Source]
     required: frozenset[str] = frozenset()
     lengths: Mapping[str, int] = field(default_factory=dict)
 
-    def with_overrides(self, overrides: Mapping[str, str | None]) -> FieldMap:
+    def with_overrides(self, overrides: Mapping[str, Any]) -> FieldMap:
         """Key-by-key overrides from config; `None` drops a built-in field."""
         fields = dict(self.fields)
         for crm_field, source in overrides.items():
             if source is None:
                 fields.pop(crm_field, None)
+            elif isinstance(source, dict):
+                fields[crm_field] = FieldSpec.model_validate(source)
             else:
                 fields[crm_field] = source
         return FieldMap(fields, self.required, self.lengths)
@@ -86,7 +145,7 @@ class FieldMap:
     def apply(self, values: Mapping[str, Any], placeholder: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for crm_field, source in self.fields.items():
-            value = constant(source) if is_constant(source) else values.get(source)
+            value = source_value(source, values)
             if value is None or value == "":
                 if crm_field in self.required:
                     out[crm_field] = placeholder
@@ -95,6 +154,17 @@ class FieldMap:
         for crm_field in self.required:
             out.setdefault(crm_field, placeholder)
         return out
+
+    def describe(self) -> dict[str, Any]:
+        """The map as config would write it (docs/mapping.md is generated from this)."""
+        return {
+            name: (
+                source.model_dump(by_alias=True, exclude_none=True)
+                if isinstance(source, FieldSpec)
+                else source
+            )
+            for name, source in self.fields.items()
+        }
 
 
 def is_constant(source: str) -> bool:

@@ -96,6 +96,13 @@ class DataverseTarget(HttpTarget):
             columns["leadsourcecode"] = self.config.lead_source_code
         return columns
 
+    def _body(self, lead: Lead, owner: str | None) -> dict[str, Any]:
+        """Columns, plus the owner binding (`systemusers(<id>)`, `teams(<id>)`) on create."""
+        body = self.payload(lead)
+        if owner:
+            body["ownerid@odata.bind"] = f"/{owner.lstrip('/')}"
+        return body
+
     def record_url(self, lead_key: str) -> str:
         key = quote(batch.odata_string(lead_key), safe="'")
         return f"{self.base}/{self.config.entity_set}({self.config.key_column}={key})"
@@ -103,8 +110,13 @@ class DataverseTarget(HttpTarget):
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:
+        links = links or {}
         parts = [
-            batch.Part(method="PATCH", url=self.record_url(lead.lead_key), body=self.payload(lead))
+            batch.Part(
+                method="PATCH",
+                url=self.record_url(lead.lead_key),
+                body=self._body(lead, self.owner(lead, links)),
+            )
             for lead in leads
         ]
         content_type, body = batch.build(parts)

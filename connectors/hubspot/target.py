@@ -118,6 +118,10 @@ class HubSpotTarget(HttpTarget):
         }
         if self.pushes_stage:
             self._lifecycle(item, furthest, group, links)
+        if not any(lead.lead_key in links for lead in group):  # a new contact: route it
+            owner = self.owner(furthest, links)
+            if owner:
+                properties["hubspot_owner_id"] = owner
         return item
 
     def _lifecycle(

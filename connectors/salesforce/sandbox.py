@@ -28,6 +28,29 @@ LENGTHS = {
     "Description": 32000,
 }
 DAILY_LIMIT = 15000
+LEAD_FIELDS = (
+    "Id",
+    "FirstName",
+    "LastName",
+    "Email",
+    "Phone",
+    "MobilePhone",
+    "Company",
+    "Title",
+    "Country",
+    "CountryCode",
+    "Description",
+    "LeadSource",
+    "Status",
+    "Rating",
+    "HasOptedOutOfEmail",
+    "DoNotCall",
+    "OwnerId",
+    "IsConverted",
+    "ConvertedOpportunityId",
+    "SystemModstamp",
+    "Lead_Stage__c",
+)
 
 
 class SalesforceSandbox(Sandbox):
@@ -47,6 +70,7 @@ class SalesforceSandbox(Sandbox):
         self.ids = itertools.count(1)
         self.auto_assign_headers: list[str | None] = []
         self.page_size = 2000
+        self.fields = set(LEAD_FIELDS) | {external_id_field}  # what `describe` would list
         self.cursors: dict[str, list[dict[str, Any]]] = {}
         super().__init__(port, latency_ms=latency_ms)
 
@@ -114,6 +138,17 @@ class SalesforceSandbox(Sandbox):
                         "errorCode": "EXCEEDED_ID_LIMIT",
                         "message": "record limit reached. cannot submit more than 200 "
                         "records into this call",
+                    }
+                ],
+            )
+        unknown = sorted({k for r in records for k in r} - self.fields - {"attributes"})
+        if unknown:  # like Salesforce: the whole request is refused
+            return Response(
+                400,
+                [
+                    {
+                        "errorCode": "INVALID_FIELD",
+                        "message": f"No such column '{unknown[0]}' on sobject of type Lead",
                     }
                 ],
             )

@@ -110,21 +110,36 @@ class SalesforceTarget(HttpTarget):
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:
         links = links or {}
+        owners = {lead.lead_key: self.owner(lead, links) for lead in leads}
         known = [lead for lead in leads if lead.lead_key in links]
-        new = [lead for lead in leads if lead.lead_key not in links]
+        routed = [lead for lead in leads if lead.lead_key not in links and owners[lead.lead_key]]
+        new = [lead for lead in leads if lead.lead_key not in links and not owners[lead.lead_key]]
         results: dict[str, PushResult] = {}
-        for group, auto_assign in ((known, False), (new, self.config.assignment_rules_on_create)):
+        # Updates never re-run assignment; a routed create has its owner; the rest of the
+        # creates let the org's assignment rules decide (assignment_rules_on_create).
+        for group, auto_assign in (
+            (known, False),
+            (routed, False),
+            (new, self.config.assignment_rules_on_create),
+        ):
             if group:
-                for result in self._collection(group, auto_assign):
+                for result in self._collection(group, auto_assign, owners):
                     results[result.lead_key] = result
         return [results[lead.lead_key] for lead in leads]
 
-    def _collection(self, leads: Sequence[Lead], auto_assign: bool) -> list[PushResult]:
+    def _collection(
+        self, leads: Sequence[Lead], auto_assign: bool, owners: Mapping[str, str | None]
+    ) -> list[PushResult]:
         field = self.config.external_id_field
         body = {
             "allOrNone": False,
             "records": [
-                {"attributes": {"type": "Lead"}, field: lead.lead_key, **self.payload(lead)}
+                {
+                    "attributes": {"type": "Lead"},
+                    field: lead.lead_key,
+                    **self.payload(lead),
+                    **({"OwnerId": owners[lead.lead_key]} if owners.get(lead.lead_key) else {}),
+                }
                 for lead in leads
             ],
         }
