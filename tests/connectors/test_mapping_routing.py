@@ -122,7 +122,7 @@ def test_custom_fields_tables_truncation_and_routing(world: tuple[str, Any, Any]
     report = deliver(target, store, settings)
     assert report.pushed == 3 and report.dead_lettered == 0
     campaign, product = CUSTOM_FIELDS[kind]
-    _, owner_field, owner_format = CUSTOM[kind]
+    _, owner_field, _ = CUSTOM[kind]
     hans = _record(kind, box, "hans@contoso.de")
     assert hans[campaign] == "spring-24" and hans[product] == "CRM"
     title = {"salesforce": "Title", "hubspot": "jobtitle", "dataverse": "jobtitle"}[kind]
