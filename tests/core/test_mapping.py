@@ -77,3 +77,14 @@ def test_a_spec_names_exactly_one_source() -> None:
         FieldSpec.model_validate({"from": "email", "const": 1})
     with pytest.raises(ValidationError):
         FieldSpec.model_validate({"from": "email", "uppercase": True})
+
+
+def test_docs_list_every_built_in_field_as_the_code_has_it() -> None:
+    """docs/mapping.md's tables are the built-in maps; regenerate them if this fails."""
+    from pathlib import Path
+
+    from leadbridge.core.mapping_doc import BUILT_IN, table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text("utf-8")
+    for kind in BUILT_IN:
+        assert table(kind) in doc, f"docs/mapping.md is out of date for {kind}"

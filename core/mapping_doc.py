@@ -1,0 +1,30 @@
+"""docs/mapping.md's tables of built-in maps, produced from the maps themselves."""
+
+from __future__ import annotations
+
+import json
+
+from leadbridge.connectors.dataverse.mapping import FIELD_MAP as DATAVERSE
+from leadbridge.connectors.hubspot.mapping import FIELD_MAP as HUBSPOT
+from leadbridge.connectors.salesforce.mapping import FIELD_MAP as SALESFORCE
+from leadbridge.connectors.webhook.mapping import FIELD_MAP as WEBHOOK
+from leadbridge.core.mapping import FieldMap
+
+BUILT_IN: dict[str, FieldMap] = {
+    "salesforce": SALESFORCE,
+    "hubspot": HUBSPOT,
+    "dataverse": DATAVERSE,
+    "webhook": WEBHOOK,
+}
+
+
+def table(kind: str) -> str:
+    fmap = BUILT_IN[kind]
+    rows = ["| CRM field | from | required | max length |", "|---|---|---|---:|"]
+    for name, source in fmap.describe().items():
+        shown = source if isinstance(source, str) else json.dumps(source)
+        rows.append(
+            f"| `{name}` | `{shown}` | {'yes' if name in fmap.required else ''} | "
+            f"{fmap.lengths.get(name, '')} |"
+        )
+    return "\n".join(rows)
