@@ -39,6 +39,15 @@ class TargetConfig(ConnectorConfig):
 
 
 @dataclass(frozen=True)
+class SchemaProblem:
+    """Something in the CRM's own schema that will make pushes fail or lose data."""
+
+    key: str  # the config key it concerns, e.g. targets[sales].fields.Title
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class Link:
     """What leadbridge knows of a lead in one target (from target_links)."""
 
@@ -114,6 +123,54 @@ class HttpTarget:
         if lead.lead_key in links:
             return None
         return route(lead, self.config.routing, self.config.default_owner)
+
+    def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
+        """Check the CRM's metadata against this target's config (`config check --online`)."""
+        return []
+
+    def field_problems(self, known: Mapping[str, dict[str, Any]]) -> list[SchemaProblem]:
+        """Common checks of the field map against the CRM's fields: `known` maps a field
+        name to {"length": int|None, "options": set|None (restricted picklist values)}."""
+        problems = []
+        for name in self.fields.fields:
+            key = f"targets[{self.name}].fields.{name}"
+            meta = known.get(name)
+            if meta is None:
+                problems.append(
+                    SchemaProblem(
+                        key,
+                        f"{name} does not exist in {self.config.kind}",
+                        f"create {name}, or set `{name}: null` under fields to stop sending it",
+                    )
+                )
+                continue
+            options = meta.get("options")
+            refused = sorted(
+                str(v)
+                for v in self.fields.fixed_values(name)
+                if options is not None and str(v) not in options
+            )
+            if refused:
+                problems.append(
+                    SchemaProblem(
+                        key,
+                        f"the restricted picklist {name} refuses {', '.join(refused)}",
+                        f"add the value(s) to {name}, or map to one of: "
+                        f"{', '.join(sorted(options))}",
+                    )
+                )
+            length, cut = meta.get("length"), self.fields.cut_at(name)
+            if length and (cut is None or cut > length):
+                problems.append(
+                    SchemaProblem(
+                        key,
+                        f"{name} holds {length} characters; leadbridge would send up to "
+                        f"{cut or 'unlimited'}",
+                        f"set `{name}: {{from: ..., truncate: {length}}}` under fields so long "
+                        "values are cut, not refused",
+                    )
+                )
+        return problems
 
     def stage_changes(self, since: str | None) -> tuple[list[StageChange], str]:
         """Stages changed in the CRM since the watermark, and the new watermark."""

@@ -22,7 +22,7 @@ import typer
 import yaml
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-from leadbridge.connectors.base import build
+from leadbridge.connectors.base import ConnectorError, build
 from leadbridge.core import backfill, logs, render, views
 from leadbridge.core.delivery import DeliveryReport, deliver
 from leadbridge.core.pipeline import IngestReport, ingest
@@ -848,13 +848,49 @@ def status_command(
 
 
 @config_app.command("check")
-def config_check(ctx: typer.Context) -> None:
-    """Validate the configuration; every problem is listed with its key and fix (exit 2)."""
+def config_check(
+    ctx: typer.Context,
+    online: Annotated[
+        bool, typer.Option("--online", help="Also read each CRM's own schema.")
+    ] = False,
+    create_missing: Annotated[
+        bool,
+        typer.Option(
+            "--create-missing",
+            help="With --online: create the HubSpot properties leadbridge needs.",
+        ),
+    ] = False,
+) -> None:
+    """Validate the configuration; every problem is listed with its key and fix (exit 2).
+
+    --online reads each target's metadata (Salesforce describe of Lead, HubSpot contact
+    properties, Dataverse EntityDefinitions of lead) and reports unknown fields, picklist
+    values that would be refused, values that would be cut, and missing keys or properties.
+    """
     settings = _ctx(ctx).settings
     render.console.print(
         f"configuration OK: {len(settings.sources)} source(s), "
         f"{len(settings.targets)} target(s), store {settings.masked()['store']}"
     )
+    if not online:
+        return
+    problems = []
+    for config in settings.target_configs():
+        target = build(config, placeholder=settings.placeholder)
+        try:
+            found = target.schema_problems(create_missing=create_missing)
+        except ConnectorError as exc:
+            render.console.print(f"{config.name}: could not read its schema: {exc}")
+            problems.append(exc)
+            continue
+        for name in getattr(target, "created", []):
+            render.console.print(f"{config.name}: created the contact property {name}")
+        render.console.print(f"{config.name}: {len(found) or 'no'} schema problem(s)")
+        for problem in found:
+            render.console.print(f"  {problem.key}: {problem.message}\n      fix: {problem.fix}")
+        problems.extend(found)
+    if problems:
+        raise typer.Exit(EXIT_USAGE)
 
 
 @config_app.command("show")

@@ -155,6 +155,23 @@ class FieldMap:
             out.setdefault(crm_field, placeholder)
         return out
 
+    def fixed_values(self, crm_field: str) -> set[Any]:
+        """The literal values a field can receive (constants, value tables, defaults): what a
+        restricted picklist must accept."""
+        source = self.fields.get(crm_field)
+        if isinstance(source, str):
+            return {constant(source)} if is_constant(source) else set()
+        if source is None:
+            return set()
+        found = {v for v in (source.const, source.default) if v is not None}
+        return found | set((source.map or {}).values())
+
+    def cut_at(self, crm_field: str) -> int | None:
+        source = self.fields.get(crm_field)
+        spec_cut = source.truncate if isinstance(source, FieldSpec) else None
+        limits = [x for x in (spec_cut, self.lengths.get(crm_field)) if x]
+        return min(limits) if limits else None
+
     def describe(self) -> dict[str, Any]:
         """The map as config would write it (docs/mapping.md is generated from this)."""
         return {

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.mapping import FIELD_MAP, LEAD_SOURCE_WEB, STAGE_VALUES
-from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
@@ -149,6 +149,64 @@ class DataverseTarget(HttpTarget):
             error=message.strip(),
             body=answer.body,
         )
+
+    # --- schema check ------------------------------------------------------------------
+
+    def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
+        """lead's EntityDefinition: the key column and its alternate key (and whether its
+        index is built), the stage column, every mapped column's length."""
+        url = (
+            f"{self.base}/EntityDefinitions(LogicalName='{self.config.entity_set[:-1]}')"
+            "?$select=LogicalName&$expand=Attributes($select=LogicalName,AttributeType,"
+            "MaxLength),Keys($select=LogicalName,KeyAttributes,EntityKeyIndexStatus)"
+        )
+        response = self.transport.request("GET", url, headers=ODATA_HEADERS)
+        if response.status_code >= 400:
+            raise RetryableError(f"{self.name}: EntityDefinitions HTTP {response.status_code}")
+        body = response.json()
+        attributes = {a["LogicalName"]: a for a in body.get("Attributes", [])}
+        known = {
+            name: {"length": a.get("MaxLength"), "options": None} for name, a in attributes.items()
+        }
+        problems = self.field_problems(known)
+        config, key = self.config, f"targets[{self.name}]"
+        if config.key_column not in attributes:
+            problems.append(
+                SchemaProblem(
+                    f"{key}.key_column",
+                    f"lead has no column {config.key_column}",
+                    f"create {config.key_column} (single line of text, 32) and an alternate key "
+                    "on it",
+                )
+            )
+        keys = [k for k in body.get("Keys", []) if k.get("KeyAttributes") == [config.key_column]]
+        if config.key_column in attributes and not keys:
+            problems.append(
+                SchemaProblem(
+                    f"{key}.key_column",
+                    f"no alternate key on lead over {config.key_column}: upserts by key will fail",
+                    f"define an alternate key on lead with the single column {config.key_column}",
+                )
+            )
+        for entity_key in keys:
+            status = entity_key.get("EntityKeyIndexStatus")
+            if status != "Active":
+                problems.append(
+                    SchemaProblem(
+                        f"{key}.key_column",
+                        f"the alternate key {entity_key.get('LogicalName')} index is {status}",
+                        "wait until it is Active; if it Failed, run ReactivateEntityKey",
+                    )
+                )
+        if config.stage_column and self.pushes_stage and config.stage_column not in attributes:
+            problems.append(
+                SchemaProblem(
+                    f"{key}.stage_column",
+                    f"lead has no column {config.stage_column}",
+                    f"create the choice column {config.stage_column} with the stage_values",
+                )
+            )
+        return problems
 
     # --- stages read back ---------------------------------------------------------------
 

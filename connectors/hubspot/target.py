@@ -24,7 +24,7 @@ from leadbridge.connectors.hubspot.mapping import (
     OFFERS_PROPERTY,
     STAGE_PROPERTY,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
@@ -211,6 +211,79 @@ class HubSpotTarget(HttpTarget):
             )
             for lead in group
         ]
+
+    # --- schema check ------------------------------------------------------------------
+
+    def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
+        """Contact properties: leadbridge's own (created on request), every mapped one, and
+        the lifecycle stages."""
+        url = f"{self.config.base_url.rstrip('/')}/crm/v3/properties/contacts"
+        response = self.transport.request("GET", url)
+        if response.status_code >= 400:
+            raise RetryableError(f"{self.name}: properties HTTP {response.status_code}")
+        found = {p["name"]: p for p in response.json().get("results", [])}
+        known = {
+            name: {
+                "length": None,
+                "options": {o["value"] for o in p.get("options", [])}
+                if p.get("type") == "enumeration"
+                else None,
+            }
+            for name, p in found.items()
+        }
+        problems = self.field_problems(known)
+        self.created: list[str] = []
+        for name, unique in self._own_properties():
+            if name in found:
+                continue
+            if create_missing:
+                self._create_property(url, name, unique)
+                self.created.append(name)
+            else:
+                problems.append(
+                    SchemaProblem(
+                        f"targets[{self.name}]",
+                        f"the contact property {name} does not exist",
+                        "run `leadbridge config check --online --create-missing`, or create it "
+                        f"(single-line text{', unique' if unique else ''})",
+                    )
+                )
+        lifecycle = known.get("lifecyclestage", {}).get("options")
+        wanted = set(self.config.lifecycle_values.values())
+        if self.pushes_stage and lifecycle is not None and wanted - lifecycle:
+            problems.append(
+                SchemaProblem(
+                    f"targets[{self.name}].lifecycle_values",
+                    f"lifecyclestage has no {', '.join(sorted(wanted - lifecycle))}",
+                    "map stages to this portal's lifecycle stages (custom stages use numeric ids)",
+                )
+            )
+        return problems
+
+    def _own_properties(self) -> list[tuple[str, bool]]:
+        config = self.config
+        own = [(config.lead_key_property, False)]
+        if config.stage_property and self.pushes_stage:
+            own.append((config.stage_property, False))
+        if config.offers_property:
+            own.append((config.offers_property, False))
+        return own
+
+    def _create_property(self, url: str, name: str, unique: bool) -> None:
+        body = {
+            "name": name,
+            "label": name.replace("_", " ").title(),
+            "type": "string",
+            "fieldType": "text",
+            "groupName": "contactinformation",
+            "description": "Written by leadbridge",
+            "hasUniqueValue": unique,
+        }
+        response = self.transport.request("POST", url, json=body)
+        if response.status_code not in (200, 201):
+            raise PermanentError(
+                f"{self.name}: creating {name}: HTTP {response.status_code}", body=_json(response)
+            )
 
     # --- stages read back ---------------------------------------------------------------
 

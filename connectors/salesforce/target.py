@@ -32,11 +32,12 @@ from leadbridge.connectors.salesforce.mapping import (
     RETRYABLE_CODES,
     STAGE_VALUES,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
+from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
 
+TEXT_TYPES = ("string", "textarea", "email", "phone", "url")
 DAILY_LIMIT_PAUSE_S = 3600.0  # the org's 24 h allocation is spent: try again in an hour
 CONCURRENCY_PAUSE_S = 120.0  # too many long requests at once: back off a little
 
@@ -202,6 +203,69 @@ class SalesforceTarget(HttpTarget):
             usage = Salesforce.parse_api_usage(info).get("api-usage")
             if usage is not None:
                 self.api_usage = {"used": usage.used, "total": usage.total}
+
+    # --- schema check ------------------------------------------------------------------
+
+    def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
+        """Lead's describe: the external id, the stage picklist, every mapped field."""
+        self.auth_headers(False)  # the token response names the instance to ask
+        url = f"{self._instance}/services/data/v{self.config.api_version}/sobjects/Lead/describe"
+        response = self.transport.request("GET", url)
+        if response.status_code >= 400:
+            raise RetryableError(f"{self.name}: describe HTTP {response.status_code}")
+        fields = {f["name"]: f for f in response.json().get("fields", [])}
+        known = {
+            name: {
+                "length": f.get("length") if f.get("type") in TEXT_TYPES else None,
+                "options": {
+                    p["value"] for p in f.get("picklistValues", []) if p.get("active", True)
+                }
+                if f.get("restrictedPicklist")
+                else None,
+            }
+            for name, f in fields.items()
+        }
+        problems = self.field_problems(known)
+        config, key = self.config, f"targets[{self.name}]"
+        external = fields.get(config.external_id_field)
+        if external is None:
+            problems.append(
+                SchemaProblem(
+                    f"{key}.external_id_field",
+                    f"Lead has no field {config.external_id_field}",
+                    f"create {config.external_id_field} on Lead: Text(32), External ID, Unique",
+                )
+            )
+        elif not (external.get("externalId") and external.get("unique")):
+            problems.append(
+                SchemaProblem(
+                    f"{key}.external_id_field",
+                    f"{config.external_id_field} is not a unique "
+                    "External ID, so upserts can't key on it",
+                    f"edit {config.external_id_field}: tick External ID and Unique",
+                )
+            )
+        if config.stage_field and self.pushes_stage:
+            stage = known.get(config.stage_field)
+            values = sorted(set(config.stage_values.values()))
+            if stage is None:
+                problems.append(
+                    SchemaProblem(
+                        f"{key}.stage_field",
+                        f"Lead has no field {config.stage_field}",
+                        f"create {config.stage_field} on Lead: a picklist of {', '.join(values)}",
+                    )
+                )
+            elif stage["options"] is not None and set(values) - stage["options"]:
+                missing = sorted(set(values) - stage["options"])
+                problems.append(
+                    SchemaProblem(
+                        f"{key}.stage_values",
+                        f"{config.stage_field} refuses {', '.join(missing)}",
+                        f"add {', '.join(missing)} to the picklist, or change stage_values",
+                    )
+                )
+        return problems
 
     # --- stages read back ---------------------------------------------------------------
 
