@@ -18,13 +18,17 @@ import logging
 import random
 import re
 import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import trustme
 
 log = logging.getLogger("leadbridge.sandbox")
 
@@ -266,6 +270,48 @@ class Sandbox:
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
         return _Handler
+
+
+class EntraSandbox(Sandbox):
+    """A sandbox served over TLS from a throwaway CA (msal talks only to https authorities)
+    that also plays the Entra ID authority for `tenant`: OIDC discovery; subclasses add the
+    token endpoint they need. Point the client's `ca_bundle` at `ca_file`."""
+
+    tenant = "00000000-0000-0000-0000-000000000000"
+
+    def __init__(self, port: int = 0, *, latency_ms: float = 0.0) -> None:
+        self.ca = trustme.CA()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"lb-{self.kind}-ca-")
+        self.ca_file = Path(self._tmp.name) / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        super().__init__(port, latency_ms=latency_ms, ssl_context=context)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.url}/{self.tenant}"
+
+    def routes(self) -> None:
+        self.route(
+            "GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self.discovery
+        )
+
+    def discovery(self, request: Request) -> Response:
+        base = f"{self.url}/{request.match['tenant']}"
+        return Response(
+            200,
+            {
+                "issuer": f"{base}/v2.0",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            },
+        )
+
+    def stop(self) -> None:
+        super().stop()
+        self._tmp.cleanup()
 
 
 def form(request: Request) -> dict[str, str]:

@@ -9,19 +9,14 @@ per-part statuses, Dataverse's error bodies, and 429 + Retry-After (seconds) whe
 from __future__ import annotations
 
 import re
-import ssl
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import trustme
-
 from leadbridge.connectors.dataverse import batch
-from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
+from leadbridge.connectors.sandbox import EntraSandbox, Request, Response, form
 
 REJECT_MARKER = "SANDBOX_REJECT"
 TENANT = "00000000-0000-0000-0000-00000000a11c"
@@ -51,8 +46,9 @@ COLUMNS = {
 _KEYED = re.compile(r"leads\((?P<column>\w+)=(?P<value>'(?:[^']|'')*')\)$")
 
 
-class DataverseSandbox(Sandbox):
+class DataverseSandbox(EntraSandbox):
     kind = "dataverse"
+    tenant = TENANT
 
     def __init__(
         self,
@@ -68,22 +64,10 @@ class DataverseSandbox(Sandbox):
         self.columns = set(COLUMNS) | {key_column}
         self.version = 0  # the environment's row version, for change tracking
         self.oldest_token = 0  # delta tokens older than this have expired
-        self.ca = trustme.CA()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._tmp = tempfile.TemporaryDirectory(prefix="lb-dataverse-ca-")
-        self.ca_file = Path(self._tmp.name) / "ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_file))
-        super().__init__(port, latency_ms=latency_ms, ssl_context=context)
-
-    @property
-    def authority(self) -> str:
-        return f"{self.url}/{TENANT}"
+        super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
-        self.route(
-            "GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self.discovery
-        )
+        super().routes()
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self.token)
         self.route("POST", r"/api/data/v9\.2/\$batch", self.batch)
         self.route("PATCH", r"/api/data/v9\.2/(?P<target>leads\(.*\))", self.single)
@@ -128,24 +112,7 @@ class DataverseSandbox(Sandbox):
                 return Response(200, {"oldest_token": self.oldest_token})
         return None
 
-    def stop(self) -> None:
-        super().stop()
-        self._tmp.cleanup()
-
     # --- Entra ID ------------------------------------------------------------------------
-
-    def discovery(self, request: Request) -> Response:
-        base = f"{self.url}/{request.match['tenant']}"
-        return Response(
-            200,
-            {
-                "issuer": f"{base}/v2.0",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-                "token_endpoint_auth_methods_supported": ["client_secret_post"],
-            },
-        )
 
     def token(self, request: Request) -> Response:
         data = form(request)

@@ -10,17 +10,12 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import ssl
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import trustme
-
-from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
+from leadbridge.connectors.sandbox import EntraSandbox, Request, Response, form
 
 TENANT = "00000000-0000-0000-0000-0000000000pc"
 API = "/v1.0/engagements/referrals"
@@ -31,8 +26,9 @@ def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-class ReferralsSandbox(Sandbox):
+class ReferralsSandbox(EntraSandbox):
     kind = "partner_center"
+    tenant = TENANT
 
     def __init__(
         self, port: int = 0, *, client_id: str = "sandbox-pc-app", latency_ms: float = 0.0
@@ -41,26 +37,14 @@ class ReferralsSandbox(Sandbox):
         self.refresh_tokens: set[str] = set()
         self.etags = itertools.count(1)
         self.conflict_next = 0
-        self.ca = trustme.CA()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-        self._tmp = tempfile.TemporaryDirectory(prefix="lb-pc-ca-")
-        self.ca_file = Path(self._tmp.name) / "ca.pem"
-        self.ca.cert_pem.write_to_path(str(self.ca_file))
-        super().__init__(port, latency_ms=latency_ms, ssl_context=context)
-
-    @property
-    def authority(self) -> str:
-        return f"{self.url}/{TENANT}"
+        super().__init__(port, latency_ms=latency_ms)
 
     @property
     def api_url(self) -> str:
         return f"{self.url}{API}"
 
     def routes(self) -> None:
-        self.route(
-            "GET", r"/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration", self.discovery
-        )
+        super().routes()
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/devicecode", self.device_code)
         self.route("POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self.token)
         self.route("GET", API, self.list_referrals)
@@ -70,23 +54,7 @@ class ReferralsSandbox(Sandbox):
     def is_api(self, request: Request) -> bool:
         return request.path.startswith("/v1.0/")
 
-    def stop(self) -> None:
-        super().stop()
-        self._tmp.cleanup()
-
     # --- Entra ID, delegated -------------------------------------------------------------
-
-    def discovery(self, request: Request) -> Response:
-        base = f"{self.url}/{request.match['tenant']}"
-        return Response(
-            200,
-            {
-                "issuer": f"{base}/v2.0",
-                "token_endpoint": f"{base}/oauth2/v2.0/token",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            },
-        )
 
     def device_code(self, request: Request) -> Response:
         return Response(
