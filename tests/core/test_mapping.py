@@ -83,7 +83,7 @@ def test_docs_list_every_built_in_field_as_the_code_has_it() -> None:
     """docs/mapping.md's tables are the built-in maps; regenerate them if this fails."""
     from pathlib import Path
 
-    from leadbridge.core.mapping_doc import BUILT_IN, table
+    from leadbridge.connectors.builtin_maps import BUILT_IN, table
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "mapping.md").read_text("utf-8")
     for kind in BUILT_IN:

@@ -1,4 +1,4 @@
-"""docs/mapping.md's tables of built-in maps, produced from the maps themselves."""
+"""Every target's built-in field map in one place; docs/mapping.md's tables come from here."""
 
 from __future__ import annotations
 
