@@ -125,7 +125,8 @@ def build_lead(
     raw: Mapping[str, Any],
 ) -> MarketplaceLead:
     """Normalise one customer action. `customer` keys are matched case-insensitively."""
-    fields = {str(k).lower(): v for k, v in customer.items()}
+    # An object or a list where a person's field belongs is absent, not text to keep.
+    fields = {str(k).lower(): v for k, v in customer.items() if not isinstance(v, dict | list)}
     parsed = parse_lead_source(lead_source, action_code, offer_title)
     flags = list(parsed.flags)
     country = normalize.country(fields.get("country"))

@@ -233,28 +233,31 @@ def is_marketplace_lead(referral: Mapping[str, Any]) -> bool:
 
 
 def parse_referral(referral: Any, occurred_at: datetime | None = None) -> MarketplaceLead:
-    """A referral's customer, as a marketplace lead: the first team member is the person."""
+    """A referral's customer, as a marketplace lead: the first team member is the person.
+
+    The API's objects are read defensively — a field of an unexpected type counts as absent —
+    because a referral that can't be read whole is still a customer worth keeping.
+    """
     if not isinstance(referral, dict) or not referral.get("id"):
         raise MalformedLead("id", "not a referral", "read referrals from the Referrals API")
-    profile = referral.get("customerProfile") or {}
-    team = profile.get("team") or [{}]
-    member = team[0] if isinstance(team[0], dict) else {}
-    consent = referral.get("consent") or {}
-    contact_ok = consent.get("consentToContact", True) is not False
+    profile = _obj(referral.get("customerProfile"))
+    team = profile.get("team")
+    member = _obj(team[0]) if isinstance(team, list) and team else {}
+    contact_ok = _obj(referral.get("consent")).get("consentToContact", True) is not False
     customer = {
-        "FirstName": member.get("firstName"),
-        "LastName": member.get("lastName"),
-        "Email": member.get("email"),
-        "Phone": member.get("phoneNumber"),
-        "Country": (profile.get("address") or {}).get("country"),
-        "Company": profile.get("name"),
+        "FirstName": _str(member.get("firstName")),
+        "LastName": _str(member.get("lastName")),
+        "Email": _str(member.get("email")),
+        "Phone": _str(member.get("phoneNumber")),
+        "Country": _str(_obj(profile.get("address")).get("country")),
+        "Company": _str(profile.get("name")),
     }
     lead = build_lead(
         customer=customer,
         lead_source="PartnerCenter",
         action_code="Referral" if contact_ok else "DNC",
-        offer_title=referral.get("name"),
-        description=(referral.get("details") or {}).get("notes"),
+        offer_title=_str(referral.get("name")),
+        description=_str(_obj(referral.get("details")).get("notes")),
         occurred_at=occurred_at or _time(referral.get("createdDateTime")),
         raw=referral,
     )
@@ -388,8 +391,19 @@ class ReferralsWriteBack(HttpTarget):
 def _time(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _body(response: requests.Response) -> Any:

@@ -52,3 +52,17 @@ def test_invalid_email_is_flagged_and_not_used_as_identity() -> None:
 def test_payload_key_ignores_key_order_only() -> None:
     assert payload_key({"a": 1, "b": 2}) == payload_key({"b": 2, "a": 1})
     assert payload_key({"a": 1}) != payload_key({"a": 2})
+
+
+def test_structured_values_where_text_belongs_count_as_absent() -> None:
+    lead = parse_https_payload(
+        {
+            "LeadSource": "AzureMarketplace-INS|c.o",
+            "UserDetails": {
+                "Email": "a@b.io",
+                "FirstName": {"given": "Ada"},
+                "Company": ["Contoso"],
+            },
+        }
+    )
+    assert (lead.first_name, lead.company, lead.email) == (None, None, "a@b.io")
