@@ -67,6 +67,7 @@ class Faults:
     token_ttl_requests: int = 0  # every N API requests the current token expires (401)
     down: bool = False  # every API request answered 503
     throttle_next: int = 0  # the next N API requests get the vendor's throttle answer
+    drop_rate: float = 0.0  # share of API requests whose connection is cut, unanswered
     seed: int = 1
 
 
@@ -143,6 +144,12 @@ class Sandbox:
     def is_api(self, request: Request) -> bool:
         """Requests subject to faults and counted as API calls (not auth, not admin)."""
         return True
+
+    def drops(self, request: Request) -> bool:
+        if not self.faults.drop_rate or request.path.startswith("/_sandbox/"):
+            return False
+        with self.lock:
+            return self.is_api(request) and self.random.random() < self.faults.drop_rate
 
     def api_calls(self) -> int:
         with self.lock:
@@ -236,6 +243,9 @@ class Sandbox:
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
                 )
+                if sandbox.drops(request):
+                    self.close_connection = True  # hang up without a word
+                    return
                 if sandbox.faults.latency_ms and not parts.path.startswith("/_sandbox/"):
                     time.sleep(sandbox.faults.latency_ms / 1000)
                 try:
@@ -252,6 +262,7 @@ class Sandbox:
                                 "status": response.status,
                                 "at": time.time(),
                                 "api": sandbox.is_api(request),
+                                "retry_after": response.headers.get("Retry-After"),
                             }
                         )
                 payload = (

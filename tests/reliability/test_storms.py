@@ -1,0 +1,117 @@
+"""Throttling storms and outages, in real time: 30 % of API requests throttled (429/503 with
+Retry-After, or Salesforce's 403 REQUEST_LIMIT_EXCEEDED), a token that expires every 50
+requests, dropped connections, and one CRM down for a while. Afterwards: everything
+delivered, no request sent before the Retry-After it was given, no retry storm, and the other
+CRMs unaffected while one was down. LEADBRIDGE_RELIABILITY=full runs the full sizes."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from leadbridge.connectors import sandboxes
+from leadbridge.connectors.base import build
+from leadbridge.connectors.salesforce import target as salesforce
+from leadbridge.core import pipeline, transport
+from leadbridge.core.delivery import deliver
+from leadbridge.core.settings import load_settings
+from leadbridge.core.store.repo import Store
+from leadbridge.core.store.tables import outbox
+from leadbridge.core.synthetic import write_jsonl
+
+FULL = os.environ.get("LEADBRIDGE_RELIABILITY") == "full"
+LEADS = 5_000 if FULL else 400
+DOWN_S = 60.0 if FULL else 4.0
+
+
+def _count(store: Store, target: str) -> int:
+    with store.connect() as conn:
+        return conn.execute(
+            select(func.count()).select_from(outbox).where(outbox.c.target == target)
+        ).scalar_one()
+
+
+def _early_requests(log: list[dict[str, Any]]) -> int:
+    """Requests sent before the Retry-After of the answer just before them had passed."""
+    early, hold_until = 0, 0.0
+    for entry in (e for e in log if e["api"]):
+        if entry["at"] < hold_until - 0.02:
+            early += 1
+        if entry.get("retry_after"):
+            hold_until = max(hold_until, entry["at"] + float(entry["retry_after"]))
+    return early
+
+
+@pytest.mark.slow
+def test_a_storm_of_throttling_expiry_drops_and_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "default_sleep", time.sleep)  # real waits in this test
+    monkeypatch.setattr(transport, "default_clock", time.monotonic)
+    monkeypatch.setattr(salesforce, "CONCURRENCY_PAUSE_S", 0.5)  # 120 s in production
+    crm = sandboxes.start()
+    for box in crm.values():
+        box.faults.fail_rate, box.faults.retry_after_s = 0.3, 0.2
+        box.faults.token_ttl_requests, box.faults.drop_rate = 50, 0.05
+    leads_file = tmp_path / "leads.jsonl"
+    write_jsonl(leads_file, LEADS, returning=0.0)
+    settings = load_settings(
+        None,
+        store=f"sqlite:///{tmp_path / 'lb.db'}",
+        sources=[{"name": "f", "kind": "leads_file", "path": str(leads_file)}],
+        targets=[
+            sandboxes.target_entry(k, s) | {"batch_size": 20, "max_attempts": 3}
+            for k, s in crm.items()
+        ],
+        delivery={"retry_base": "0.2s", "retry_max": "1s", "max_attempts": 50},
+    )
+    store = Store(settings.store)
+    pipeline.ingest(build(settings.source("f")), store, settings)
+    targets = {
+        t.name: t
+        for t in (build(c, placeholder=settings.placeholder) for c in settings.target_configs())
+    }
+    crm["dataverse"].faults.down = True  # Dynamics is down from the start…
+    finished: dict[str, float] = {}
+    started = time.monotonic()
+
+    def work(name: str) -> None:
+        while time.monotonic() - started < 300:
+            deliver(targets[name], store, settings)
+            if _count(store, name) == 0:
+                finished[name] = time.monotonic() - started
+                return
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in targets]
+    for thread in threads:
+        thread.start()
+    # …and stays down at least DOWN_S, and until the others are done: they must not wait on it.
+    while time.monotonic() - started < 300 and (
+        time.monotonic() - started < DOWN_S or len(finished) < 3
+    ):
+        time.sleep(0.1)
+    others_done_while_down = set(finished)
+    down_for = time.monotonic() - started
+    crm["dataverse"].faults.down = False
+    for thread in threads:
+        thread.join(timeout=320)
+    try:
+        assert set(finished) == set(targets), f"not everything was delivered: {finished}"
+        assert others_done_while_down == {"sales", "marketing", "hook"}, finished
+        assert finished["d365"] > down_for  # Dynamics caught up once it was back
+        for kind, box in crm.items():
+            records = box.records
+            assert len(records) == LEADS, kind
+            assert _early_requests(box.request_log) == 0, kind
+            calls = box.api_calls()
+            assert calls / LEADS < 0.6, f"{kind}: {calls} API requests for {LEADS} leads"
+    finally:
+        store.dispose()
+        sandboxes.stop(crm)
