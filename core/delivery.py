@@ -24,7 +24,7 @@ import orjson
 
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.targets import HttpTarget, Link
-from leadbridge.core import metrics
+from leadbridge.core import faults, metrics
 from leadbridge.core.mapping import payload_hash
 from leadbridge.core.models import Event, Lead, PushResult
 from leadbridge.core.settings import Settings
@@ -137,6 +137,7 @@ def _deliver_batch(
         repo.complete(conn, done, worker)
     if not to_push:
         return True
+    faults.point("delivery.after_claim")
     try:
         results = _push(target, [c.lead for c in to_push], siblings, links)
     except FatalError as exc:
@@ -152,7 +153,9 @@ def _deliver_batch(
             )
             for c in to_push
         ]
+    faults.point("delivery.after_upsert")  # the CRM has it; leadbridge hasn't recorded it yet
     _record(store, target, settings, to_push, results, worker, report)
+    faults.point("delivery.after_record")
     return not any(r.error_class == "retryable" for r in results)
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from leadbridge.connectors.base import MalformedLead, Source, parse_raw
-from leadbridge.core import identity, metrics, normalize, qualify
+from leadbridge.core import faults, identity, metrics, normalize, qualify
 from leadbridge.core.models import Event, Lead, MarketplaceLead, RawLead
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
@@ -88,6 +88,7 @@ def ingest(
         batch.append(raw)
         if len(batch) >= settings.batch_size:
             _land(store, cursor_key, batch, position, report)
+            faults.point("ingest.after_land")
             report.add(process_pending(store, settings, stop=stop))
             batch = []
             if on_batch:
@@ -171,6 +172,7 @@ def _process_batch(
     for row, parsed, key in keyed:
         _apply(row, parsed, key, batch, settings, report)
     _write(conn, batch, settings)
+    faults.point("process.before_commit")
     report.processed += len(rows)
 
 

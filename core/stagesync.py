@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import update
 
 from leadbridge.connectors.targets import HttpTarget
+from leadbridge.core import faults
 from leadbridge.core.mapping import payload_hash
 from leadbridge.core.models import Event, Lead, Stage, StageChange
 from leadbridge.core.settings import Settings
@@ -84,6 +85,7 @@ def pull_stages(
             log.warning("stage sync read failed", extra={"target": target.name, "reason": str(exc)})
         report.api_calls[target.name] = target.transport.stats.requests - before
         report.read[target.name] = len(read.get(target.name, ([], ""))[0])
+    faults.point("stagesync.after_read")
     cycle = _Cycle({t.name: t for t in targets}, {t.name: t.policy() for t in targets}, utcnow())
     with store.begin() as conn:
         by_lead = _group(read, conn, cycle, report)
@@ -92,6 +94,7 @@ def pull_stages(
         _write(conn, cycle)
         for name, (_, watermark) in read.items():
             repo.set_cursor(conn, watermark_key(name), watermark, cycle.now)
+        faults.point("stagesync.before_commit")
     log.info(
         "stage sync",
         extra={"applied": report.applied, "refused": report.refused, "read": report.read},
