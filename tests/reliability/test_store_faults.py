@@ -42,13 +42,18 @@ def test_a_locked_sqlite_store_is_waited_out(tmp_path: Path) -> None:
             holding.wait(5)
 
     started = time.monotonic()
-    report = pipeline.ingest(LeadsFileSource(LeadsFileConfig(name="f", path=leads_file)), store,
-                             settings, on_batch=take_lock_mid_run)
+    report = pipeline.ingest(
+        LeadsFileSource(LeadsFileConfig(name="f", path=leads_file)),
+        store,
+        settings,
+        on_batch=take_lock_mid_run,
+    )
     assert holding.is_set() and time.monotonic() - started >= 2.0  # it did have to wait
     assert report.fetched == 2_000 and report.quarantined == 0
     with store.connect() as conn:
-        raws = conn.exec_driver_sql("SELECT count(*), count(DISTINCT source_key) FROM raw_leads"
-                                    ).fetchone()
+        raws = conn.exec_driver_sql(
+            "SELECT count(*), count(DISTINCT source_key) FROM raw_leads"
+        ).fetchone()
         leads = conn.exec_driver_sql("SELECT count(*) FROM leads").fetchone()[0]
     assert tuple(raws) == (2_000, 2_000) and leads == unique
     store.dispose()

@@ -6,6 +6,7 @@ CRMs unaffected while one was down. LEADBRIDGE_RELIABILITY=full runs the full si
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -106,12 +107,26 @@ def test_a_storm_of_throttling_expiry_drops_and_an_outage(
         assert set(finished) == set(targets), f"not everything was delivered: {finished}"
         assert others_done_while_down == {"sales", "marketing", "hook"}, finished
         assert finished["d365"] > down_for  # Dynamics caught up once it was back
+        figures = {
+            "leads": LEADS,
+            "down_s": round(down_for, 1),
+            "d365_recovered_s": round(finished["d365"] - down_for, 1),
+            "crm": {},
+        }
         for kind, box in crm.items():
             records = box.records
             assert len(records) == LEADS, kind
             assert _early_requests(box.request_log) == 0, kind
             calls = box.api_calls()
             assert calls / LEADS < 0.6, f"{kind}: {calls} API requests for {LEADS} leads"
+            figures["crm"][kind] = {
+                "records": len(records),
+                "api_requests": calls,
+                "throttled": sum(1 for e in box.request_log if e["status"] in (403, 429, 503)),
+                "early": _early_requests(box.request_log),
+            }
+        if os.environ.get("LEADBRIDGE_RELIABILITY_REPORT"):
+            Path(os.environ["LEADBRIDGE_RELIABILITY_REPORT"]).write_text(json.dumps(figures))
     finally:
         store.dispose()
         sandboxes.stop(crm)
