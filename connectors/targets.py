@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from leadbridge.connectors.base import ConnectorConfig
+from leadbridge.connectors.base import ConnectorConfig, RetryableError
 from leadbridge.core.durations import Duration
 from leadbridge.core.mapping import FieldMap, FieldSpec, canonical
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
@@ -123,6 +123,13 @@ class HttpTarget:
         if lead.lead_key in links:
             return None
         return route(lead, self.config.routing, self.config.default_owner)
+
+    def read_json(self, url: str, what: str, **kwargs: Any) -> Any:
+        """A GET the caller can't do without: an error answer is worth retrying later."""
+        response = self.transport.request("GET", url, **kwargs)
+        if response.status_code >= 400:
+            raise RetryableError(f"{self.name}: {what} HTTP {response.status_code}")
+        return response.json()
 
     def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
         """Check the CRM's metadata against this target's config (`config check --online`)."""

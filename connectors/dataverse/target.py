@@ -160,10 +160,7 @@ class DataverseTarget(HttpTarget):
             "?$select=LogicalName&$expand=Attributes($select=LogicalName,AttributeType,"
             "MaxLength),Keys($select=LogicalName,KeyAttributes,EntityKeyIndexStatus)"
         )
-        response = self.transport.request("GET", url, headers=ODATA_HEADERS)
-        if response.status_code >= 400:
-            raise RetryableError(f"{self.name}: EntityDefinitions HTTP {response.status_code}")
-        body = response.json()
+        body = self.read_json(url, "EntityDefinitions", headers=ODATA_HEADERS)
         attributes = {a["LogicalName"]: a for a in body.get("Attributes", [])}
         known = {
             name: {"length": a.get("MaxLength"), "options": None} for name, a in attributes.items()

@@ -218,10 +218,7 @@ class HubSpotTarget(HttpTarget):
         """Contact properties: leadbridge's own (created on request), every mapped one, and
         the lifecycle stages."""
         url = f"{self.config.base_url.rstrip('/')}/crm/v3/properties/contacts"
-        response = self.transport.request("GET", url)
-        if response.status_code >= 400:
-            raise RetryableError(f"{self.name}: properties HTTP {response.status_code}")
-        found = {p["name"]: p for p in response.json().get("results", [])}
+        found = {p["name"]: p for p in self.read_json(url, "properties").get("results", [])}
         known = {
             name: {
                 "length": None,

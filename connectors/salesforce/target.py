@@ -210,10 +210,7 @@ class SalesforceTarget(HttpTarget):
         """Lead's describe: the external id, the stage picklist, every mapped field."""
         self.auth_headers(False)  # the token response names the instance to ask
         url = f"{self._instance}/services/data/v{self.config.api_version}/sobjects/Lead/describe"
-        response = self.transport.request("GET", url)
-        if response.status_code >= 400:
-            raise RetryableError(f"{self.name}: describe HTTP {response.status_code}")
-        fields = {f["name"]: f for f in response.json().get("fields", [])}
+        fields = {f["name"]: f for f in self.read_json(url, "describe").get("fields", [])}
         known = {
             name: {
                 "length": f.get("length") if f.get("type") in TEXT_TYPES else None,
