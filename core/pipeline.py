@@ -168,7 +168,9 @@ def _process_batch(
     # Keys only after the whole batch is parsed: a title-only lead may be resolved by an
     # alias another lead of the same batch taught.
     keyed = [(row, parsed, _key_for(row, parsed, batch)) for row, parsed in parsed_rows]
-    batch.leads.update(repo.load_leads(conn, {key for _, _, key in keyed}))
+    keys = {key for _, _, key in keyed}
+    repo.lock_leads(conn, keys)  # another worker merging into one of these waits its turn
+    batch.leads.update(repo.load_leads(conn, keys))
     for row, parsed, key in keyed:
         _apply(row, parsed, key, batch, settings, report)
     _write(conn, batch, settings)

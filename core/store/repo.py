@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, or_, select, update
+from sqlalchemy import Connection, Engine, Table, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadbridge.core.models import Event, Lead, RawLead, lead_from_json, lead_to_json
@@ -105,14 +105,27 @@ def land(conn: Connection, raws: Sequence[RawLead], received_at: datetime) -> No
 
 
 def pending_raw_leads(conn: Connection, limit: int) -> list[Any]:
-    return list(
-        conn.execute(
-            select(raw_leads)
-            .where(raw_leads.c.status == "new")
-            .order_by(raw_leads.c.id)
-            .limit(limit)
-        )
+    """Landed raw leads not processed yet. On PostgreSQL they stay locked until the caller's
+    transaction ends, and rows another worker holds are skipped: no raw lead is processed by
+    two workers, and none waits on another."""
+    stmt = (
+        select(raw_leads).where(raw_leads.c.status == "new").order_by(raw_leads.c.id).limit(limit)
     )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(conn.execute(stmt))
+
+
+def lock_leads(conn: Connection, keys: Iterable[str]) -> None:
+    """Serialise changes to the same leads across workers (PostgreSQL; SQLite has one writer).
+
+    Transaction-scoped advisory locks, taken in sorted order so two workers can't deadlock,
+    and they cover leads that don't exist yet, which row locks can't.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    for key in sorted(set(keys)):
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
 def mark_raw(conn: Connection, updates: Sequence[dict[str, Any]]) -> None:

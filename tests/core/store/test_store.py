@@ -93,3 +93,45 @@ def report_key(conn) -> str:
     return conn.execute(
         select(leads.c.lead_key).where(leads.c.email == "jsmith@contoso.com")
     ).scalar_one()
+
+
+def test_two_workers_on_postgresql_never_process_a_raw_lead_twice(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The groundwork for replicas: raw leads claimed with SKIP LOCKED, leads merged one
+    worker at a time, so the result is the one a single worker would have produced."""
+    import threading
+
+    from leadbridge.core import pipeline
+    from leadbridge.core.settings import load_settings
+    from leadbridge.core.synthetic import raw_payloads
+
+    settings = load_settings(None, store=pg_url, batch_size=50)
+    store = Store(pg_url)
+    try:
+        payloads = list(raw_payloads(1_500, returning=0.4))
+        with store.begin() as conn:
+            repo.land(
+                conn,
+                [
+                    RawLead(source="s", source_key=str(i), kind="https", payload=p)
+                    for i, p in enumerate(payloads)
+                ],
+                repo.utcnow(),
+            )
+        workers = [
+            threading.Thread(target=pipeline.process_pending, args=(store, settings))
+            for _ in range(3)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        with store.connect() as conn:
+            one = lambda sql: conn.execute(text(sql)).scalar_one()  # noqa: E731
+            assert one("SELECT count(*) FROM raw_leads WHERE status = 'new'") == 0
+            assert one("SELECT count(*) FROM events WHERE kind = 'action'") == 1_500
+            # Every action is folded into its lead exactly once, whichever worker did it.
+            assert one("SELECT sum((data::json->>'raw_count')::int) FROM leads") == 1_500
+    finally:
+        store.dispose()
