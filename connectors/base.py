@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from leadbridge.core.models import Lead, MarketplaceLead, PushResult, RawLead, StageChange
 
@@ -137,10 +137,6 @@ def parse_raw(raw: RawLead) -> MarketplaceLead:
     from leadbridge.connectors.marketplace import parse_payload
 
     return parse_payload(raw.kind, raw.payload, raw.occurred_at)
-
-
-def secret_value(secret: SecretStr | None) -> str | None:
-    return secret.get_secret_value() if secret is not None else None
 
 
 def build(config: ConnectorConfig, **options: Any) -> Any:

@@ -87,6 +87,10 @@ class HttpTarget:
             verify=self.verify(),
         )
 
+    @classmethod
+    def from_config(cls, config: Any, placeholder: str = "[not provided]") -> HttpTarget:
+        return cls(config, placeholder)
+
     def verify(self) -> bool | str:
         if self.config.ca_bundle is not None:
             return str(self.config.ca_bundle)

@@ -11,7 +11,7 @@ Every decision says why.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from leadbridge.core.models import Stage, StageChange
@@ -85,7 +85,3 @@ def winner(
 def default_owns(kind: str) -> frozenset[Stage]:
     """Sales CRMs own SQL and beyond; marketing and plain endpoints own nothing by default."""
     return frozenset(SALES_STAGES) if kind in ("salesforce", "dataverse") else frozenset()
-
-
-def parse_owns(values: Collection[str]) -> frozenset[Stage]:
-    return frozenset(Stage(v) for v in values)

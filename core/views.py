@@ -203,7 +203,7 @@ def status(conn: Connection, source_names: list[str], target_names: list[str]) -
 
 
 def masked_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A lead summary fit for a shared terminal: email masked, phone cut."""
+    """A lead summary fit for a shared terminal: the email masked."""
     out = dict(row)
     out["email"] = mask_email(row.get("email"))
     return out

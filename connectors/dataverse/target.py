@@ -76,12 +76,6 @@ class DataverseTarget(HttpTarget):
         if config.batch_size is None:
             self.batch_size = 100
 
-    @classmethod
-    def from_config(
-        cls, config: DataverseConfig, placeholder: str = "[not provided]"
-    ) -> DataverseTarget:
-        return cls(config, placeholder)
-
     @property
     def base(self) -> str:
         return f"{self.config.environment_url.rstrip('/')}{self.config.api_path}"

@@ -55,12 +55,6 @@ class HubSpotTarget(HttpTarget):
 
     config: HubSpotConfig
 
-    @classmethod
-    def from_config(
-        cls, config: HubSpotConfig, placeholder: str = "[not provided]"
-    ) -> HubSpotTarget:
-        return cls(config, placeholder)
-
     def auth_headers(self, force_refresh: bool) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self.config.token.get_secret_value()}"}
 

@@ -290,12 +290,6 @@ class ReferralsWriteBack(HttpTarget):
         self.token = DelegatedToken(config)
         super().__init__(config, placeholder, transport=_transport(config.name, self.token))
 
-    @classmethod
-    def from_config(
-        cls, config: ReferralsWriteBackConfig, placeholder: str = "[not provided]"
-    ) -> ReferralsWriteBack:
-        return cls(config, placeholder)
-
     def payload(self, lead: Lead) -> dict[str, Any]:
         referral = lead.attribution.get(REFERRAL_ID)
         wanted = self.config.status_map.get(str(lead.stage))
@@ -411,8 +405,3 @@ def _body(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text[:2000]
-
-
-def write_back_entry(source: ReferralsConfig) -> dict[str, Any]:
-    """The target a referrals source with `write_back: true` adds, under its own name."""
-    return {**source.model_dump(), "kind": "partner_center_writeback"}

@@ -91,12 +91,6 @@ class SalesforceTarget(HttpTarget):
         super().__init__(config, placeholder, **kwargs)
         self.transport.on_response.append(self._track_usage)
 
-    @classmethod
-    def from_config(
-        cls, config: SalesforceConfig, placeholder: str = "[not provided]"
-    ) -> SalesforceTarget:
-        return cls(config, placeholder)
-
     # --- payloads and upsert -----------------------------------------------------------
 
     def payload(self, lead: Lead) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import orjson
 import requests
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.base import PermanentError, RetryableError
+from leadbridge.connectors.base import PermanentError
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.connectors.webhook.mapping import FIELD_MAP
 from leadbridge.core.mapping import FieldMap, payload_hash
@@ -46,12 +46,6 @@ class WebhookTarget(HttpTarget):
     default_stage_sync: ClassVar[str] = "push"  # an endpoint has nothing to read stages from
 
     config: WebhookConfig
-
-    @classmethod
-    def from_config(
-        cls, config: WebhookConfig, placeholder: str = "[not provided]"
-    ) -> WebhookTarget:
-        return cls(config, placeholder)
 
     def payload(self, lead: Lead) -> dict[str, Any]:
         fields = super().payload(lead)
@@ -114,9 +108,6 @@ class WebhookTarget(HttpTarget):
                     )
                 )
         return results
-
-    def classify(self, response: requests.Response) -> RetryableError | None:
-        return None
 
 
 def _is_json(response: requests.Response) -> bool:
