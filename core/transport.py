@@ -67,6 +67,28 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+class VerifyingSession(requests.Session):
+    """A session that passes `verify` on every request. requests lets REQUESTS_CA_BUNDLE
+    override a session-level `verify`, so msal's own `verify=` would lose to the environment
+    and `ca_bundle` would be ignored for token requests."""
+
+    def __init__(self, verify: bool | str) -> None:
+        super().__init__()
+        self.pinned_verify = verify
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("verify", self.pinned_verify)
+        return super().request(method, url, **kwargs)
+
+
+def response_body(response: requests.Response) -> Any:
+    """A vendor's answer as JSON, or the start of its text: what a dead letter keeps."""
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
 class RateLimiter:
     """A token bucket: `rate` requests per second on average, bursts up to `burst`."""
 

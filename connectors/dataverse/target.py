@@ -31,6 +31,7 @@ from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, Targe
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
+from leadbridge.core.transport import VerifyingSession, response_body
 
 log = logging.getLogger("leadbridge.dataverse")
 
@@ -122,7 +123,7 @@ class DataverseTarget(HttpTarget):
         response = self.transport.request("POST", f"{self.base}/$batch", data=body, headers=headers)
         if response.status_code >= 400:
             raise PermanentError(
-                f"{self.name}: $batch HTTP {response.status_code}", body=_json(response)
+                f"{self.name}: $batch HTTP {response.status_code}", body=response_body(response)
             )
         answers = batch.parse(response.headers.get("Content-Type", ""), response.content)
         if len(answers) != len(leads):
@@ -251,7 +252,7 @@ class DataverseTarget(HttpTarget):
         records: list[dict[str, Any]] = []
         while True:
             response = self.transport.request("GET", url, headers=headers)
-            body = _json(response)
+            body = response_body(response)
             if response.status_code in (400, 410) and "expired" in str(body).lower():
                 raise DeltaExpired(str(body))
             if response.status_code >= 400:
@@ -336,24 +337,3 @@ class DataverseTarget(HttpTarget):
                 "the application user in the environment"
             )
         return {"Authorization": f"Bearer {result['access_token']}"}
-
-
-class VerifyingSession(requests.Session):
-    """A session that passes `verify` on every request. requests lets REQUESTS_CA_BUNDLE
-    override a session-level `verify`, so msal's own `verify=` would lose to the environment
-    and `ca_bundle` would be ignored for token requests."""
-
-    def __init__(self, verify: bool | str) -> None:
-        super().__init__()
-        self.pinned_verify = verify
-
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("verify", self.pinned_verify)
-        return super().request(method, url, **kwargs)
-
-
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]

@@ -28,6 +28,7 @@ from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, Targe
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
+from leadbridge.core.transport import response_body
 
 SEARCH_PAGE = 200  # the search API's largest page
 SEARCH_CAP = 10_000  # no search returns more; past it, start again from the last timestamp
@@ -397,10 +398,9 @@ def _ms(value: Any) -> int:
 
 
 def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return {"message": response.text[:2000]}
+    """HubSpot's answer, always an object: its error fields are read from it."""
+    body = response_body(response)
+    return body if isinstance(body, dict | list) else {"message": body}
 
 
 def _field(body: Any, key: str) -> Any:

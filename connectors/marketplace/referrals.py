@@ -26,17 +26,15 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import msal
-import requests
 from pydantic import Field
 
 from leadbridge.connectors.base import ConnectorConfig, FatalError, MalformedLead, RetryableError
-from leadbridge.connectors.dataverse.target import VerifyingSession
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.durations import Duration
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, MarketplaceLead, PushResult, RawLead
-from leadbridge.core.transport import Transport
+from leadbridge.core.transport import Transport, VerifyingSession, response_body
 
 log = logging.getLogger("leadbridge.referrals")
 API_URL = "https://api.partner.microsoft.com/v1.0/engagements/referrals"
@@ -342,7 +340,7 @@ class ReferralsWriteBack(HttpTarget):
                     ok=False,
                     error_class="permanent",
                     error=f"HTTP {response.status_code}",
-                    body=_body(response),
+                    body=response_body(response),
                 )
         return PushResult(
             lead_key=lead.lead_key,
@@ -398,10 +396,3 @@ def _obj(value: Any) -> dict[str, Any]:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _body(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]

@@ -36,6 +36,7 @@ from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, Targe
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
+from leadbridge.core.transport import response_body
 
 TEXT_TYPES = ("string", "textarea", "email", "phone", "url")
 DAILY_LIMIT_PAUSE_S = 3600.0  # the org's 24 h allocation is spent: try again in an hour
@@ -146,9 +147,10 @@ class SalesforceTarget(HttpTarget):
         response = self.transport.request("PATCH", url, json=body, headers=headers)
         if response.status_code >= 400:
             raise PermanentError(
-                f"{self.name}: HTTP {response.status_code} {_codes(response)}", body=_json(response)
+                f"{self.name}: HTTP {response.status_code} {_codes(response)}",
+                body=response_body(response),
             )
-        records = _json(response)
+        records = response_body(response)
         if not isinstance(records, list) or len(records) != len(leads):
             raise RetryableError(f"{self.name}: unexpected collections response")
         return [self._result(lead, record) for lead, record in zip(leads, records, strict=True)]
@@ -370,7 +372,7 @@ class SalesforceTarget(HttpTarget):
             raise RetryableError(f"{self.name}: token endpoint unreachable") from exc
         if response.status_code >= 500:
             raise RetryableError(f"{self.name}: token endpoint HTTP {response.status_code}")
-        body = _json(response) or {}
+        body = response_body(response) or {}
         if response.status_code != 200 or "access_token" not in body:
             raise FatalError(
                 f"{self.name}: client credentials rejected "
@@ -399,15 +401,8 @@ def _sf_stage(record: dict[str, Any], column: str, reverse: dict[str, Stage]) ->
     return stage
 
 
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]
-
-
 def _codes(response: requests.Response) -> str:
-    body = _json(response)
+    body = response_body(response)
     if isinstance(body, list):
         return ",".join(str(e.get("errorCode")) for e in body if isinstance(e, dict))
     return ""

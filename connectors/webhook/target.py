@@ -23,6 +23,7 @@ from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.connectors.webhook.mapping import FIELD_MAP
 from leadbridge.core.mapping import FieldMap, payload_hash
 from leadbridge.core.models import Lead, PushResult
+from leadbridge.core.transport import response_body
 
 SCHEMA_VERSION = 1
 
@@ -77,11 +78,13 @@ class WebhookTarget(HttpTarget):
 
     def _results(self, leads: Sequence[Lead], response: requests.Response) -> list[PushResult]:
         if response.status_code >= 400:
-            raise PermanentError(f"{self.name}: HTTP {response.status_code}", body=_body(response))
+            raise PermanentError(
+                f"{self.name}: HTTP {response.status_code}", body=response_body(response)
+            )
         per_record = (
             {
                 r.get("lead_key"): r
-                for r in (_body(response) or {}).get("results", [])
+                for r in (response_body(response) or {}).get("results", [])
                 if isinstance(r, dict)
             }
             if _is_json(response)
@@ -112,10 +115,3 @@ class WebhookTarget(HttpTarget):
 
 def _is_json(response: requests.Response) -> bool:
     return "json" in response.headers.get("Content-Type", "")
-
-
-def _body(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:2000]
