@@ -29,16 +29,23 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _envelope(boundary: str) -> list[str]:
+    """The MIME head of one batch part, request or response."""
+    return [
+        f"--{boundary}",
+        "Content-Type: application/http",
+        "Content-Transfer-Encoding: binary",
+        "",
+    ]
+
+
 def build(parts: list[Part]) -> tuple[str, bytes]:
     """Return (content type, body) of a batch of independent requests."""
     boundary = f"batch_{uuid.uuid4().hex}"
     lines: list[str] = []
     for part in parts:
         lines += [
-            f"--{boundary}",
-            "Content-Type: application/http",
-            "Content-Transfer-Encoding: binary",
-            "",
+            *_envelope(boundary),
             f"{part.method} {part.url} HTTP/1.1",
             "Content-Type: application/json; charset=utf-8",
             "",
@@ -98,10 +105,7 @@ def response(parts: list[Part]) -> tuple[str, bytes]:
     }
     for part in parts:
         lines += [
-            f"--{boundary}",
-            "Content-Type: application/http",
-            "Content-Transfer-Encoding: binary",
-            "",
+            *_envelope(boundary),
             f"HTTP/1.1 {part.status} {reasons.get(part.status, '')}".rstrip(),
         ]
         for key, value in (part.headers or {}).items():
