@@ -818,11 +818,15 @@ def status_command(
     ctx: typer.Context,
     format: Annotated[ShowFormat, typer.Option("--format")] = ShowFormat.table,
 ) -> None:
-    """Cursors, landing and quarantine counts, the last test lead, leads by stage, outbox."""
+    """Cursors, landing and quarantine counts, the last test lead, leads by stage, outbox,
+    and every replica (`leadbridge run` process) with what it is doing."""
     settings = _ctx(ctx).settings
     with _ctx(ctx).store().connect() as conn:
         data = views.status(
-            conn, [s.name for s in settings.sources], [t.name for t in settings.targets]
+            conn,
+            [s.name for s in settings.sources],
+            [t.name for t in settings.targets],
+            settings.cluster.stalled_after,
         )
     if format is ShowFormat.json:
         render.emit_json(data)
@@ -841,6 +845,12 @@ def status_command(
             [{"target": k, **v} for k, v in data["targets"].items()],
             ("target", "outbox", "dead_letters"),
             title="targets",
+        )
+    if data["replicas"]:
+        render.emit_table(
+            [{**r, "doing": ", ".join(r["doing"]) or "idle"} for r in data["replicas"]],
+            ("name", "engine", "state", "heartbeat_at", "doing"),
+            title="replicas",
         )
 
 
@@ -912,13 +922,12 @@ def db_upgrade(ctx: typer.Context) -> None:
 
 @app.command("run")
 def run_command(ctx: typer.Context) -> None:
-    """The daemon: the scheduler plus the HTTP server (health, metrics, marketplace webhook)."""
+    """The daemon: the scheduler plus the HTTP server (health, metrics, marketplace webhook).
+
+    With `engine: cluster` this is one replica; start as many as you like on one store."""
     from leadbridge.core import daemon
 
-    settings = _ctx(ctx).settings
-    if settings.engine != "single":
-        _usage("engine: cluster is not available in this build; set engine: single")
-    raise typer.Exit(daemon.run(settings, _ctx(ctx).store()))
+    raise typer.Exit(daemon.run(_ctx(ctx).settings, _ctx(ctx).store()))
 
 
 @app.command("demo")

@@ -20,6 +20,7 @@ from waitress import create_server
 from leadbridge.connectors.marketplace.https import MarketplaceHttpsSource
 from leadbridge.core import metrics
 from leadbridge.core.engines.apscheduler import SingleEngine
+from leadbridge.core.engines.procrastinate import ClusterEngine
 from leadbridge.core.http.app import MAX_BODY, App
 from leadbridge.core.settings import Settings
 from leadbridge.core.store.repo import Store
@@ -30,7 +31,8 @@ SHUTDOWN_BUDGET_S = 25.0  # of the 30 s an orchestrator gives between SIGTERM an
 
 def run(settings: Settings, store: Store) -> int:
     stop = threading.Event()
-    engine = SingleEngine(settings, store, stop)
+    engine_class = ClusterEngine if settings.engine == "cluster" else SingleEngine
+    engine = engine_class(settings, store, stop)
     webhooks = [s for s in engine.sources if isinstance(s, MarketplaceHttpsSource)]
     app = App(
         store,

@@ -125,6 +125,16 @@ class DeliverySettings(_Strict):
     fatal_retry: Duration = Field(default=timedelta(minutes=5))  # refused credentials: retry
 
 
+class ClusterSettings(_Strict):
+    """`engine: cluster`: how each replica works the shared procrastinate queue."""
+
+    concurrency: int = Field(default=4, ge=1, le=64)  # jobs one replica runs at once
+    heartbeat: Duration = Field(default=timedelta(seconds=5))  # replica row and worker beat
+    stalled_after: Duration = Field(default=timedelta(seconds=30))  # silent replica = dead
+    sweep_every: Duration = Field(default=timedelta(seconds=15))  # retry dead replicas' jobs
+    queue: str = Field(default="leadbridge", pattern=r"^[A-Za-z0-9_\-]{1,100}$")
+
+
 class ReportSettings(_Strict):
     sla_hours: float = Field(default=24.0, gt=0)  # Contact-me leads expect a call within a day
 
@@ -152,6 +162,7 @@ class Settings(BaseSettings):
     targets: list[ConnectorEntry] = Field(default_factory=list)
     qualification: QualificationSettings = Field(default_factory=QualificationSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     test_leads: Literal["quarantine", "deliver"] = "quarantine"
     dnc: Literal["push_flagged", "skip"] = "push_flagged"
@@ -365,7 +376,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(problems) from None
     finally:
         _config_path.reset(token)
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = _engine_problems(settings)
     settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
     if not problems:
         _add_write_back_targets(settings, problems)
@@ -374,6 +385,19 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     for config in settings._connectors.values():
         _register_secrets(config)
     return settings
+
+
+def _engine_problems(settings: Settings) -> list[ConfigProblem]:
+    """Replicas share their work through PostgreSQL; SQLite has one writer and no queue."""
+    if settings.engine == "cluster" and not settings.store.startswith(("postgresql", "postgres")):
+        return [
+            ConfigProblem(
+                "engine",
+                "engine: cluster needs a PostgreSQL store",
+                "set `store: postgresql://user@host/db`, or use `engine: single`",
+            )
+        ]
+    return []
 
 
 def _add_write_back_targets(settings: Settings, problems: list[ConfigProblem]) -> None:

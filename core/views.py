@@ -7,6 +7,7 @@ Every function returns plain JSON-ready data; the shapes are the documented, sta
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -15,7 +16,8 @@ from sqlalchemy import Connection, func, select
 from leadbridge.core.logs import mask_email
 from leadbridge.core.models import Lead, lead_from_json, lead_to_dict
 from leadbridge.core.pipeline import LAST_TEST_LEAD
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, runs
+from leadbridge.core.store.repo import utcnow
 from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -164,7 +166,13 @@ def list_quarantine(conn: Connection, reason: str | None = None) -> list[dict[st
     ]
 
 
-def status(conn: Connection, source_names: list[str], target_names: list[str]) -> dict[str, Any]:
+def status(
+    conn: Connection,
+    source_names: list[str],
+    target_names: list[str],
+    silent_after: timedelta = timedelta(seconds=30),
+) -> dict[str, Any]:
+    """Everything `leadbridge status` shows; a replica silent for `silent_after` is lost."""
     cursor_rows = {row.name: row for row in repo.all_cursors(conn)}
     sources = {}
     for name in source_names:
@@ -199,7 +207,42 @@ def status(conn: Connection, source_names: list[str], target_names: list[str]) -
             }
             for name in target_names
         },
+        "replicas": replica_rows(conn, utcnow(), silent_after),
+        "jobs": {
+            job: {
+                "replica": run.replica,
+                "trigger": run.trigger,
+                "started_at": run.started_at.isoformat(),
+                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+                "outcome": run.outcome,
+            }
+            for job, run in runs.last_runs(conn).items()
+        },
     }
+
+
+def replica_rows(conn: Connection, now: datetime, silent_after: timedelta) -> list[dict[str, Any]]:
+    """Each `leadbridge run` process: up (beating), stopped (said goodbye), or lost (silent:
+    killed, or its node gone — in cluster mode its jobs run again elsewhere)."""
+    out = []
+    for row in runs.list_replicas(conn):
+        if row.stopped_at is not None:
+            state = "stopped"
+        elif now - row.heartbeat_at > silent_after:
+            state = "lost"
+        else:
+            state = "up"
+        out.append(
+            {
+                "name": row.name,
+                "engine": row.engine,
+                "state": state,
+                "started_at": row.started_at.isoformat(),
+                "heartbeat_at": row.heartbeat_at.isoformat(),
+                "doing": list(row.doing) if state == "up" else [],
+            }
+        )
+    return out
 
 
 def masked_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,8 @@
 """`engine: single`: one process runs every job on its interval with APScheduler 3.
 
-Jobs: `ingest:<source>` per polling source, `process` (raw leads pushed through the
-webhook), `deliver:<target>` per target. `max_instances=1` keeps a job from overlapping
-itself, `coalesce=True` folds missed runs into one, and every job runs once at start (the
-catch-up). A lead that arrives is delivered right away: landing wakes `process`, and a
+The jobs are jobs.py's, each on its own interval. `max_instances=1` keeps a job from
+overlapping itself, `coalesce=True` folds missed runs into one, and every job runs once at
+start (the catch-up). A lead that arrives is delivered right away: landing wakes `process`, and a
 process run that changed leads wakes every `deliver` job, instead of waiting for the tick.
 """
 
@@ -12,23 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from leadbridge.connectors.base import build
-from leadbridge.core.delivery import deliver
-from leadbridge.core.pipeline import ingest, process_pending
+from leadbridge.core.engines.jobs import Jobs, Replica
 from leadbridge.core.settings import Settings
-from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store.repo import Store
 
 log = logging.getLogger("leadbridge.engine")
-PROCESS_EVERY = timedelta(seconds=10)
 
 
 class SingleEngine:
@@ -36,36 +29,23 @@ class SingleEngine:
 
     def __init__(self, settings: Settings, store: Store, stop: threading.Event) -> None:
         self.settings, self.store, self.stop = settings, store, stop
-        self.sources = [build(c) for c in settings.source_configs()]
-        self.targets = [
-            build(c, placeholder=settings.placeholder) for c in settings.target_configs()
-        ]
+        self.jobs = Jobs(settings, store, stop, wake=self._wake_at)
+        self.sources, self.targets = self.jobs.sources, self.jobs.targets
+        self.replica = Replica(store, "single", settings.cluster.heartbeat)
         workers = 2 + len(self.sources) + len(self.targets)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
             timezone=UTC,
         )
-        self._fatal_until: dict[str, float] = {}
         self._lock = threading.Lock()
         self._running: set[str] = set()
         self._wanted: dict[str, threading.Event] = {}
 
     def start(self) -> None:
-        for source in self.sources:
-            if not getattr(source, "push", False):
-                self._add(
-                    f"ingest:{source.name}", lambda s=source: self._ingest(s), source.config.every
-                )
-        self._add("process", self._process, PROCESS_EVERY)
-        for target in self.targets:
-            self._add(
-                f"deliver:{target.name}", lambda t=target: self._deliver(t), target.config.every
-            )
-            if target.policy().pulls:
-                self._add(
-                    f"pull:{target.name}", lambda t=target: self._pull(t), target.config.pull_every
-                )
+        for schedule in self.jobs.schedules():
+            self._add(schedule.job_id, schedule.every)
+        self.replica.start()
         self.scheduler.start()
         log.info("scheduler started", extra={"jobs": [j.id for j in self.scheduler.get_jobs()]})
 
@@ -79,27 +59,31 @@ class SingleEngine:
             done.set()
 
         threading.Thread(target=wait_for_jobs, daemon=True).start()
-        return done.wait(timeout)
+        finished = done.wait(timeout)
+        self.replica.stop()
+        return finished
 
-    def _add(self, job_id: str, work: Any, every: timedelta) -> None:
+    def _add(self, job_id: str, every: timedelta) -> None:
         self._wanted[job_id] = threading.Event()
         self.scheduler.add_job(
             self._run,
             "interval",
-            args=[job_id, work],
+            args=[job_id],
             id=job_id,
             next_run_time=datetime.now(UTC),
             seconds=every.total_seconds(),
         )
 
-    def _run(self, job_id: str, work: Any) -> None:
+    def _run(self, job_id: str) -> None:
         """One scheduled run; it goes round again if woken while it ran."""
         with self._lock:
             self._running.add(job_id)
         try:
             while True:
+                trigger = "wake" if self._wanted[job_id].is_set() else "periodic"
                 self._wanted[job_id].clear()
-                work()
+                with self.replica.running(job_id, trigger):
+                    self.jobs.run(job_id)
                 if self.stop.is_set() or not self._wanted[job_id].is_set():
                     break
         finally:
@@ -118,43 +102,16 @@ class SingleEngine:
                 return
         self._poke(job_id)
 
+    def _wake_at(self, job_id: str, at: datetime | None) -> None:
+        """A job's follow-up: now, or (a vendor's pause) its next run no earlier than `at`."""
+        if at is None:
+            self.wake(job_id)
+        elif not self.stop.is_set():
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.modify_job(job_id, next_run_time=max(at, datetime.now(UTC)))
+
     def _poke(self, job_id: str) -> None:
         if self.stop.is_set():
             return
         with contextlib.suppress(JobLookupError):
             self.scheduler.modify_job(job_id, next_run_time=datetime.now(UTC))
-
-    def wake_delivery(self) -> None:
-        for target in self.targets:
-            self.wake(f"deliver:{target.name}")
-
-    # --- the jobs ------------------------------------------------------------------------
-
-    def _ingest(self, source: Any) -> None:
-        report = ingest(source, self.store, self.settings, stop=self.stop)
-        if report.leads_created or report.leads_updated:
-            self.wake_delivery()
-
-    def _process(self) -> None:
-        report = process_pending(self.store, self.settings, stop=self.stop)
-        if report.leads_created or report.leads_updated:
-            self.wake_delivery()
-
-    def _pull(self, target: Any) -> None:
-        report = pull_stages(
-            self.targets, self.store, self.settings, only=[target.name], stop=self.stop
-        )
-        if report.applied or report.refused:
-            self.wake_delivery()
-
-    def _deliver(self, target: Any) -> None:
-        if time.monotonic() < self._fatal_until.get(target.name, 0.0):
-            return  # credentials were refused: try again after `delivery.fatal_retry`
-        report = deliver(target, self.store, self.settings, stop=self.stop)
-        if report.fatal:
-            retry = self.settings.delivery.fatal_retry.total_seconds()
-            self._fatal_until[target.name] = time.monotonic() + retry
-        elif report.retrying and report.paused_until is not None:
-            self.scheduler.modify_job(
-                f"deliver:{target.name}", next_run_time=max(report.paused_until, datetime.now(UTC))
-            )

@@ -8,9 +8,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('leadbridge:migrate', 0))"
 
 
 def alembic_config() -> Config:
@@ -20,9 +21,13 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the store to `revision`. Idempotent; safe to run at every start."""
+    """Bring the store to `revision`. Idempotent; safe to run at every start, and on
+    PostgreSQL safe for replicas starting together: the first migrates, the others wait
+    for it (a transaction-scoped advisory lock) and then find nothing to do."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(MIGRATION_LOCK))
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

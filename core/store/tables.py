@@ -200,3 +200,32 @@ dead_letters = Table(
     Column("resolution", String(20)),  # replayed | discarded
 )
 Index("ix_dead_letters_open", dead_letters.c.target, dead_letters.c.resolved_at)
+
+# Each running `leadbridge run` process (a replica), its heartbeat and the jobs it has in
+# hand: what `leadbridge status` shows, and how a dead replica is told from a live one.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("name", String(200), primary_key=True),  # host:pid
+    Column("engine", String(20), nullable=False),
+    Column("started_at", UTC, nullable=False),
+    Column("heartbeat_at", UTC, nullable=False),
+    Column("stopped_at", UTC),
+    Column("doing", JSON, nullable=False),  # job ids in hand, e.g. ["deliver:sales"]
+)
+
+# One row per job run (ingest:<source>, process, deliver:<target>, pull:<target>): who ran
+# it, why (its period for a periodic run), when, and how it ended. Kept a week.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job", String(200), nullable=False),
+    Column("replica", String(200), nullable=False),
+    Column("trigger", String(20), nullable=False),  # periodic | wake | retry
+    Column("period", BigInteger),  # the period's start (epoch seconds) of a periodic run
+    Column("started_at", UTC, nullable=False),
+    Column("finished_at", UTC),
+    Column("outcome", String(20)),  # ok | error; none while running or if the replica died
+)
+Index("ix_job_runs_job_started", job_runs.c.job, job_runs.c.started_at)
