@@ -40,6 +40,7 @@ from typing import Any
 import procrastinate
 from procrastinate import exceptions as pexc
 from procrastinate.job_context import JobContext
+from procrastinate.jobs import Status
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -289,7 +290,12 @@ class ClusterEngine:
         for job in stalled:
             if job.task_name != TASK:
                 continue
-            await manager.retry_job(job)
+            try:
+                await manager.retry_job(job)
+            except pexc.UniqueViolation:
+                # A job of the same id is already waiting (its queueing lock), and it will
+                # do everything this one would have: end this one so its lock is released.
+                await manager.finish_job(job, status=Status.ABORTED, delete_job=False)
             retried.append(str(job.task_kwargs.get("job")))
         await manager.prune_stalled_workers(self.cluster.stalled_after.total_seconds())
         return retried

@@ -61,16 +61,16 @@ def _base_url(entry: dict[str, Any]) -> str:
 
 def write_config(
     tmp: Path,
-    store: Path,
+    store: Path | str,
     sources: list[dict[str, Any]],
     targets: list[dict[str, Any]],
     **extra: Any,
 ) -> Path:
+    """A config file; `store` is a SQLite file's path or a database URL."""
+    url = store if isinstance(store, str) else f"sqlite:///{store}"
     path = tmp / "leadbridge.yaml"
     path.write_text(
-        yaml.safe_dump(
-            {"store": f"sqlite:///{store}", "sources": sources, "targets": targets, **extra}
-        ),
+        yaml.safe_dump({"store": url, "sources": sources, "targets": targets, **extra}),
         encoding="utf-8",
     )
     return path

@@ -1,0 +1,287 @@
+"""`engine: cluster` for real: three `leadbridge run` replicas on the local PostgreSQL, the
+CRM sandboxes in their own process, 5,000 raw leads from two polled sources (Azurite's table
+and a leads file) plus webhook posts to every replica; one replica SIGKILLs itself between a
+CRM's confirmation and its recording. Afterwards every unique lead is in each CRM exactly
+once, no source was polled (and no target written) by two replicas at once, no periodic job
+ran twice in one period, the dead replica's job ran again elsewhere, and `status` shows the
+replicas as they are."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from leadbridge.core.synthetic import write_jsonl
+
+from .helpers import LEADBRIDGE, env, free_port, sandbox_records, start_sandboxes, write_config
+
+TOKEN = "cluster-webhook-token-0123456789"
+TABLE_ROWS = 2_500
+FILE_LINES = 2_500
+POSTS_PER_REPLICA = 10
+CRMS = ("salesforce", "hubspot", "dataverse")
+KEY_FIELD = {"salesforce": "LeadBridge_Key__c", "dataverse": "lb_leadkey"}
+
+
+def _table_rows(count: int) -> tuple[list[dict[str, str]], set[tuple[str, str]]]:
+    """Table rows with returning customers (the same person and offer again)."""
+    rows, unique = [], set()
+    for i in range(count):
+        person, offer = i % 2_000, f"contoso.cluster-{i % 3}"
+        email = f"table{person}@northwind{person % 50}.example.com"
+        unique.add((email, offer))
+        rows.append(
+            {
+                "PartitionKey": "2026-11-25",
+                "RowKey": f"{i:06d}",
+                "ActionCode": "INS",
+                "LeadSource": f"AzureMarketplace-INS|{offer}",
+                "CustomerInfo": json.dumps(
+                    {"Email": email, "LastName": f"T{person}", "Company": "Northwind"}
+                ),
+            }
+        )
+    return rows, unique
+
+
+def _fill_table(connection_string: str, name: str, rows: list[dict[str, str]]) -> None:
+    from azure.data.tables import TableServiceClient
+
+    table = TableServiceClient.from_connection_string(connection_string).create_table(name)
+    for start in range(0, len(rows), 100):  # one partition: entity-group transactions of 100
+        table.submit_transaction([("create", row) for row in rows[start : start + 100]])
+
+
+def _post(port: int, i: int) -> int:
+    payload = {
+        "LeadSource": "AppSource (SPZA)-PLT|contoso.cluster-hook",
+        "ActionCode": "PLT",
+        "UserDetails": {
+            "LastName": f"H{i}",
+            "Company": "Fabrikam",
+            "Email": f"hook{i}@fabrikam.example.com",
+        },
+    }
+    url = f"http://127.0.0.1:{port}/marketplace/leads/{TOKEN}"
+    return requests.post(url, json=payload, timeout=10).status_code
+
+
+def _wait(condition: Any, seconds: float, what: str, progress: Any = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}: {progress() if progress else ''}")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.azurite
+def test_three_replicas_one_killed_every_lead_once(
+    tmp_path: Path, pg_url: str, azurite: str
+) -> None:
+    table_name = f"Cluster{int(time.time())}"
+    rows, table_unique = _table_rows(TABLE_ROWS)
+    _fill_table(azurite, table_name, rows)
+    leads_file = tmp_path / "leads.jsonl"
+    file_unique = write_jsonl(leads_file, FILE_LINES, seed=11)
+    sandbox_proc, all_targets = start_sandboxes(tmp_path, latency_ms=20)
+    targets = [t for t in all_targets if t["kind"] in CRMS]
+    for target in targets:
+        target["every"] = "2s"
+        target["batch_size"] = 50  # enough batches for the kill to land mid-delivery
+    config = write_config(
+        tmp_path,
+        pg_url,
+        [
+            {"name": "hook", "kind": "marketplace_https", "token": TOKEN},
+            {
+                "name": "table",
+                "kind": "marketplace_table",
+                "connection_string": azurite,
+                "table": table_name,
+                "every": "2s",
+                "page_size": 500,
+            },
+            {"name": "file", "kind": "leads_file", "path": str(leads_file), "every": "2s"},
+        ],
+        targets,
+        engine="cluster",
+        batch_size=250,
+        http={"host": "127.0.0.1", "port": 8080},
+        delivery={"claim_ttl": "5s"},
+        cluster={"heartbeat": "1s", "stalled_after": "3s", "sweep_every": "2s"},
+    )
+    ports = [free_port() for _ in range(3)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n, port in enumerate(ports):
+            # Replica 0 SIGKILLs itself the second time a CRM confirms a batch it sent, before
+            # recording it: the lock, the claims and a doing job die with it.
+            crash = {"LEADBRIDGE_CRASH_AT": "delivery.after_upsert:2"} if n == 0 else {}
+            with (tmp_path / f"replica-{n}.log").open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [*LEADBRIDGE, "--config", str(config), "run"],
+                        env=env() | {"LEADBRIDGE_HTTP__PORT": str(port)} | crash,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        for port in ports:
+            _wait(lambda p=port: _healthy(p), 60, "a replica to answer /healthz")
+        # The webhook works on every replica (replica 0 may already be dead by its turn).
+        hook_emails = set()
+        for n, port in enumerate(ports):
+            for i in range(POSTS_PER_REPLICA):
+                if procs[n].poll() is None and _post(port, n * POSTS_PER_REPLICA + i) == 202:
+                    hook_emails.add(f"hook{n * POSTS_PER_REPLICA + i}@fabrikam.example.com")
+        posted = len(hook_emails)
+        assert posted >= 2 * POSTS_PER_REPLICA
+
+        engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+
+        def one(sql: str, **params: Any) -> Any:
+            with engine.connect() as conn:
+                return conn.execute(sa.text(sql), params).scalar()
+
+        sales = next(t for t in targets if t["kind"] == "salesforce")
+        _wait(
+            lambda: procs[0].poll() is not None or len(sandbox_records(sales)) > 1_000,
+            120,
+            "replica 0 to reach its crash point",
+        )
+        if procs[0].poll() is None:  # others took the deliveries: kill it inside a job anyway
+            _wait(
+                lambda: one(
+                    "SELECT count(*) FROM job_runs WHERE replica LIKE :me AND finished_at IS NULL",
+                    me=f"%:{procs[0].pid}",
+                ),
+                60,
+                "replica 0 to be in a job",
+            )
+            procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(timeout=10)
+        assert procs[0].returncode == -signal.SIGKILL
+        died_at = datetime.now(UTC)
+
+        expected_raw = TABLE_ROWS + FILE_LINES + posted
+        unique = len(table_unique) + file_unique + posted
+
+        def progress() -> dict[str, Any]:
+            return {
+                "raw": one("SELECT count(*) FROM raw_leads"),
+                "new": one("SELECT count(*) FROM raw_leads WHERE status = 'new'"),
+                "outbox": one("SELECT count(*) FROM outbox"),
+                **{t["kind"]: len(sandbox_records(t)) for t in targets},
+            }
+
+        def settled() -> bool:
+            now = progress()
+            return (now["raw"], now["new"], now["outbox"]) == (expected_raw, 0, 0) and all(
+                now[kind] >= unique for kind in KEY_FIELD
+            )
+
+        _wait(settled, 240, "every lead in every CRM after the kill", progress)
+
+        # status: the killed replica is lost, the others up.
+        shown = subprocess.run(
+            [*LEADBRIDGE, "--config", str(config), "status", "--format", "json"],
+            env=env(),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        replicas = {r["name"]: r for r in json.loads(shown.stdout)["replicas"]}
+        states = sorted(r["state"] for r in replicas.values())
+        assert states == ["lost", "up", "up"], replicas
+        assert json.loads(shown.stdout)["jobs"]["ingest:table"]["outcome"] == "ok"
+
+        for proc in procs[1:]:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=40) == 0
+
+        # Every unique lead in each CRM exactly once (HubSpot: one contact per person).
+        emails = {e for e, _ in table_unique} | hook_emails
+        for target in targets:
+            records = sandbox_records(target)
+            if target["kind"] == "hubspot":
+                people = [r["email"] for r in records]
+                assert len(people) == len(set(people)), "hubspot: a person twice"
+                assert {e for e in people if not e.startswith(("table", "hook"))}  # file leads
+                assert {e for e in people if e.startswith(("table", "hook"))} <= emails
+            else:
+                keys = [r[KEY_FIELD[target["kind"]]] for r in records]
+                assert len(keys) == len(set(keys)) == unique, target["kind"]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        sandbox_proc.terminate()
+        sandbox_proc.wait(timeout=30)
+
+    with engine.connect() as conn:
+        q = lambda sql: conn.execute(sa.text(sql)).all()  # noqa: E731
+        # Nothing lost or processed twice: one action event per raw lead.
+        assert q("SELECT count(*) FROM events WHERE kind = 'action'")[0][0] == expected_raw
+        assert q("SELECT count(*) FROM leads")[0][0] == unique
+        assert q("SELECT count(*) FROM dead_letters")[0][0] == 0
+        doing = q("SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'")[0][0]
+        runs = q(
+            "SELECT job, replica, trigger, period, started_at, finished_at FROM job_runs "
+            "ORDER BY started_at"
+        )
+    killed = next(r.replica for r in runs if r.replica.endswith(f":{procs[0].pid}"))
+    _assert_no_overlaps(runs, killed, died_at)
+    # No periodic job ran twice in one period.
+    per_period: dict[tuple[str, int], int] = defaultdict(int)
+    for run in runs:
+        if run.trigger == "periodic" and run.finished_at is not None:
+            per_period[(run.job, run.period)] += 1
+    assert per_period and max(per_period.values()) == 1
+    # The job the dead replica had in hand ran again on another replica.
+    unfinished = [r for r in runs if r.replica == killed and r.finished_at is None]
+    assert unfinished, "replica 0 died between jobs"
+    for dead in unfinished:
+        assert any(
+            r.job == dead.job
+            and r.replica != killed
+            and r.started_at > dead.started_at
+            and r.finished_at is not None
+            for r in runs
+        ), dead.job
+    # …and no queue job is left `doing` behind it, holding a lock.
+    assert doing == 0
+
+
+def _assert_no_overlaps(runs: list[Any], killed: str, died_at: datetime) -> None:
+    """Polls of one source, and deliveries to one target, never overlap in time: each run
+    ends (or its replica dies) before the next one of the same job starts."""
+    by_job: dict[str, list[Any]] = defaultdict(list)
+    for run in runs:
+        if run.job.startswith(("ingest:", "deliver:", "pull:")):
+            by_job[run.job].append(run)
+    assert {"ingest:table", "ingest:file"} <= set(by_job)
+    for job, job_runs in by_job.items():
+        for before, after in itertools.pairwise(job_runs):
+            ended = before.finished_at or (died_at if before.replica == killed else None)
+            assert ended is not None, f"{job}: a run never ended"
+            assert ended <= after.started_at, f"{job}: {before} overlaps {after}"
