@@ -12,7 +12,7 @@ import hashlib
 import io
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -71,7 +71,7 @@ class LeadsFileConfig(ConnectorConfig):
     kind: str = "leads_file"
     path: Path
     format: Literal["auto", "jsonl", "csv"] = "auto"
-    every: Duration = Field(default=300)
+    every: Duration = Field(default=timedelta(minutes=5))
 
 
 class LeadsFileSource:

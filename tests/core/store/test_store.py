@@ -24,6 +24,8 @@ def test_migrations_reach_head_and_create_every_table(tmp_path: Path) -> None:
         "target_links",
         "dead_letters",
         "offer_aliases",
+        "replicas",
+        "job_runs",
     }
     migrate.upgrade(store.engine)  # idempotent
     assert migrate.is_current(store.engine)
@@ -134,4 +136,42 @@ def test_two_workers_on_postgresql_never_process_a_raw_lead_twice(
             # Every action is folded into its lead exactly once, whichever worker did it.
             assert one("SELECT sum((data::json->>'raw_count')::int) FROM leads") == 1_500
     finally:
+        store.dispose()
+
+
+def test_the_migrations_match_the_tables(tmp_path: Path) -> None:
+    """What Alembic builds is what tables.py declares: no column a migration forgot."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from leadbridge.core.store.tables import metadata
+
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    with store.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diff if d[0] != "remove_table"] == []
+
+
+def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
+    """Three replicas of a new deployment start at the same moment on an empty database:
+    one migrates, the others wait for it and find nothing to do."""
+    import threading
+
+    errors: list[BaseException] = []
+    stores: list[Store] = []
+
+    def start() -> None:
+        try:
+            stores.append(Store(pg_url))
+        except BaseException as exc:  # collected: a thread's exception would vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and len(stores) == 3
+    assert migrate.is_current(stores[0].engine)
+    for store in stores:
         store.dispose()

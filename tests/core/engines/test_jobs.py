@@ -1,0 +1,110 @@
+"""The replica bookkeeping both engines share: heartbeats, job runs, and what status makes of
+them; and the single engine recording its runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from leadbridge.core import views
+from leadbridge.core.engines.apscheduler import SingleEngine
+from leadbridge.core.engines.jobs import Jobs, Replica, replica_name
+from leadbridge.core.settings import load_settings
+from leadbridge.core.store import runs
+from leadbridge.core.store.repo import Store, utcnow
+from leadbridge.core.synthetic import write_jsonl
+
+
+def test_a_run_is_recorded_with_its_outcome_and_shows_while_it_runs(store: Store) -> None:
+    replica = Replica(store, "single", timedelta(seconds=5))
+    replica.beat()
+    with replica.running("deliver:sales", "periodic", 1_800_000_000):
+        assert replica.doing() == ["deliver:sales"]
+        replica.beat()
+        with store.connect() as conn:
+            shown = views.replica_rows(conn, utcnow(), timedelta(seconds=30))
+        assert shown[0]["doing"] == ["deliver:sales"] and shown[0]["state"] == "up"
+    with pytest.raises(RuntimeError), replica.running("ingest:table", "wake"):
+        raise RuntimeError("the source broke")
+    with store.connect() as conn:
+        last = runs.last_runs(conn)
+    assert last["deliver:sales"].outcome == "ok" and last["deliver:sales"].period == 1_800_000_000
+    assert last["ingest:table"].outcome == "error" and last["ingest:table"].finished_at
+    assert replica.doing() == []
+
+
+def test_status_tells_up_stopped_and_lost_replicas(store: Store) -> None:
+    now = utcnow()
+    with store.begin() as conn:
+        runs.beat(conn, "a:1", "cluster", ["process"], now)
+        runs.beat(conn, "b:2", "cluster", ["deliver:hook"], now - timedelta(minutes=2))
+        runs.beat(conn, "c:3", "cluster", [], now)
+        runs.stopped(conn, "c:3", now)
+    with store.connect() as conn:
+        shown = {r["name"]: r for r in views.replica_rows(conn, now, timedelta(seconds=30))}
+    assert shown["a:1"]["state"] == "up" and shown["a:1"]["doing"] == ["process"]
+    assert shown["b:2"]["state"] == "lost" and shown["b:2"]["doing"] == []  # not doing: dead
+    assert shown["c:3"]["state"] == "stopped"
+
+
+def test_gone_replicas_and_old_runs_are_pruned(store: Store) -> None:
+    now = utcnow()
+    with store.begin() as conn:
+        runs.beat(conn, "old:1", "single", [], now - timedelta(days=2))
+        runs.beat(conn, "new:2", "single", [], now)
+        runs.run_started(conn, "process", "old:1", "periodic", None, now - timedelta(days=8))
+        runs.run_started(conn, "process", "new:2", "periodic", None, now)
+        runs.prune(conn, now, timedelta(days=7), timedelta(days=1))
+        assert [r.name for r in runs.list_replicas(conn)] == ["new:2"]
+        assert runs.last_runs(conn)["process"].replica == "new:2"
+
+
+def test_the_schedules_are_every_polling_source_process_and_each_target(
+    make_settings, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        f"""
+store: sqlite:///{tmp_path / "lb.db"}
+sources:
+  - {{name: file, kind: leads_file, path: {tmp_path / "x.jsonl"}, every: 90s}}
+  - {{name: hook, kind: marketplace_https, token: a-long-random-token-123}}
+targets:
+  - {{name: hook, kind: webhook, url: "http://127.0.0.1:9/leads", secret: s3cret-s3cret, every: 7s}}
+"""
+    )
+    jobs = Jobs(settings, Store(settings.store), threading.Event(), wake=lambda *_: None)
+    schedules = {s.job_id: s.every.total_seconds() for s in jobs.schedules()}
+    assert schedules == {"ingest:file": 90, "process": 10, "deliver:hook": 7}
+    with pytest.raises(ValueError, match="unknown job"):
+        jobs.run("reticulate:splines")
+
+
+def test_the_single_engine_records_its_runs_and_says_goodbye(tmp_path: Path) -> None:
+    leads = tmp_path / "leads.jsonl"
+    write_jsonl(leads, 20)
+    settings = load_settings(
+        None,
+        store=f"sqlite:///{tmp_path / 'lb.db'}",
+        sources=[{"name": "file", "kind": "leads_file", "path": str(leads)}],
+    )
+    store = Store(settings.store)
+    engine = SingleEngine(settings, store, threading.Event())
+    engine.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with store.connect() as conn:
+                done = runs.last_runs(conn).get("ingest:file")
+            if done is not None and done.outcome == "ok":
+                break
+            time.sleep(0.1)
+        assert done is not None and done.replica == replica_name()
+    finally:
+        assert engine.shutdown(20)
+    with store.connect() as conn:
+        (me,) = runs.list_replicas(conn)
+    assert me.name == replica_name() and me.engine == "single" and me.stopped_at is not None
