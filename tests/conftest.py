@@ -151,13 +151,14 @@ def pg_url() -> Iterator[str]:
         need(False, f"PostgreSQL is not reachable at {PG_URL} ({exc})")
         raise
     name = f"lb_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
     base = PG_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    finally:  # a new connection: a test may have restarted the server
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

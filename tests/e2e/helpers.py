@@ -74,3 +74,46 @@ def write_config(
         encoding="utf-8",
     )
     return path
+
+
+def wait_until(condition: Any, seconds: float, what: str, progress: Any = None) -> None:
+    """Poll `condition` until true; on timeout fail with `progress()` (where things stand)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}: {progress() if progress else ''}")
+
+
+def healthy(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def start_replicas(
+    config: Path, count: int, tmp: Path, extra_env: dict[int, dict[str, str]] | None = None
+) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    """`count` × `leadbridge run` on one config (their own HTTP ports), each logging to a
+    file in `tmp` (a pipe nobody reads would block them); returns once all are healthy."""
+    procs, ports = [], [free_port() for _ in range(count)]
+    for n, port in enumerate(ports):
+        with (tmp / f"replica-{n}.log").open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [*LEADBRIDGE, "--config", str(config), "run"],
+                    env=env() | {"LEADBRIDGE_HTTP__PORT": str(port)} | (extra_env or {}).get(n, {}),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        for port in ports:
+            wait_until(lambda p=port: healthy(p), 60, "a replica to answer /healthz")
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        raise
+    return procs, ports

@@ -24,7 +24,15 @@ import sqlalchemy as sa
 
 from leadbridge.core.synthetic import write_jsonl
 
-from .helpers import LEADBRIDGE, env, free_port, sandbox_records, start_sandboxes, write_config
+from .helpers import (
+    LEADBRIDGE,
+    env,
+    sandbox_records,
+    start_replicas,
+    start_sandboxes,
+    wait_until,
+    write_config,
+)
 
 TOKEN = "cluster-webhook-token-0123456789"
 TABLE_ROWS = 2_500
@@ -77,22 +85,6 @@ def _post(port: int, i: int) -> int:
     return requests.post(url, json=payload, timeout=10).status_code
 
 
-def _wait(condition: Any, seconds: float, what: str, progress: Any = None) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}: {progress() if progress else ''}")
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 @pytest.mark.slow
 @pytest.mark.azurite
 def test_three_replicas_one_killed_every_lead_once(
@@ -130,24 +122,12 @@ def test_three_replicas_one_killed_every_lead_once(
         delivery={"claim_ttl": "5s"},
         cluster={"heartbeat": "1s", "stalled_after": "3s", "sweep_every": "2s"},
     )
-    ports = [free_port() for _ in range(3)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for n, port in enumerate(ports):
-            # Replica 0 SIGKILLs itself the second time a CRM confirms a batch it sent, before
-            # recording it: the lock, the claims and a doing job die with it.
-            crash = {"LEADBRIDGE_CRASH_AT": "delivery.after_upsert:2"} if n == 0 else {}
-            with (tmp_path / f"replica-{n}.log").open("wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        [*LEADBRIDGE, "--config", str(config), "run"],
-                        env=env() | {"LEADBRIDGE_HTTP__PORT": str(port)} | crash,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-        for port in ports:
-            _wait(lambda p=port: _healthy(p), 60, "a replica to answer /healthz")
+        # Replica 0 SIGKILLs itself the second time a CRM confirms a batch it sent, before
+        # recording it: the lock, the claims and a doing job die with it.
+        crash = {0: {"LEADBRIDGE_CRASH_AT": "delivery.after_upsert:2"}}
+        procs, ports = start_replicas(config, 3, tmp_path, crash)
         # The webhook works on every replica (replica 0 may already be dead by its turn).
         hook_emails = set()
         for n, port in enumerate(ports):
@@ -164,13 +144,13 @@ def test_three_replicas_one_killed_every_lead_once(
                 return conn.execute(sa.text(sql), params).scalar()
 
         sales = next(t for t in targets if t["kind"] == "salesforce")
-        _wait(
+        wait_until(
             lambda: procs[0].poll() is not None or len(sandbox_records(sales)) > 1_000,
             120,
             "replica 0 to reach its crash point",
         )
         if procs[0].poll() is None:  # others took the deliveries: kill it inside a job anyway
-            _wait(
+            wait_until(
                 lambda: one(
                     "SELECT count(*) FROM job_runs WHERE replica LIKE :me AND finished_at IS NULL",
                     me=f"%:{procs[0].pid}",
@@ -200,7 +180,7 @@ def test_three_replicas_one_killed_every_lead_once(
                 now[kind] >= unique for kind in KEY_FIELD
             )
 
-        _wait(settled, 240, "every lead in every CRM after the kill", progress)
+        wait_until(settled, 240, "every lead in every CRM after the kill", progress)
 
         # status: the killed replica is lost, the others up.
         shown = subprocess.run(
@@ -213,7 +193,8 @@ def test_three_replicas_one_killed_every_lead_once(
         replicas = {r["name"]: r for r in json.loads(shown.stdout)["replicas"]}
         states = sorted(r["state"] for r in replicas.values())
         assert states == ["lost", "up", "up"], replicas
-        assert json.loads(shown.stdout)["jobs"]["ingest:table"]["outcome"] == "ok"
+        up = {name for name, r in replicas.items() if r["state"] == "up"}
+        assert json.loads(shown.stdout)["jobs"]["ingest:table"]["replica"] in up
 
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
