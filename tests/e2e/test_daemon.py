@@ -11,14 +11,22 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from .helpers import LEADBRIDGE, env, free_port, sandbox_records, start_sandboxes, write_config
+from .helpers import (
+    LEADBRIDGE,
+    env,
+    free_port,
+    healthy,
+    sandbox_records,
+    start_sandboxes,
+    wait_until,
+    write_config,
+)
 
 TOKEN = "e2e-webhook-token-0123456789"
 RAW_EMAIL = re.compile(r"[\w.%+-]{2,}@[\w-]+\.[\w.]+")
@@ -29,15 +37,6 @@ SECRETS = (
     "sandbox-webhook-secret",
     TOKEN,
 )
-
-
-def _wait(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _payload(i: int, tag: str) -> dict[str, Any]:
@@ -131,7 +130,7 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        _wait(lambda: _ready(base), 30, "the daemon to answer /healthz")
+        wait_until(lambda: healthy(port), 30, "the daemon to answer /healthz")
         return proc
 
     def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -155,7 +154,7 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
             )
         for i in range(15):
             table.create_entity(_row(i))
-        _wait(lambda: in_every_crm(35), 60, "35 leads in every CRM")
+        wait_until(lambda: in_every_crm(35), 60, "35 leads in every CRM")
 
         # The webhook, through the real server, refuses what it must.
         hook = f"{base}/marketplace/leads/{TOKEN}"
@@ -183,19 +182,19 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
         admin = f"{sales['instance_url']}/_sandbox/credentials"
         requests.post(admin, json={"client_secret": "rotated"}, timeout=5)
         requests.post(f"{base}/marketplace/leads/{TOKEN}", json=_payload(99, "b"), timeout=10)
-        _wait(
+        wait_until(
             lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 503,
             30,
             "/readyz to turn unready",
         )
         assert requests.get(f"{base}/readyz", timeout=5).json()["failing"] == ["target:sales"]
         requests.post(admin, json={"client_secret": sales["client_secret"]}, timeout=5)
-        _wait(
+        wait_until(
             lambda: requests.get(f"{base}/readyz", timeout=5).status_code == 200,
             30,
             "/readyz to be ready again",
         )
-        _wait(lambda: in_every_crm(36), 30, "the held lead to reach Salesforce")
+        wait_until(lambda: in_every_crm(36), 30, "the held lead to reach Salesforce")
 
         # 4. SIGTERM in the middle of a batch: exit 0; a restart loses and duplicates nothing.
         for target in targets:
@@ -216,7 +215,7 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
         assert stop(daemon) == 0
         assert time.monotonic() - started < 30
         daemon = start()
-        _wait(lambda: in_every_crm(96), 90, "every lead after the restart")
+        wait_until(lambda: in_every_crm(96), 90, "every lead after the restart")
         for target in targets:
             keys = [r[_key_field(target["kind"])] for r in sandbox_records(target)]
             assert len(keys) == len(set(keys)) == 96, target["kind"]
@@ -231,10 +230,3 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
     for line in logs:
         assert not RAW_EMAIL.search(line), line
         assert not any(secret in line for secret in SECRETS), line
-
-
-def _ready(base: str) -> bool:
-    try:
-        return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
