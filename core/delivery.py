@@ -78,7 +78,7 @@ def deliver(
 ) -> DeliveryReport:
     """Drain the target's due outbox rows once; `stop` ends it after the batch in hand."""
     report = DeliveryReport(target=target.name)
-    paused_for = target.transport.not_before - target.transport.clock()
+    paused_for = target.transport.held_for()
     if paused_for > 0:  # the vendor asked us to wait (Retry-After, REQUEST_LIMIT_EXCEEDED)
         report.paused_until = utcnow() + timedelta(seconds=paused_for)
         return report

@@ -235,8 +235,15 @@ class Transport:
         """Remember the vendor's wait for every later request of this target, not just a retry."""
         if retry_after is None:
             return
-        wait = min(retry_after, self.max_retry_after)
-        self.not_before = max(self.not_before, self.clock() + wait)
+        self.hold(min(retry_after, self.max_retry_after))
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for `seconds` (a pause another replica was given, say)."""
+        self.not_before = max(self.not_before, self.clock() + seconds)
+
+    def held_for(self) -> float:
+        """Seconds until this target may be called again; 0 when it may now."""
+        return max(0.0, self.not_before - self.clock())
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

@@ -28,7 +28,7 @@ from leadbridge.core.delivery import deliver
 from leadbridge.core.pipeline import ingest, process_pending
 from leadbridge.core.settings import Settings
 from leadbridge.core.stagesync import pull_stages
-from leadbridge.core.store import runs
+from leadbridge.core.store import repo, runs
 from leadbridge.core.store.repo import Store, utcnow
 
 log = logging.getLogger("leadbridge.engine")
@@ -37,6 +37,10 @@ KEEP_RUNS = timedelta(days=7)
 KEEP_GONE_REPLICAS = timedelta(days=1)
 
 Wake = Callable[[str, datetime | None], None]
+
+
+def pause_key(target: str) -> str:
+    return f"target:{target}:paused_until"
 
 
 def replica_name() -> str:
@@ -114,12 +118,36 @@ class Jobs:
     def _deliver(self, target) -> None:
         if time.monotonic() < self._fatal_until.get(target.name, 0.0):
             return  # credentials were refused: try again after `delivery.fatal_retry`
+        paused_until = self._shared_pause(target)
+        if paused_until is not None:
+            self.wake(f"deliver:{target.name}", paused_until)
+            return
         report = deliver(target, self.store, self.settings, stop=self.stop)
+        self._share_pause(target)
         if report.fatal:
             retry = self.settings.delivery.fatal_retry.total_seconds()
             self._fatal_until[target.name] = time.monotonic() + retry
         elif report.retrying and report.paused_until is not None:
             self.wake(f"deliver:{target.name}", report.paused_until)
+
+    def _shared_pause(self, target) -> datetime | None:
+        """A vendor's wait (Retry-After, REQUEST_LIMIT_EXCEEDED) binds every replica: the one
+        that was told records it in the store, and the next delivery, wherever it runs,
+        holds its own transport until then. Returns the end of a pause still running."""
+        with self.store.connect() as conn:
+            value = repo.get_cursor(conn, pause_key(target.name))
+        until = datetime.fromisoformat(value) if value else None
+        if until is None or until <= utcnow():
+            return None
+        target.transport.hold((until - utcnow()).total_seconds())
+        return until
+
+    def _share_pause(self, target) -> None:
+        held = target.transport.held_for()
+        if held > 0:
+            until = utcnow() + timedelta(seconds=held)
+            with self.store.begin() as conn:
+                repo.set_cursor(conn, pause_key(target.name), until.isoformat(), utcnow())
 
 
 class Replica:

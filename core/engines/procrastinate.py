@@ -5,7 +5,7 @@ Why procrastinate and not APScheduler: APScheduler 3 cannot share a job store be
 processes. Here every job (see jobs.py) is one procrastinate task, `leadbridge.job`,
 deferred with:
 
-- `lock=<job id>` (process excepted): one `deliver` per target, one poll per source, one
+- `lock=<job id>` (process and sweep excepted): one `deliver` per target, one poll per source, one
   stage pull per target at a time across the whole cluster;
 - `queueing_lock=<job id>`: at most one waiting job of each id, so wake-ups and periodic
   defers never pile up behind a slow run — the waiting one picks up everything;
@@ -15,8 +15,8 @@ deferred with:
   `every: 90s` means what it says.
 
 A replica that dies (SIGKILL, node lost) leaves its job `doing` and its lock held; its
-procrastinate heartbeat stops, and the `sweep` job, itself periodic and locked, sends
-such stalled jobs back to the queue after `cluster.stalled_after`. What the dead run had
+procrastinate heartbeat stops, and the periodic `sweep` job (one sweeper at a time, by an
+advisory lock) sends such stalled jobs back to the queue after `cluster.stalled_after`. What the dead run had
 half done is safe to redo: landing is idempotent, processing is transactional, and
 delivery is an upsert whose outbox claim expires (`delivery.claim_ttl`).
 
@@ -24,6 +24,9 @@ The worker runs on its own asyncio loop in a thread; the job bodies run in that 
 thread pool (procrastinate runs sync tasks in threads). If PostgreSQL goes away the worker
 stops; the loop here restarts it with back-off until the database is back or the daemon
 stops, and what was deferred stays in the queue.
+
+A vendor's pause (Retry-After) is shared through the store (jobs.py), so the next delivery
+to that CRM waits for it whichever replica runs it.
 """
 
 from __future__ import annotations

@@ -9,10 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import responses as responses_lib
 
-from leadbridge.core import views
+from leadbridge.core import pipeline, views
 from leadbridge.core.engines.apscheduler import SingleEngine
 from leadbridge.core.engines.jobs import Jobs, Replica, replica_name
+from leadbridge.core.models import RawLead
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store import runs
 from leadbridge.core.store.repo import Store, utcnow
@@ -108,3 +110,41 @@ def test_the_single_engine_records_its_runs_and_says_goodbye(tmp_path: Path) -> 
     with store.connect() as conn:
         (me,) = runs.list_replicas(conn)
     assert me.name == replica_name() and me.engine == "single" and me.stopped_at is not None
+
+
+@responses_lib.activate
+def test_a_vendors_pause_binds_every_replica(make_settings, tmp_path: Path) -> None:
+    """Replica A is told Retry-After: 120; replica B, delivering the next lead to the same
+    target, sends nothing before then and plans its next run for when the pause ends."""
+    url = "http://127.0.0.1:9/leads"
+    settings = make_settings(
+        f"""
+store: sqlite:///{tmp_path / "lb.db"}
+targets:
+  - {{name: hook, kind: webhook, url: "{url}", secret: s3cret-s3cret}}
+"""
+    )
+    store = Store(settings.store)
+
+    def add_lead(n: int) -> None:
+        payload = {"LeadSource": "AzurePortal-Create|c.o", "UserDetails": {"Email": f"p{n}@x.io"}}
+        pipeline.land_one(
+            store, RawLead(source="s", source_key=str(n), kind="https", payload=payload)
+        )
+        pipeline.process_pending(store, settings)
+
+    responses_lib.add(responses_lib.POST, url, status=503, headers={"Retry-After": "120"})
+    add_lead(1)
+    woken: list[tuple[str, object]] = []
+    replica_a = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
+    replica_a.run("deliver:hook")
+    assert len(responses_lib.calls) >= 1
+    calls = len(responses_lib.calls)
+
+    add_lead(2)  # due now, and never tried: only the shared pause holds it back
+    replica_b = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
+    replica_b.run("deliver:hook")
+    assert len(responses_lib.calls) == calls  # not one request before the Retry-After
+    job, until = woken[-1]
+    assert job == "deliver:hook"
+    assert timedelta(seconds=110) < until - utcnow() <= timedelta(seconds=120)
