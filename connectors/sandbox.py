@@ -6,7 +6,7 @@ error shapes and throttling behaviour. It is a test and demo tool: it binds to l
 
 Admin API (JSON), on every sandbox:
     GET  /_sandbox/records              every stored record
-    GET  /_sandbox/requests             the request log (method, path, status, at)
+    GET  /_sandbox/requests             the request log (method, path, status, at, agent)
     POST /_sandbox/config               {"latency_ms": 50, "fail_rate": 0.3, ...}
     POST /_sandbox/reset                forget records and the log
 """
@@ -263,6 +263,7 @@ class Sandbox:
                                 "at": time.time(),
                                 "api": sandbox.is_api(request),
                                 "retry_after": response.headers.get("Retry-After"),
+                                "agent": self.headers.get("User-Agent"),
                             }
                         )
                 payload = (

@@ -11,9 +11,7 @@ whose credentials are rejected stops, and everything stays queued.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +28,10 @@ from leadbridge.core.models import Event, Lead, PushResult
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store, utcnow
+from leadbridge.core.whoami import replica_name
 
 log = logging.getLogger("leadbridge.delivery")
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+WORKER = replica_name()
 
 
 def health_key(target: str) -> str:

@@ -32,6 +32,7 @@ from tenacity import (
 
 from leadbridge.connectors.base import ConnectorError, FatalError, RetryableError
 from leadbridge.core import metrics
+from leadbridge.core.whoami import user_agent
 
 log = logging.getLogger("leadbridge.transport")
 
@@ -164,6 +165,7 @@ class Transport:
         self.max_inline_wait = max_inline_wait
         self.verify = verify
         self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = user_agent()
         self.sleep, self.clock = sleep or default_sleep, clock or default_clock
         self.limiter = RateLimiter(rate, burst, clock=self.clock, sleep=self.sleep)
         self.not_before = 0.0  # monotonic time before which no request may be sent

@@ -185,12 +185,17 @@ def _azurite_binary() -> Path | None:
     return local if local.exists() else None
 
 
+AZURITE_LOG: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
-def azurite() -> Iterator[str]:
-    """Azurite's table service on a free loopback port; yields its connection string."""
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's table service on a free loopback port; yields its connection string. Its
+    debug log (`azurite_log`) records every request with its time and User-Agent."""
     binary = _azurite_binary()
     need(binary is not None, "Azurite is not installed (npm ci in tests/azurite needs npm)")
     port = free_port()
+    AZURITE_LOG["path"] = tmp_path_factory.mktemp("azurite") / "debug.log"
     proc = subprocess.Popen(
         [
             str(binary),
@@ -201,6 +206,8 @@ def azurite() -> Iterator[str]:
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
+            "--debug",
+            str(AZURITE_LOG["path"]),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -221,3 +228,9 @@ def azurite() -> Iterator[str]:
     )
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def azurite_log(azurite: str) -> Path:
+    """The running Azurite's debug log (every request: time, method, URL, headers)."""
+    return AZURITE_LOG["path"]

@@ -20,6 +20,7 @@ from leadbridge.connectors.base import ConnectorConfig, MalformedLead
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.core.durations import Duration
 from leadbridge.core.models import MarketplaceLead, RawLead
+from leadbridge.core.whoami import user_agent
 
 
 class MarketplaceTableConfig(ConnectorConfig):
@@ -50,7 +51,9 @@ class MarketplaceTableSource:
     def client(self) -> TableClient:
         if self._client is None:
             self._client = TableClient.from_connection_string(
-                self.config.connection_string.get_secret_value(), table_name=self.config.table
+                self.config.connection_string.get_secret_value(),
+                table_name=self.config.table,
+                user_agent=user_agent(),  # the storage account's logs name the replica
             )
         return self._client
 

@@ -14,8 +14,6 @@ Every run is recorded in `job_runs` and every replica beats in `replicas`, which
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from leadbridge.core.settings import Settings
 from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store import repo, runs
 from leadbridge.core.store.repo import Store, utcnow
+from leadbridge.core.whoami import replica_name
 
 log = logging.getLogger("leadbridge.engine")
 PROCESS_EVERY = timedelta(seconds=10)
@@ -41,11 +40,6 @@ Wake = Callable[[str, datetime | None], None]
 
 def pause_key(target: str) -> str:
     return f"target:{target}:paused_until"
-
-
-def replica_name() -> str:
-    """host:pid — unique per process, and says where to look when one misbehaves."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ deferred with:
 
 A replica that dies (SIGKILL, node lost) leaves its job `doing` and its lock held; its
 procrastinate heartbeat stops, and the periodic `sweep` job (one sweeper at a time, by an
-advisory lock) sends such stalled jobs back to the queue after `cluster.stalled_after`. What the dead run had
-half done is safe to redo: landing is idempotent, processing is transactional, and
-delivery is an upsert whose outbox claim expires (`delivery.claim_ttl`).
+advisory lock) sends such stalled jobs back to the queue after `cluster.stalled_after`.
+What the dead run had half done is safe to redo: landing is idempotent, processing is
+transactional, and delivery is an upsert whose outbox claim expires (`delivery.claim_ttl`).
 
 The worker runs on its own asyncio loop in a thread; the job bodies run in that loop's
 thread pool (procrastinate runs sync tasks in threads). If PostgreSQL goes away the worker

@@ -52,6 +52,13 @@ def sandbox_records(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return requests.get(f"{base}/_sandbox/records", timeout=10, verify=verify).json()
 
 
+def sandbox_requests(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sandbox's request log: method, path, status, at (epoch seconds), api, agent."""
+    base = _base_url(entry)
+    verify = entry.get("ca_bundle") or True
+    return requests.get(f"{base}/_sandbox/requests", timeout=10, verify=verify).json()
+
+
 def _base_url(entry: dict[str, Any]) -> str:
     for key in ("instance_url", "base_url", "environment_url"):
         if key in entry:

@@ -4,17 +4,20 @@ and a leads file) plus webhook posts to every replica; one replica SIGKILLs itse
 CRM's confirmation and its recording. Afterwards every unique lead is in each CRM exactly
 once, no source was polled (and no target written) by two replicas at once, no periodic job
 ran twice in one period, the dead replica's job ran again elsewhere, and `status` shows the
-replicas as they are."""
+replicas as they are. "At once" is read from the replicas' job runs and checked against the
+other side's own logs: every request Azurite and each CRM sandbox logged (with the
+replica's User-Agent) falls inside a run of that job by that replica."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 import subprocess
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from .helpers import (
     LEADBRIDGE,
     env,
     sandbox_records,
+    sandbox_requests,
     start_replicas,
     start_sandboxes,
     wait_until,
@@ -88,7 +92,7 @@ def _post(port: int, i: int) -> int:
 @pytest.mark.slow
 @pytest.mark.azurite
 def test_three_replicas_one_killed_every_lead_once(
-    tmp_path: Path, pg_url: str, azurite: str
+    tmp_path: Path, pg_url: str, azurite: str, azurite_log: Path
 ) -> None:
     table_name = f"Cluster{int(time.time())}"
     rows, table_unique = _table_rows(TABLE_ROWS)
@@ -182,23 +186,36 @@ def test_three_replicas_one_killed_every_lead_once(
 
         wait_until(settled, 240, "every lead in every CRM after the kill", progress)
 
-        # status: the killed replica is lost, the others up.
-        shown = subprocess.run(
-            [*LEADBRIDGE, "--config", str(config), "status", "--format", "json"],
-            env=env(),
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-        replicas = {r["name"]: r for r in json.loads(shown.stdout)["replicas"]}
-        states = sorted(r["state"] for r in replicas.values())
-        assert states == ["lost", "up", "up"], replicas
-        up = {name for name, r in replicas.items() if r["state"] == "up"}
-        assert json.loads(shown.stdout)["jobs"]["ingest:table"]["replica"] in up
+        # status: the killed replica is lost (silent for stalled_after), the others up.
+        def status() -> dict[str, Any]:
+            shown = subprocess.run(
+                [*LEADBRIDGE, "--config", str(config), "status", "--format", "json"],
+                env=env(),
+                capture_output=True,
+                timeout=60,
+                check=True,
+            )
+            return json.loads(shown.stdout)
+
+        def states() -> list[str]:
+            return sorted(r["state"] for r in status()["replicas"])
+
+        wait_until(lambda: states() == ["lost", "up", "up"], 30, "status to show", states)
+        shown = status()
+        up = {r["name"] for r in shown["replicas"] if r["state"] == "up"}
+        assert shown["jobs"]["ingest:table"]["replica"] in up
 
         for proc in procs[1:]:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=40) == 0
+        crm_requests = {
+            t["name"]: [
+                (datetime.fromtimestamp(r["at"], UTC), _replica_of(r["agent"]))
+                for r in sandbox_requests(t)
+                if r["api"]
+            ]
+            for t in targets
+        }
 
         # Every unique lead in each CRM exactly once (HubSpot: one contact per person).
         emails = {e for e, _ in table_unique} | hook_emails
@@ -232,6 +249,12 @@ def test_three_replicas_one_killed_every_lead_once(
         )
     killed = next(r.replica for r in runs if r.replica.endswith(f":{procs[0].pid}"))
     _assert_no_overlaps(runs, killed, died_at)
+    polls = _azurite_requests(azurite_log, table_name)
+    assert polls, "Azurite logged no request of leadbridge's"
+    _assert_inside_runs(polls, runs, {"ingest:table"}, killed, died_at)
+    for name, made in crm_requests.items():
+        assert made, f"{name}: no request logged"
+        _assert_inside_runs(made, runs, {f"deliver:{name}", f"pull:{name}"}, killed, died_at)
     # No periodic job ran twice in one period.
     per_period: dict[tuple[str, int], int] = defaultdict(int)
     for run in runs:
@@ -266,3 +289,49 @@ def _assert_no_overlaps(runs: list[Any], killed: str, died_at: datetime) -> None
             ended = before.finished_at or (died_at if before.replica == killed else None)
             assert ended is not None, f"{job}: a run never ended"
             assert ended <= after.started_at, f"{job}: {before} overlaps {after}"
+
+
+AZURITE_LINE = re.compile(
+    r"^(\S+) \S+ info: TableStorageContextMiddleware: RequestMethod=\w+ "
+    r"RequestURL=(\S+) RequestHeaders:(\{.*\}) ClientIP"
+)
+
+
+def _replica_of(agent: str | None) -> str | None:
+    found = re.match(r"leadbridge/\S+ \(([^)]+)\)", agent or "")
+    return found[1] if found else None
+
+
+def _azurite_requests(log: Path, table: str) -> list[tuple[datetime, str]]:
+    """(time, replica) of each request leadbridge made to `table`, from Azurite's own log."""
+    out = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = AZURITE_LINE.match(line)
+        if match is None or f"/{table}" not in match[2]:
+            continue
+        replica = _replica_of(json.loads(match[3]).get("user-agent"))
+        if replica is not None:  # the test's own writes carry no leadbridge agent
+            out.append((datetime.fromisoformat(match[1].replace("Z", "+00:00")), replica))
+    return out
+
+
+def _assert_inside_runs(
+    made: list[tuple[datetime, str | None]],
+    runs: list[Any],
+    jobs: set[str],
+    killed: str,
+    died_at: datetime,
+) -> None:
+    """Each request was made by a replica while it ran one of `jobs` (5 ms for Azurite's
+    millisecond timestamps): the runs whose overlaps were checked are the whole story."""
+    slack = timedelta(milliseconds=5)
+    for at, replica in made:
+        assert replica is not None, "a request without leadbridge's User-Agent"
+        assert any(
+            run.replica == replica
+            and run.job in jobs
+            and run.started_at - slack
+            <= at
+            <= (run.finished_at or (died_at if replica == killed else at - slack)) + slack
+            for run in runs
+        ), f"a request at {at} by {replica} outside its runs of {sorted(jobs)}"

@@ -13,12 +13,13 @@ import responses as responses_lib
 
 from leadbridge.core import pipeline, views
 from leadbridge.core.engines.apscheduler import SingleEngine
-from leadbridge.core.engines.jobs import Jobs, Replica, replica_name
+from leadbridge.core.engines.jobs import Jobs, Replica
 from leadbridge.core.models import RawLead
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store import runs
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.whoami import replica_name
 
 
 def test_a_run_is_recorded_with_its_outcome_and_shows_while_it_runs(store: Store) -> None:
