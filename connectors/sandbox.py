@@ -74,6 +74,13 @@ class Faults:
 Handler = Callable[[Request], Response]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # A real API's listen backlog, not socketserver's 5: benchmarks open connections from
+    # dozens of threads at once, and an overflowing backlog resets some of them.
+    request_queue_size = 128
+
+
 class Sandbox:
     """Base class: subclasses add routes in `routes()` and keep records in `self.records`."""
 
@@ -90,8 +97,7 @@ class Sandbox:
         self.api_requests = 0
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.routes()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         if ssl_context is not None:
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self.scheme = "https" if ssl_context is not None else "http"
@@ -228,6 +234,10 @@ class Sandbox:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; with Nagle on, the second waits for the
+            # client's delayed ACK, adding ~40 ms to every answer — a delay no real CRM has,
+            # which would sit in every benchmark figure.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # quiet: the request log has it
                 pass

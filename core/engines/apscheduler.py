@@ -31,7 +31,7 @@ class SingleEngine:
         self.settings, self.store, self.stop = settings, store, stop
         self.jobs = Jobs(settings, store, stop, wake=self._wake_at)
         self.sources, self.targets = self.jobs.sources, self.jobs.targets
-        self.replica = Replica(store, "single", settings.cluster.heartbeat)
+        self.replica = Replica(store, "single", settings.cluster.heartbeat, buffered=True)
         workers = 2 + len(self.sources) + len(self.targets)
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},

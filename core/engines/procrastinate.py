@@ -101,7 +101,7 @@ class ClusterEngine:
     def __init__(self, settings: Settings, store: Store, stop: threading.Event) -> None:
         self.settings, self.store, self.stop = settings, store, stop
         self.cluster = settings.cluster
-        self.jobs = Jobs(settings, store, stop, wake=self._wake_at)
+        self.jobs = Jobs(settings, store, stop, wake=self._wake_at, share_pauses=True)
         self.sources, self.targets = self.jobs.sources, self.jobs.targets
         self.replica = Replica(store, "cluster", self.cluster.heartbeat)
         self.schedules = [*self.jobs.schedules(), Schedule(SWEEP, self.cluster.sweep_every)]

@@ -46,6 +46,12 @@ def run_started(
     ).scalar_one()
 
 
+def add_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Finished runs recorded after the fact (the single engine's buffered runs)."""
+    if rows:
+        conn.execute(insert(job_runs), list(rows))
+
+
 def run_finished(conn: Connection, run_id: int, outcome: str, at: datetime) -> None:
     conn.execute(
         update(job_runs).where(job_runs.c.id == run_id).values(finished_at=at, outcome=outcome)

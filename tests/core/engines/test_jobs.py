@@ -40,6 +40,22 @@ def test_a_run_is_recorded_with_its_outcome_and_shows_while_it_runs(store: Store
     assert replica.doing() == []
 
 
+def test_a_buffered_replica_writes_its_runs_with_the_next_heartbeat(store: Store) -> None:
+    """The single engine's way: no commit per run, one per heartbeat (SQLite's one writer
+    stays free for the webhook's landings)."""
+    replica = Replica(store, "single", timedelta(seconds=5), buffered=True)
+    replica.beat()
+    with replica.running("process", "wake"):
+        pass
+    with store.connect() as conn:
+        assert runs.last_runs(conn) == {}
+    replica.beat()
+    with store.connect() as conn:
+        run = runs.last_runs(conn)["process"]
+    assert run.outcome == "ok" and run.trigger == "wake" and run.replica == replica.name
+    assert run.started_at <= run.finished_at
+
+
 def test_status_tells_up_stopped_and_lost_replicas(store: Store) -> None:
     now = utcnow()
     with store.begin() as conn:
@@ -137,13 +153,17 @@ targets:
     responses_lib.add(responses_lib.POST, url, status=503, headers={"Retry-After": "120"})
     add_lead(1)
     woken: list[tuple[str, object]] = []
-    replica_a = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
+    replica_a = Jobs(
+        settings, store, threading.Event(), wake=lambda *a: woken.append(a), share_pauses=True
+    )
     replica_a.run("deliver:hook")
     assert len(responses_lib.calls) >= 1
     calls = len(responses_lib.calls)
 
     add_lead(2)  # due now, and never tried: only the shared pause holds it back
-    replica_b = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
+    replica_b = Jobs(
+        settings, store, threading.Event(), wake=lambda *a: woken.append(a), share_pauses=True
+    )
     replica_b.run("deliver:hook")
     assert len(responses_lib.calls) == calls  # not one request before the Retry-After
     job, until = woken[-1]
