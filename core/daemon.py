@@ -40,7 +40,7 @@ def run(settings: Settings, store: Store) -> int:
         [t.name for t in settings.targets],
         on_landed=lambda: engine.wake("process"),
     )
-    metrics.REGISTRY.register(metrics.StoreCollector(store))
+    metrics.REGISTRY.register(metrics.StoreCollector(store, settings.cluster.stalled_after))
     server = _server(app, settings)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

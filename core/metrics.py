@@ -4,7 +4,9 @@ store at scrape time, so every replica reports the same, true numbers."""
 
 from __future__ import annotations
 
+from collections import Counter as Counter_
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -13,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, runs
 from leadbridge.core.store.tables import cursors, leads
 
 disable_created_metrics()  # *_created series double the scrape for nothing a dashboard uses
@@ -70,8 +72,8 @@ ARRIVAL_TO_CONFIRMED = Histogram(
 class StoreCollector(Collector):
     """Gauges read from the store on every scrape."""
 
-    def __init__(self, store: Any) -> None:
-        self.store = store
+    def __init__(self, store: Any, silent_after: timedelta = timedelta(seconds=30)) -> None:
+        self.store, self.silent_after = store, silent_after
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         by_stage = GaugeMetricFamily("leadbridge_leads", "Leads, by stage", labels=["stage"])
@@ -86,7 +88,18 @@ class StoreCollector(Collector):
             "Salesforce API requests used and allowed in 24 h",
             labels=["target", "kind"],
         )
+        replicas = GaugeMetricFamily(
+            "leadbridge_replicas",
+            "leadbridge run processes on this store: up, stopped, or lost (silent, presumed dead)",
+            labels=["state"],
+        )
         with self.store.connect() as conn:
+            states = Counter_(
+                runs.replica_state(row, repo.utcnow(), self.silent_after)
+                for row in runs.list_replicas(conn)
+            )
+            for state in ("up", "stopped", "lost"):
+                replicas.add_metric([state], states[state])
             for stage, count in repo.count_by(conn, leads.c.stage).items():
                 by_stage.add_metric([stage], count)
             for target, count in repo.outbox_depth(conn).items():
@@ -103,4 +116,4 @@ class StoreCollector(Collector):
                 for kind in ("used", "total"):
                     if kind in state:
                         usage.add_metric([target, kind], state[kind])
-        yield from (by_stage, depth, dead, usage)
+        yield from (by_stage, depth, dead, usage, replicas)

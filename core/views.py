@@ -226,12 +226,7 @@ def replica_rows(conn: Connection, now: datetime, silent_after: timedelta) -> li
     killed, or its node gone — in cluster mode its jobs run again elsewhere)."""
     out = []
     for row in runs.list_replicas(conn):
-        if row.stopped_at is not None:
-            state = "stopped"
-        elif now - row.heartbeat_at > silent_after:
-            state = "lost"
-        else:
-            state = "up"
+        state = runs.replica_state(row, now, silent_after)
         out.append(
             {
                 "name": row.name,

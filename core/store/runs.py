@@ -36,6 +36,13 @@ def list_replicas(conn: Connection) -> list[Any]:
     return list(conn.execute(select(replicas).order_by(replicas.c.started_at, replicas.c.name)))
 
 
+def replica_state(row: Any, now: datetime, silent_after: timedelta) -> str:
+    """up (beating), stopped (said goodbye), or lost (silent: killed, or its node gone)."""
+    if row.stopped_at is not None:
+        return "stopped"
+    return "lost" if now - row.heartbeat_at > silent_after else "up"
+
+
 def run_started(
     conn: Connection, job: str, replica: str, trigger: str, period: int | None, at: datetime
 ) -> int:
