@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
@@ -384,6 +385,8 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(problems)
     for config in settings._connectors.values():
         _register_secrets(config)
+    for secret in store_passwords(settings.store):
+        logs.register_secret(secret)
     return settings
 
 
@@ -562,3 +565,10 @@ def _looks_secret(loc: tuple[Any, ...]) -> bool:
 def mask_url(url: str) -> str:
     """Hide the password in a database URL."""
     return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1****@", url)
+
+
+def store_passwords(url: str) -> set[str]:
+    """The database password in a store URL, as written and decoded (both are redacted from
+    every log line: cluster mode hands the URL to procrastinate's pool as well)."""
+    found = re.search(r"://[^:/@]+:([^@]+)@", url)
+    return {found[1], unquote(found[1])} if found else set()

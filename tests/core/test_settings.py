@@ -180,3 +180,13 @@ def test_the_example_config_documents_every_connector_key() -> None:
     for kind in connector_kinds():
         for name in connector_class(kind).Config.model_fields:
             assert f"{name}:" in text or f"{name}_file:" in text, f"{kind}.{name} undocumented"
+
+
+def test_the_store_password_is_redacted_from_logs(make_settings) -> None:
+    """Its URL goes to SQLAlchemy and, in cluster mode, to procrastinate's pool: whatever
+    either logs, the password does not reach a log line, plain or URL-encoded."""
+    from leadbridge.core.logs import redact
+
+    make_settings("store: postgresql://lb:Tr0ub4dor%263@db.internal/leads\nengine: cluster\n")
+    assert "Tr0ub4dor&3" not in redact("auth failed for lb with Tr0ub4dor&3")
+    assert "Tr0ub4dor%263" not in redact("postgresql://lb:Tr0ub4dor%263@db.internal/leads")
