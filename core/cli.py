@@ -846,6 +846,10 @@ def status_command(
             ("target", "outbox", "dead_letters"),
             title="targets",
         )
+    if data["queue"] is not None:
+        out.print(
+            f"cluster queue: {data['queue']['todo']} waiting, {data['queue']['doing']} running"
+        )
     if data["replicas"]:
         render.emit_table(
             [{**r, "doing": ", ".join(r["doing"]) or "idle"} for r in data["replicas"]],

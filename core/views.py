@@ -208,6 +208,7 @@ def status(
             for name in target_names
         },
         "replicas": replica_rows(conn, utcnow(), silent_after),
+        "queue": runs.queue_depth(conn),
         "jobs": {
             job: {
                 "replica": run.replica,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
 
 from leadbridge.core.store.repo import upsert_rows
 from leadbridge.core.store.tables import job_runs, replicas
@@ -85,3 +85,18 @@ def prune(conn: Connection, now: datetime, runs_for: timedelta, replicas_for: ti
     conn.execute(
         delete(replicas).where(or_(replicas.c.stopped_at < gone, replicas.c.heartbeat_at < gone))
     )
+
+
+def queue_depth(conn: Connection) -> dict[str, int] | None:
+    """Cluster mode's procrastinate jobs by status (todo, doing, …); None without a queue."""
+    if conn.dialect.name != "postgresql":
+        return None
+    if conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is None:
+        return None
+    rows = conn.execute(
+        text(
+            "SELECT status::text, count(*) FROM procrastinate_jobs "
+            "WHERE status IN ('todo', 'doing') GROUP BY status"
+        )
+    )
+    return {"todo": 0, "doing": 0} | {status: int(count) for status, count in rows}

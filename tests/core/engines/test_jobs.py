@@ -68,6 +68,8 @@ def test_status_tells_up_stopped_and_lost_replicas(store: Store) -> None:
     assert shown["a:1"]["state"] == "up" and shown["a:1"]["doing"] == ["process"]
     assert shown["b:2"]["state"] == "lost" and shown["b:2"]["doing"] == []  # not doing: dead
     assert shown["c:3"]["state"] == "stopped"
+    with store.connect() as conn:
+        assert views.status(conn, [], [])["queue"] is None  # SQLite: no cluster queue
 
 
 def test_gone_replicas_and_old_runs_are_pruned(store: Store) -> None:
