@@ -6,7 +6,10 @@ once, no source was polled (and no target written) by two replicas at once, no p
 ran twice in one period, the dead replica's job ran again elsewhere, and `status` shows the
 replicas as they are. "At once" is read from the replicas' job runs and checked against the
 other side's own logs: every request Azurite and each CRM sandbox logged (with the
-replica's User-Agent) falls inside a run of that job by that replica."""
+replica's User-Agent) falls inside a run of that job by that replica.
+
+And SIGTERM to every replica mid-delivery: each exits 0 well within 30 s, and the restarted
+cluster finishes with every lead once."""
 
 from __future__ import annotations
 
@@ -352,3 +355,59 @@ def _assert_inside_runs(
             <= (run.finished_at or (died_at if replica == killed else at - slack)) + slack
             for run in runs
         ), f"a request at {at} by {replica} outside its runs of {sorted(jobs)}"
+
+
+@pytest.mark.slow
+def test_sigterm_mid_delivery_exits_cleanly_and_a_restart_finishes(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Both replicas get SIGTERM while delivering (a rolling restart, a scale-down): each
+    exits 0 well within 30 s, and the restarted cluster finishes — every lead once."""
+    leads_file = tmp_path / "leads.jsonl"
+    unique = write_jsonl(leads_file, 1_200, seed=5)
+    sandbox_proc, all_targets = start_sandboxes(tmp_path, latency_ms=150)
+    targets = [t for t in all_targets if t["kind"] in ("salesforce", "webhook")]
+    for target in targets:
+        target.update(batch_size=20, every="2s")
+    config = write_config(
+        tmp_path,
+        pg_url,
+        [{"name": "file", "kind": "leads_file", "path": str(leads_file), "every": "2s"}],
+        targets,
+        engine="cluster",
+        http={"host": "127.0.0.1", "port": 8080},
+        delivery={"claim_ttl": "10s"},
+        cluster={"heartbeat": "1s", "stalled_after": "4s", "sweep_every": "2s"},
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs, _ = start_replicas(config, 2, tmp_path)
+        sales = next(t for t in targets if t["kind"] == "salesforce")
+        wait_until(lambda: len(sandbox_records(sales)) >= 100, 120, "delivery to be underway")
+        stopping = time.monotonic()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=40) for proc in procs] == [0, 0]
+        assert time.monotonic() - stopping < 30
+        assert len(sandbox_records(sales)) < unique, "delivery had finished before SIGTERM"
+
+        procs, _ = start_replicas(config, 2, tmp_path)
+        wait_until(
+            lambda: all(len(sandbox_records(t)) >= unique for t in targets),
+            180,
+            "every lead after the restart",
+            lambda: {t["kind"]: len(sandbox_records(t)) for t in targets},
+        )
+        for target in targets:
+            key = "LeadBridge_Key__c" if target["kind"] == "salesforce" else "lead_key"
+            keys = [r[key] for r in sandbox_records(target)]
+            assert len(keys) == len(set(keys)) == unique, target["kind"]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        assert [proc.wait(timeout=40) for proc in procs] == [0, 0]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        sandbox_proc.terminate()
+        sandbox_proc.wait(timeout=30)
