@@ -57,6 +57,8 @@ TASK = "leadbridge.job"
 SWEEP = "sweep"
 SCHEMA_CURSOR = "procrastinate:schema"
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0)
+CLEAN_EVERY_S = 3600.0
+KEEP_ENDED_JOBS_H = 24 * 7
 SWEEP_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('leadbridge:sweep', 0))"
 
 
@@ -117,6 +119,7 @@ class ClusterEngine:
         self._ready = threading.Event()
         self._done = threading.Event()
         self._astop: asyncio.Event | None = None
+        self._cleaned_at = float("-inf")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -301,6 +304,17 @@ class ClusterEngine:
                 await manager.finish_job(job, status=Status.ABORTED, delete_job=False)
             retried.append(str(job.task_kwargs.get("job")))
         await manager.prune_stalled_workers(self.cluster.stalled_after.total_seconds())
+        if time.monotonic() - self._cleaned_at > CLEAN_EVERY_S:
+            # Succeeded jobs are deleted as they finish; failed and ended ones are kept a
+            # week for `procrastinate` tooling and post-mortems, then go.
+            await manager.delete_old_jobs(
+                nb_hours=KEEP_ENDED_JOBS_H,
+                queue=self.cluster.queue,
+                include_failed=True,
+                include_cancelled=True,
+                include_aborted=True,
+            )
+            self._cleaned_at = time.monotonic()
         return retried
 
 

@@ -122,3 +122,43 @@ def test_the_sweep_frees_a_dead_replicas_jobs(pg_url: str) -> None:
         ("deliver:sales", "todo"),
     ]
     assert workers == 0  # the dead replica's worker row is gone too
+
+
+def test_the_sweep_forgets_ended_jobs_after_a_week(pg_url: str) -> None:
+    engine = _engine(pg_url)
+    prepare_schema(engine.store)
+    with engine.store.begin() as conn:
+        for job, status, days in (("process", "failed", 8), ("process", "aborted", 1)):
+            job_id = conn.execute(
+                text(
+                    "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status) "
+                    "VALUES ('leadbridge', 'leadbridge.job', json_build_object('job', "
+                    "CAST(:job AS text)), CAST(:status AS procrastinate_job_status)) "
+                    "RETURNING id"
+                ),
+                {"job": job, "status": status},
+            ).scalar()
+            conn.execute(  # its history, moved back to when it ended
+                text(
+                    "UPDATE procrastinate_events SET at = now() - make_interval(days => :days) "
+                    "WHERE job_id = :id"
+                ),
+                {"id": job_id, "days": days},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO procrastinate_events (job_id, type, at) VALUES "
+                    "(:id, CAST(:status AS procrastinate_job_event_type), "
+                    "now() - make_interval(days => :days))"
+                ),
+                {"id": job_id, "status": status, "days": days},
+            )
+
+    async def sweep() -> list[str]:
+        async with engine.app.open_async():
+            return await engine._retry_stalled()
+
+    assert asyncio.run(sweep()) == []
+    with engine.store.connect() as conn:
+        left = conn.execute(text("SELECT status FROM procrastinate_jobs")).scalars().all()
+    assert left == ["aborted"]  # a day old: kept; the week-old failure: gone
