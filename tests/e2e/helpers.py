@@ -124,3 +124,26 @@ def start_replicas(
             proc.kill()
         raise
     return procs, ports
+
+
+def cluster_config(
+    tmp: Path, pg_url: str, leads_file: Path, targets: list[dict[str, Any]], **extra: Any
+) -> Path:
+    """A cluster on `pg_url` polling one leads file, with the clocks of a test: beats every
+    second, a silent replica dead after 4 s, swept every 2 s. `extra` overrides keys."""
+    settings: dict[str, Any] = {
+        "engine": "cluster",
+        "http": {"host": "127.0.0.1", "port": 8080},
+        "cluster": {"heartbeat": "1s", "stalled_after": "4s", "sweep_every": "2s"},
+    }
+    source = {"name": "file", "kind": "leads_file", "path": str(leads_file), "every": "1s"}
+    return write_config(tmp, pg_url, [source], targets, **(settings | extra))
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], sandbox: subprocess.Popen[bytes]) -> None:
+    """A test's cleanup: kill what still runs of its replicas, stop its sandboxes."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+    sandbox.terminate()
+    sandbox.wait(timeout=30)

@@ -32,11 +32,13 @@ from leadbridge.core.synthetic import write_jsonl
 
 from .helpers import (
     LEADBRIDGE,
+    cluster_config,
     env,
     sandbox_records,
     sandbox_requests,
     start_replicas,
     start_sandboxes,
+    stop_all,
     wait_until,
     write_config,
 )
@@ -250,11 +252,7 @@ def test_three_replicas_one_killed_every_lead_once(
                 keys = [r[KEY_FIELD[target["kind"]]] for r in records]
                 assert len(keys) == len(set(keys)) == unique, target["kind"]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-        sandbox_proc.terminate()
-        sandbox_proc.wait(timeout=30)
+        stop_all(procs, sandbox_proc)
 
     with engine.connect() as conn:
         q = lambda sql: conn.execute(sa.text(sql)).all()  # noqa: E731
@@ -369,16 +367,7 @@ def test_sigterm_mid_delivery_exits_cleanly_and_a_restart_finishes(
     targets = [t for t in all_targets if t["kind"] in ("salesforce", "webhook")]
     for target in targets:
         target.update(batch_size=20, every="2s")
-    config = write_config(
-        tmp_path,
-        pg_url,
-        [{"name": "file", "kind": "leads_file", "path": str(leads_file), "every": "2s"}],
-        targets,
-        engine="cluster",
-        http={"host": "127.0.0.1", "port": 8080},
-        delivery={"claim_ttl": "10s"},
-        cluster={"heartbeat": "1s", "stalled_after": "4s", "sweep_every": "2s"},
-    )
+    config = cluster_config(tmp_path, pg_url, leads_file, targets, delivery={"claim_ttl": "10s"})
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs, _ = start_replicas(config, 2, tmp_path)
@@ -406,8 +395,4 @@ def test_sigterm_mid_delivery_exits_cleanly_and_a_restart_finishes(
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(timeout=40) for proc in procs] == [0, 0]
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-        sandbox_proc.terminate()
-        sandbox_proc.wait(timeout=30)
+        stop_all(procs, sandbox_proc)

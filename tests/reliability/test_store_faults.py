@@ -26,7 +26,14 @@ from leadbridge.core.store.repo import Store
 from leadbridge.core.synthetic import write_jsonl
 
 from ..conftest import need
-from ..e2e.helpers import sandbox_records, start_replicas, start_sandboxes, wait_until, write_config
+from ..e2e.helpers import (
+    cluster_config,
+    sandbox_records,
+    start_replicas,
+    start_sandboxes,
+    stop_all,
+    wait_until,
+)
 
 
 def test_a_locked_sqlite_store_is_waited_out(tmp_path: Path) -> None:
@@ -103,16 +110,13 @@ def test_postgresql_restarted_under_two_cluster_replicas(tmp_path: Path, pg_url:
     targets = [t for t in all_targets if t["kind"] in ("salesforce", "dataverse", "webhook")]
     for target in targets:
         target.update(every="1s", batch_size=20)  # delivery takes a while: restart inside it
-    config = write_config(
+    config = cluster_config(
         tmp_path,
         pg_url,
-        [{"name": "file", "kind": "leads_file", "path": str(leads_file), "every": "1s"}],
+        leads_file,
         targets,
-        engine="cluster",
         batch_size=100,
-        http={"host": "127.0.0.1", "port": 8080},
         delivery={"claim_ttl": "5s", "retry_base": "1s", "retry_max": "2s"},
-        cluster={"heartbeat": "1s", "stalled_after": "3s", "sweep_every": "2s"},
     )
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
     procs: list[subprocess.Popen[bytes]] = []
@@ -161,9 +165,5 @@ def test_postgresql_restarted_under_two_cluster_replicas(tmp_path: Path, pg_url:
             assert dead == 0
         print(f"postgresql away {away:.1f} s; every lead delivered {recovered:.1f} s after")
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
         engine.dispose()
-        sandbox_proc.terminate()
-        sandbox_proc.wait(timeout=30)
+        stop_all(procs, sandbox_proc)
