@@ -94,9 +94,9 @@ class StoreCollector(Collector):
             labels=["state"],
         )
         with self.store.connect() as conn:
+            now = repo.utcnow()
             states = Counter_(
-                runs.replica_state(row, repo.utcnow(), self.silent_after)
-                for row in runs.list_replicas(conn)
+                runs.replica_state(row, now, self.silent_after) for row in runs.list_replicas(conn)
             )
             for state in ("up", "stopped", "lost"):
                 replicas.add_metric([state], states[state])

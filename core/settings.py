@@ -392,7 +392,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
 
 def _engine_problems(settings: Settings) -> list[ConfigProblem]:
     """Replicas share their work through PostgreSQL; SQLite has one writer and no queue."""
-    if settings.engine == "cluster" and not settings.store.startswith(("postgresql", "postgres")):
+    if settings.engine == "cluster" and not settings.store.startswith("postgres"):
         return [
             ConfigProblem(
                 "engine",

@@ -44,6 +44,7 @@ import procrastinate
 from procrastinate import exceptions as pexc
 from procrastinate.job_context import JobContext
 from procrastinate.jobs import Status
+from procrastinate.schema import SchemaManager
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -81,9 +82,8 @@ def prepare_schema(store: Store) -> None:
         exists = conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
         recorded = repo.get_cursor(conn, SCHEMA_CURSOR)
         if exists is None:
-            schema = procrastinate.App(connector=procrastinate.PsycopgConnector()).schema_manager
             # Straight to psycopg without parameters, so the SQL's own % signs stay as they are.
-            conn.connection.driver_connection.execute(schema.get_schema())
+            conn.connection.driver_connection.execute(SchemaManager.get_schema())
             repo.set_cursor(conn, SCHEMA_CURSOR, version, utcnow())
             log.info("procrastinate schema created", extra={"version": version})
         elif recorded is None:
@@ -198,9 +198,7 @@ class ClusterEngine:
         with contextlib.suppress(asyncio.CancelledError):
             await worker
         with contextlib.suppress(asyncio.CancelledError):
-            await deferrer
-        if deferrer.done() and not deferrer.cancelled() and deferrer.exception():
-            raise deferrer.exception()  # type: ignore[misc]
+            await deferrer  # a deferrer that failed (the database went away) raises here
 
     # --- deferring ----------------------------------------------------------------------
 
@@ -318,13 +316,14 @@ class ClusterEngine:
         return retried
 
 
+def _step(every: timedelta) -> int:
+    """A period in whole seconds (at least one): the periodic-defer record keys on them."""
+    return max(1, round(every.total_seconds()))
+
+
 def _period_start(now: float, every: timedelta) -> int:
-    step = max(1, round(every.total_seconds()))
-    return int(now // step * step)
+    return int(now // _step(every) * _step(every))
 
 
 def _until_next_period(now: float, schedules: list[Schedule]) -> float:
-    return min(
-        _period_start(now, s.every) + max(1, round(s.every.total_seconds())) - now
-        for s in schedules
-    )
+    return min(_period_start(now, s.every) + _step(s.every) - now for s in schedules)
