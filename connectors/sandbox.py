@@ -274,6 +274,8 @@ class Sandbox:
                                 "api": sandbox.is_api(request),
                                 "retry_after": response.headers.get("Retry-After"),
                                 "agent": self.headers.get("User-Agent"),
+                                # What was sent, so tests can check what a CRM received.
+                                "body": request.body.decode("utf-8", "replace"),
                             }
                         )
                 payload = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -48,6 +48,21 @@ class SchemaProblem:
 
 
 @dataclass(frozen=True)
+class Write:
+    """One record's write, planned from what the CRM holds now."""
+
+    lead: Lead
+    body: dict[str, Any]
+    created: bool  # no record exists: the create payload, placeholders included
+    kept: list[str] = field(default_factory=list)
+
+    def result(self, **values: Any) -> PushResult:
+        """The push result for this write, with the plan's facts filled in."""
+        values.setdefault("created", self.created if values.get("ok") else None)
+        return PushResult(lead_key=self.lead.lead_key, kept=self.kept, **values)
+
+
+@dataclass(frozen=True)
 class Link:
     """What leadbridge knows of a lead in one target (from target_links)."""
 
@@ -64,6 +79,9 @@ class HttpTarget:
     default_rate: ClassVar[float | None] = None
     field_map: ClassVar[FieldMap]
     contact_level: ClassVar[bool] = False  # True: one CRM record per person (HubSpot)
+    # Reads before each batch's write: what the CRM holds decides create vs update and which
+    # fields may be written (one call per batch, never one per lead).
+    reads_per_batch: ClassVar[int] = 1
     default_stage_sync: ClassVar[str] = "two_way"
 
     def __init__(
@@ -103,8 +121,36 @@ class HttpTarget:
         return None
 
     def payload(self, lead: Lead) -> dict[str, Any]:
-        """The fields this target receives for the lead (hashed to skip unchanged pushes)."""
-        return self.fields.apply(canonical(lead), self.placeholder)
+        """Everything this target holds for the lead: what a new record receives, and what a
+        push is hashed on (an unchanged payload costs no call)."""
+        return {
+            **self.fields.apply(canonical(lead), self.placeholder),
+            **self.create_only_fields(lead),
+            **self.owned_fields(lead),
+        }
+
+    def update_payload(
+        self, lead: Lead, existing: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[str]]:
+        """What an existing record receives under the write policies, and the fields left as
+        the CRM has them (a person's value wins)."""
+        fields, kept = self.fields.update(canonical(lead), existing, self.placeholder)
+        return {**fields, **self.owned_fields(lead)}, kept
+
+    def plan(self, lead: Lead, existing: Mapping[str, Any] | None) -> Write:
+        """Create or update, decided by what the CRM holds now (read for the whole batch)."""
+        if existing is None:
+            return Write(lead, self.payload(lead), created=True)
+        body, kept = self.update_payload(lead, existing)
+        return Write(lead, body, created=False, kept=kept)
+
+    def owned_fields(self, lead: Lead) -> dict[str, Any]:
+        """Fields leadbridge owns beyond the map (its key, the stage): always written."""
+        return {}
+
+    def create_only_fields(self, lead: Lead) -> dict[str, Any]:
+        """Fields beyond the map set only when leadbridge creates the record."""
+        return {}
 
     @property
     def stage_sync(self) -> str:
@@ -122,10 +168,9 @@ class HttpTarget:
     def pushes_stage(self) -> bool:
         return self.stage_sync in ("two_way", "push")
 
-    def owner(self, lead: Lead, links: Mapping[str, Link]) -> str | None:
-        """The owner for a record about to be created; None for existing records."""
-        if lead.lead_key in links:
-            return None
+    def owner(self, lead: Lead) -> str | None:
+        """The owner for a record about to be created (never for an existing one: a
+        salesperson's reassignment stands)."""
         return route(lead, self.config.routing, self.config.default_owner)
 
     def read_json(self, url: str, what: str, **kwargs: Any) -> Any:

@@ -120,7 +120,9 @@ def _deliver_batch(
     for row in rows:
         lead = leads.get(row.lead_key)
         link = links.get(row.lead_key)
-        if lead is None:
+        if lead is None or not lead.email:
+            # Gone, or no address to key a CRM record on (processing quarantines these; a
+            # store written before it did may still hold some): never sent.
             done.append(row.id)
         elif link is not None and link.state == "converted":
             done.append(row.id)
@@ -221,6 +223,7 @@ def _record(
     by_key = {r.lead_key: r for r in results}
     now = utcnow()
     links, done, backoffs, dead, events = [], [], [], [], []
+    created: list[str] = []
     for item in claimed:
         lead, row = item.lead, item.row
         result = by_key.get(lead.lead_key) or PushResult(
@@ -239,6 +242,11 @@ def _record(
             done.append(row.id)
             report.pushed += 1
             event_data["external_id"] = result.external_id
+            if result.created:
+                created.append(lead.lead_key)
+                event_data["created"] = True
+            if result.kept:  # field names only: the values are personal data
+                event_data["kept"] = {"fields": result.kept, "why": "the CRM has a value"}
             if lead.last_received_at is not None:
                 metrics.ARRIVAL_TO_CONFIRMED.labels(target.name).observe(
                     (now - lead.last_received_at).total_seconds()
@@ -290,6 +298,7 @@ def _record(
         )
     with store.begin() as conn:
         repo.save_links(conn, links)
+        repo.mark_created(conn, target.name, created, now)
         repo.complete(conn, done, worker)
         repo.back_off(conn, backoffs)
         repo.add_dead_letters(conn, dead)

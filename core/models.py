@@ -119,7 +119,8 @@ class Lead:
     actions: list[str] = field(default_factory=list)
     first_action: str | None = None
     last_action: str | None = None
-    do_not_contact: bool = False
+    do_not_contact: bool = False  # the marketplace DNC action: an FYI, never an opt-out
+    opted_out: bool = False  # an explicit withdrawal of consent (sent to CRMs only as true)
     flags: list[str] = field(default_factory=list)
     score: int = 0
     score_rules: list[str] = field(default_factory=list)
@@ -152,6 +153,8 @@ class PushResult(BaseModel):
     error: str | None = None
     body: Any = None
     retry_after: float | None = None
+    created: bool | None = None  # the CRM says it made the record now (None: it doesn't say)
+    kept: list[str] = []  # fields left as the CRM had them (a person's value wins)
 
 
 class StageChange(BaseModel):

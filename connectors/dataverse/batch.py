@@ -44,13 +44,13 @@ def build(parts: list[Part]) -> tuple[str, bytes]:
     boundary = f"batch_{uuid.uuid4().hex}"
     lines: list[str] = []
     for part in parts:
-        lines += [
-            *_envelope(boundary),
-            f"{part.method} {part.url} HTTP/1.1",
-            "Content-Type: application/json; charset=utf-8",
-            "",
-        ]
-        lines.append(json.dumps(part.body, ensure_ascii=False) if part.body is not None else "")
+        lines += [*_envelope(boundary), f"{part.method} {part.url} HTTP/1.1"]
+        lines += [f"{key}: {value}" for key, value in (part.headers or {}).items()]
+        if part.body is None:
+            lines += ["", ""]
+            continue
+        lines += ["Content-Type: application/json; charset=utf-8", ""]
+        lines.append(json.dumps(part.body, ensure_ascii=False))
     lines += [f"--{boundary}--", ""]
     return f'multipart/mixed; boundary="{boundary}"', "\r\n".join(lines).encode("utf-8")
 

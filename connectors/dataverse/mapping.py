@@ -1,8 +1,17 @@
-"""Dataverse lead columns (reference §1.7) and the stage choice values."""
+"""Dataverse lead columns (reference §1.7) and the stage choice values.
+
+Consent: the `donot*` columns and `msdyn_gdproptout` are opt-outs, sent only as true from an
+explicit withdrawal (`opted_out`), never as false. The marketplace DNC action is not an
+opt-out: it goes to leadbridge's own column `lb_marketplacednc`. `subject` (Topic) is
+ApplicationRequired: the API accepts a lead without it but the form can't save one, so a
+new lead always gets a topic.
+"""
 
 from __future__ import annotations
 
-from leadbridge.core.mapping import FieldMap
+from leadbridge.core.mapping import FieldMap, WritePolicy
+
+DNC_COLUMN = "lb_marketplacednc"
 
 FIELD_MAP = FieldMap(
     fields={
@@ -15,11 +24,24 @@ FIELD_MAP = FieldMap(
         "jobtitle": "title",
         "address1_country": "country_name",
         "description": "notes",
-        "donotemail": "do_not_contact",
-        "donotbulkemail": "do_not_contact",
-        "donotphone": "do_not_contact",
+        "donotemail": "opted_out",
+        "donotbulkemail": "opted_out",
+        "donotphone": "opted_out",
+        DNC_COLUMN: "marketplace_dnc",
     },
     required=frozenset({"lastname", "subject"}),
+    policies={"subject": WritePolicy.IF_EMPTY},
+    consent=frozenset(
+        {
+            "donotemail",
+            "donotbulkemail",
+            "donotphone",
+            "donotpostalmail",
+            "donotfax",
+            "donotsendmm",
+            "msdyn_gdproptout",
+        }
+    ),
     lengths={
         "firstname": 50,
         "lastname": 50,

@@ -8,12 +8,13 @@ per-part statuses, Dataverse's error bodies, and 429 + Retry-After (seconds) whe
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.sandbox import EntraSandbox, Request, Response, form
@@ -37,6 +38,11 @@ COLUMNS = {
     "donotemail",
     "donotbulkemail",
     "donotphone",
+    "donotpostalmail",
+    "donotfax",
+    "donotsendmm",
+    "msdyn_gdproptout",
+    "lb_marketplacednc",
     "lb_leadstage",
     "lb_leadkey",
     "ownerid@odata.bind",
@@ -142,9 +148,41 @@ class DataverseSandbox(EntraSandbox):
                 400, {"error": {"code": "0x80048d19", "message": "Batch size exceeds 1000"}}
             )
         with self.lock:
-            answers = [self._upsert(part.url, part.body) for part in parts]
+            answers = [self._part(part) for part in parts]
         content_type, body = batch.response(answers)
         return Response(200, raw=body, headers={"Content-Type": content_type})
+
+    def _part(self, part: batch.Part) -> batch.Part:
+        prefer = (part.headers or {}).get("prefer", "")
+        if part.method == "GET":
+            return self._read_by_key(part.url)
+        return self._upsert(part.url, part.body, representation="return=representation" in prefer)
+
+    def _read_by_key(self, url: str) -> batch.Part:
+        """`GET leads?$select=…&$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,
+        PropertyValues=@p2)&@p1='<column>'&@p2=["…"]` — the Dataverse query function with
+        parameter aliases (learn.microsoft.com/power-apps/developer/data-platform/webapi/
+        query/filter-rows, "Dataverse query functions")."""
+        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        columns = [c for c in (query.get("$select") or "").split(",") if c]
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown or "Microsoft.Dynamics.CRM.In(" not in query.get("$filter", ""):
+            return _error(
+                400,
+                "0x80060888",
+                f"Could not find a property named '{unknown[0]}' on type "
+                "'Microsoft.Dynamics.CRM.lead'."
+                if unknown
+                else "unsupported query",
+            )
+        column = query.get("@p1", "''")[1:-1]
+        values = set(json.loads(query.get("@p2", "[]")))
+        rows = [
+            {"@odata.etag": f'W/"{r["versionnumber"]}"', **{c: r.get(c) for c in columns}}
+            for r in self.records.values()
+            if r.get(column) in values
+        ]
+        return batch.Part(status=200, body={"value": rows})
 
     # --- change tracking -----------------------------------------------------------------
 
@@ -205,12 +243,21 @@ class DataverseSandbox(EntraSandbox):
     def single(self, request: Request) -> Response:
         if not self.bearer_ok(request):
             return self.token_expired()
+        prefer = request.header("prefer") or ""
         with self.lock:
-            answer = self._upsert(request.path, request.json())
+            answer = self._upsert(
+                request.path, request.json(), representation="return=representation" in prefer
+            )
         return Response(answer.status, answer.body, answer.headers or {})
 
-    def _upsert(self, url: str, body: dict[str, Any] | None) -> batch.Part:
-        match = _KEYED.search(unquote(url))
+    def _upsert(
+        self, url: str, body: dict[str, Any] | None, representation: bool = False
+    ) -> batch.Part:
+        """PATCH by alternate key = upsert. 204 either way; with `Prefer:
+        return=representation`, 201 for a create and 200 for an update, with the selected
+        columns (use-upsert-insert-update-record.md)."""
+        address, _, query = unquote(url).partition("?")
+        match = _KEYED.search(address)
         if match is None or match["column"] != self.key_column:
             return _error(400, "0x80060888", f"{url}: not an alternate-key address of lead")
         key = match["value"][1:-1].replace("''", "'")
@@ -236,6 +283,7 @@ class DataverseSandbox(EntraSandbox):
         if any(isinstance(v, str) and REJECT_MARKER in v for v in body.values()):
             return _error(400, "0x80040265", "ISV code aborted the operation.")
         existing = self.records.get(key)
+        created = existing is None
         if existing is None:
             existing = self.records[key] = {
                 "leadid": str(uuid.uuid4()),
@@ -248,9 +296,15 @@ class DataverseSandbox(EntraSandbox):
         existing.update(body)
         existing["_writes"] += 1
         self._touch(existing)
+        headers = {"OData-EntityId": f"{self.url}/api/data/v9.2/leads({existing['leadid']})"}
+        if not representation:
+            return batch.Part(status=204, headers=headers)
+        selected = parse_qs(query).get("$select", [""])[0].split(",")
+        record = {c: existing.get(c) for c in selected if c}
         return batch.Part(
-            status=204,
-            headers={"OData-EntityId": f"{self.url}/api/data/v9.2/leads({existing['leadid']})"},
+            status=201 if created else 200,
+            headers=headers,
+            body={"@odata.etag": f'W/"{existing["versionnumber"]}"', **record},
         )
 
 

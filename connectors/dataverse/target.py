@@ -13,6 +13,7 @@ are cached by msal and renewed; a 401 drops the cached token and fetches a new o
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from pydantic import Field, SecretStr
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.mapping import FIELD_MAP, LEAD_SOURCE_WEB, STAGE_VALUES
-from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig
+from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
@@ -75,28 +76,27 @@ class DataverseTarget(HttpTarget):
         self._app_lock = threading.Lock()
         super().__init__(config, placeholder, **kwargs)
         if config.batch_size is None:
-            self.batch_size = 100
+            # Two calls per batch (read, then write): 250 keeps new leads at ≤ 10 calls per
+            # 1,000 and leaves room under the 1,000-request cap for contacts and accounts.
+            self.batch_size = 250
 
     @property
     def base(self) -> str:
         return f"{self.config.environment_url.rstrip('/')}{self.config.api_path}"
 
-    def payload(self, lead: Lead) -> dict[str, Any]:
-        columns = super().payload(lead)
+    def owned_fields(self, lead: Lead) -> dict[str, Any]:
         if self.config.stage_column and self.pushes_stage:
             value = self.config.stage_values.get(str(lead.stage))
             if value is not None:
-                columns[self.config.stage_column] = value
-        if self.config.lead_source_code is not None:
-            columns["leadsourcecode"] = self.config.lead_source_code
-        return columns
+                return {self.config.stage_column: value}
+        return {}
 
-    def _body(self, lead: Lead, owner: str | None) -> dict[str, Any]:
-        """Columns, plus the owner binding (`systemusers(<id>)`, `teams(<id>)`) on create."""
-        body = self.payload(lead)
-        if owner:
-            body["ownerid@odata.bind"] = f"/{owner.lstrip('/')}"
-        return body
+    def create_only_fields(self, lead: Lead) -> dict[str, Any]:
+        """The lead source says where a lead came from when it was made; a salesperson may
+        reclassify it, so it is never rewritten."""
+        if self.config.lead_source_code is not None:
+            return {"leadsourcecode": self.config.lead_source_code}
+        return {}
 
     def record_url(self, lead_key: str) -> str:
         key = quote(batch.odata_string(lead_key), safe="'")
@@ -105,15 +105,52 @@ class DataverseTarget(HttpTarget):
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:
-        links = links or {}
+        """Read what Dataverse holds for the batch (one `$batch` GET), plan each lead as a
+        create or an update under the write policies, then PATCH them all in one `$batch`.
+        `return=representation` makes each part say 201 (created) or 200 (updated)."""
+        existing = self.existing(leads)
+        writes = [self.plan(lead, existing.get(lead.lead_key)) for lead in leads]
         parts = [
             batch.Part(
                 method="PATCH",
-                url=self.record_url(lead.lead_key),
-                body=self._body(lead, self.owner(lead, links)),
+                url=f"{self.record_url(w.lead.lead_key)}?$select={self.config.key_column}",
+                headers={"Prefer": "return=representation"},
+                body=self._body(w),
             )
-            for lead in leads
+            for w in writes
         ]
+        answers = self._batch(parts)
+        if len(answers) != len(leads):
+            raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(leads)}")
+        return [self._result(w, answer) for w, answer in zip(writes, answers, strict=True)]
+
+    def existing(self, leads: Sequence[Lead]) -> dict[str, dict[str, Any]]:
+        """The leads Dataverse holds for these keys, with the columns the write policies
+        need: one GET with the `In` query function, sent inside a `$batch` so a long key list
+        never meets the URL length limit."""
+        keys = sorted({lead.lead_key for lead in leads})
+        if not keys:
+            return {}
+        column = self.config.key_column
+        select = ",".join(dict.fromkeys([column, *self.fields.read_fields()]))
+        values = quote(json.dumps(keys, separators=(",", ":")), safe="")
+        url = (
+            f"{self.base}/{self.config.entity_set}?$select={select}"
+            "&$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)"
+            f"&@p1={quote(batch.odata_string(column), safe='')}&@p2={values}"
+        )
+        [answer] = self._batch(
+            [batch.Part(method="GET", url=url, headers={"Prefer": "odata.maxpagesize=5000"})]
+        )
+        if answer.status >= 400 or not isinstance(answer.body, dict):
+            raise RetryableError(f"{self.name}: reading leads by key HTTP {answer.status}")
+        return {
+            record[column]: record
+            for record in answer.body.get("value", [])
+            if isinstance(record, dict) and record.get(column)
+        }
+
+    def _batch(self, parts: list[batch.Part]) -> list[batch.Part]:
         content_type, body = batch.build(parts)
         headers = {
             **ODATA_HEADERS,
@@ -125,20 +162,29 @@ class DataverseTarget(HttpTarget):
             raise PermanentError(
                 f"{self.name}: $batch HTTP {response.status_code}", body=response_body(response)
             )
-        answers = batch.parse(response.headers.get("Content-Type", ""), response.content)
-        if len(answers) != len(leads):
-            raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(leads)}")
-        return [self._result(lead, answer) for lead, answer in zip(leads, answers, strict=True)]
+        return batch.parse(response.headers.get("Content-Type", ""), response.content)
 
-    def _result(self, lead: Lead, answer: batch.Part) -> PushResult:
+    def _body(self, write: Write) -> dict[str, Any]:
+        """Columns, plus the owner binding (`systemusers(<id>)`, `teams(<id>)`) on create."""
+        body = dict(write.body)
+        owner = self.owner(write.lead) if write.created else None
+        if owner:
+            body["ownerid@odata.bind"] = f"/{owner.lstrip('/')}"
+        return body
+
+    def _result(self, write: Write, answer: batch.Part) -> PushResult:
         if 200 <= answer.status < 300:
             entity = (answer.headers or {}).get("odata-entityid")
-            return PushResult(lead_key=lead.lead_key, ok=True, external_id=entity or lead.lead_key)
+            record = answer.body if isinstance(answer.body, dict) else {}
+            return write.result(
+                ok=True,
+                external_id=entity or record.get("leadid") or write.lead.lead_key,
+                created=answer.status == 201 if answer.status in (200, 201) else None,
+            )
         error = answer.body.get("error", {}) if isinstance(answer.body, dict) else {}
         message = f"{answer.status} {error.get('code', '')}: {error.get('message', answer.body)}"
         retryable = answer.status in (429, 500, 502, 503, 504)
-        return PushResult(
-            lead_key=lead.lead_key,
+        return write.result(
             ok=False,
             error_class="retryable" if retryable else "permanent",
             error=message.strip(),

@@ -1,4 +1,9 @@
-"""HubSpot contact properties (reference §3.5) and lifecycle stage internal values."""
+"""HubSpot contact properties (reference §3.5) and lifecycle stage internal values.
+
+HubSpot's opt-outs (`hs_email_optout*`) are read-only through the CRM API: a contact is
+unsubscribed through the communication-preferences API, never by a property, so no opt-out
+is in this map. The marketplace DNC action goes to leadbridge's own property.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ FIELD_MAP = FieldMap(
         "jobtitle": "title",
         "country": "country_name",
         "message": "notes",
+        "leadbridge_marketplace_dnc": "marketplace_dnc",
     },
 )
 
@@ -32,3 +38,4 @@ LIFECYCLE_VALUES = {
 LEAD_KEY_PROPERTY = "leadbridge_lead_key"
 STAGE_PROPERTY = "leadbridge_stage"
 OFFERS_PROPERTY = "leadbridge_offers"
+DNC_PROPERTY = "leadbridge_marketplace_dnc"

@@ -4,6 +4,7 @@ forward-only lifecycle stage, and HubSpot's 429 with policyName when throttled."
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -30,7 +31,13 @@ KNOWN_PROPERTIES = {
     "leadbridge_lead_key",
     "leadbridge_stage",
     "leadbridge_offers",
+    "leadbridge_marketplace_dnc",
+    "hs_object_id",
+    "createdate",
+    "lastmodifieddate",
 }
+# HubSpot validates an email's form: INVALID_EMAIL (seen in 207 error bodies).
+EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class HubSpotSandbox(Sandbox):
@@ -48,6 +55,7 @@ class HubSpotSandbox(Sandbox):
     def routes(self) -> None:
         self.route("POST", r"/crm/v3/objects/contacts/batch/upsert", self.batch_upsert)
         self.route("POST", r"/crm/v3/objects/contacts/search", self.search)
+        self.route("POST", r"/crm/v3/objects/contacts/batch/read", self.batch_read)
 
     def throttled(self) -> Response:
         return Response(
@@ -131,6 +139,14 @@ class HubSpotSandbox(Sandbox):
                 "message": f"Property values were not valid: {unknown} do not exist",
                 "subCategory": "PROPERTY_DOESNT_EXIST",
             }
+        email = properties.get("email", item.get("id"))
+        if email and not EMAIL_FORM.match(str(email)):
+            return {
+                "category": "VALIDATION_ERROR",
+                "message": "Property values were not valid: "
+                f'[{{"isValid":false,"message":"Email address {email} is invalid",'
+                '"error":"INVALID_EMAIL","name":"email"}]',
+            }
         if any(isinstance(v, str) and REJECT_MARKER in v for v in properties.values()):
             return {"category": "VALIDATION_ERROR", "message": "rejected by a portal rule"}
         return None
@@ -160,6 +176,57 @@ class HubSpotSandbox(Sandbox):
             "objectWriteTraceId": item.get("objectWriteTraceId"),
             "properties": {k: v for k, v in existing.items() if not k.startswith("_")},
         }
+
+    def batch_read(self, request: Request) -> Response:
+        """Contacts by email. Shape: developers.hubspot.com/docs/api-reference/latest/crm/
+        objects/objects/batch/get-objects — `results` with the requested properties (null
+        where unset); ids it doesn't know come back as a 207 OBJECT_NOT_FOUND error."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        inputs = body.get("inputs") or []
+        if body.get("idProperty") != "email" or len(inputs) > 100:
+            return Response(
+                400,
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "batch read takes at most 100 inputs keyed by a unique property",
+                },
+            )
+        wanted = set(body.get("properties") or []) | {"hs_object_id", "createdate"}
+        results, missing = [], []
+        with self.lock:
+            for item in inputs:
+                record = self.records.get(str(item.get("id", "")).lower())
+                if record is None:
+                    missing.append(item.get("id"))
+                    continue
+                results.append(
+                    {
+                        "id": record["id"],
+                        "properties": {
+                            name: record.get(name, record["id"] if name == "hs_object_id" else None)
+                            for name in sorted(wanted)
+                        },
+                        "archived": False,
+                    }
+                )
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if missing:
+            answer |= {
+                "numErrors": 1,
+                "errors": [
+                    {
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
+                        "message": "Could not get some CONTACT objects, they may be deleted or "
+                        "not exist. Check that ids are valid.",
+                        "context": {"ids": missing},
+                    }
+                ],
+            }
+        return Response(207 if missing else 200, answer)
 
     def _modified(self) -> str:
         """lastmodifieddate: now, strictly increasing, ISO-8601 with milliseconds."""

@@ -18,13 +18,14 @@ from pydantic import Field, SecretStr
 
 from leadbridge.connectors.base import PermanentError, RetryableError
 from leadbridge.connectors.hubspot.mapping import (
+    DNC_PROPERTY,
     FIELD_MAP,
     LEAD_KEY_PROPERTY,
     LIFECYCLE_VALUES,
     OFFERS_PROPERTY,
     STAGE_PROPERTY,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig
+from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
@@ -59,16 +60,17 @@ class HubSpotTarget(HttpTarget):
     def auth_headers(self, force_refresh: bool) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self.config.token.get_secret_value()}"}
 
-    def payload(self, lead: Lead) -> dict[str, Any]:
-        properties = super().payload(lead)
-        properties[self.config.lead_key_property] = lead.lead_key
+    def owned_fields(self, lead: Lead) -> dict[str, Any]:
+        owned: dict[str, Any] = {self.config.lead_key_property: lead.lead_key}
         if self.config.stage_property and self.pushes_stage:
-            properties[self.config.stage_property] = str(lead.stage)
-        return properties
+            owned[self.config.stage_property] = str(lead.stage)
+        return owned
 
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:
+        """One contact per person: read which exist (batch read by email, ≤100 a call), plan
+        each as a create or an update under the write policies, then batch upsert."""
         links = links or {}
         people: dict[str, list[Lead]] = {}
         results: dict[str, PushResult] = {}
@@ -82,29 +84,57 @@ class HubSpotTarget(HttpTarget):
                     error_class="permanent",
                     error="HubSpot contacts are keyed by email and this lead has none",
                 )
-        inputs = [self._input(group, links) for group in people.values()]
-        self._clear_lifecycle([i for i in inputs if i.pop("_backward", False)])
-        for start in range(0, len(inputs), self.max_batch):
-            chunk = inputs[start : start + self.max_batch]
-            groups = [people[i["id"]] for i in chunk]
+        existing = self.existing(list(people))
+        planned = [
+            self._input(group, existing.get(email), links) for email, group in people.items()
+        ]
+        self._clear_lifecycle([item for item, _ in planned if item.pop("_backward", False)])
+        for start in range(0, len(planned), self.max_batch):
+            chunk = planned[start : start + self.max_batch]
+            groups = [people[item["id"]] for item, _ in chunk]
             for result in self._batch(chunk, groups):
                 results[result.lead_key] = result
         return [results[lead.lead_key] for lead in leads]
 
-    def _input(self, group: list[Lead], links: Mapping[str, Link]) -> dict[str, Any]:
-        """One contact from all of a person's leads."""
+    def existing(self, emails: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The contacts HubSpot holds for these emails, with the properties the write
+        policies and the lifecycle rule need. A 207 lists the emails it doesn't know."""
+        url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/batch/read"
+        properties = sorted({"email", "lifecyclestage", *self.fields.read_fields()})
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(emails), self.max_batch):
+            inputs = [{"id": email} for email in emails[start : start + self.max_batch]]
+            body = {"idProperty": "email", "inputs": inputs, "properties": properties}
+            response = self.transport.request("POST", url, json=body)
+            answer = _json(response)
+            if response.status_code not in (200, 207):
+                raise RetryableError(
+                    f"{self.name}: reading contacts HTTP {response.status_code} "
+                    f"{_field(answer, 'message')}"
+                )
+            for record in answer.get("results", []):
+                email = str((record.get("properties") or {}).get("email") or "").lower()
+                if email:
+                    found[email] = record
+        return found
+
+    def _input(
+        self, group: list[Lead], contact: dict[str, Any] | None, links: Mapping[str, Link]
+    ) -> tuple[dict[str, Any], Write]:
+        """One contact from all of a person's leads: person fields from the most recently
+        active lead, leadbridge's own properties from the furthest one."""
         latest = max(group, key=lambda lead: (lead.last_seen is not None, lead.last_seen))
         furthest = max(
             group, key=lambda lead: (rank(lead.stage), lead.last_seen is not None, lead.last_seen)
         )
-        properties = self.payload(latest)
-        properties[self.config.lead_key_property] = furthest.lead_key
-        if self.config.stage_property and self.pushes_stage:
-            properties[self.config.stage_property] = str(furthest.stage)
+        write = self.plan(latest, (contact.get("properties") or {}) if contact else None)
+        properties = {**write.body, **self.owned_fields(furthest)}
         if self.config.offers_property:
             properties[self.config.offers_property] = ";".join(
                 sorted({lead.offer_key for lead in group})
             )
+        if DNC_PROPERTY in properties:  # the person came only through cross-listed partners
+            properties[DNC_PROPERTY] = all(lead.do_not_contact for lead in group)
         item = {
             "id": furthest.email,
             "idProperty": "email",
@@ -112,34 +142,42 @@ class HubSpotTarget(HttpTarget):
             "properties": properties,
         }
         if self.pushes_stage:
-            self._lifecycle(item, furthest, group, links)
-        if not any(lead.lead_key in links for lead in group):  # a new contact: route it
-            owner = self.owner(furthest, links)
+            current = ((contact or {}).get("properties") or {}).get("lifecyclestage")
+            self._lifecycle(item, furthest, group, links, current)
+        if write.created:
+            owner = self.owner(furthest)
             if owner:
                 properties["hubspot_owner_id"] = owner
-        return item
+        return item, write
 
     def _lifecycle(
-        self, item: dict[str, Any], furthest: Lead, group: list[Lead], links: Mapping[str, Link]
+        self,
+        item: dict[str, Any],
+        furthest: Lead,
+        group: list[Lead],
+        links: Mapping[str, Link],
+        current: str | None,
     ) -> None:
-        """Forward: set it. Backward (leadbridge accepted a recycle or a disqualification):
-        mark the contact for "clear, then set". Disqualified has no lifecycle stage: the lead
-        status says it instead."""
+        """Forward past what the contact holds now: set it. Backward (leadbridge accepted a
+        recycle or a disqualification): mark the contact for "clear, then set". A stage the
+        contact holds that leadbridge doesn't know (evangelist, a custom one) is left alone.
+        Disqualified has no lifecycle stage: the lead status says it instead."""
         if furthest.stage == Stage.DISQUALIFIED:
             item["properties"]["hs_lead_status"] = "UNQUALIFIED"
         lifecycle = self.config.lifecycle_values.get(str(furthest.stage))
+        if lifecycle is None:
+            return
         pushed = [
             rank(links[lead.lead_key].pushed_stage)
             for lead in group
             if lead.lead_key in links and links[lead.lead_key].pushed_stage
         ]
-        if lifecycle is None:
-            return
-        if not pushed or rank(furthest.stage) > max(pushed):
-            item["properties"]["lifecyclestage"] = lifecycle
-        elif rank(furthest.stage) < max(pushed):
+        reverse = {v: k for k, v in self.config.lifecycle_values.items()}
+        if pushed and rank(furthest.stage) < max(pushed):
             item["properties"]["lifecyclestage"] = lifecycle
             item["_backward"] = True
+        elif not current or (current in reverse and rank(furthest.stage) > rank(reverse[current])):
+            item["properties"]["lifecyclestage"] = lifecycle
 
     def _clear_lifecycle(self, items: list[dict[str, Any]]) -> None:
         """HubSpot moves lifecyclestage forward only; going back is clear ("") then set, in two
@@ -162,7 +200,10 @@ class HubSpotTarget(HttpTarget):
                     body=_json(response),
                 )
 
-    def _batch(self, inputs: list[dict[str, Any]], groups: list[list[Lead]]) -> list[PushResult]:
+    def _batch(
+        self, planned: list[tuple[dict[str, Any], Write]], groups: list[list[Lead]]
+    ) -> list[PushResult]:
+        inputs = [item for item, _ in planned]
         url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/batch/upsert"
         response = self.transport.request("POST", url, json={"inputs": inputs})
         body = _json(response)
@@ -181,17 +222,28 @@ class HubSpotTarget(HttpTarget):
             for trace in (error.get("context") or {}).get("objectWriteTraceId", []):
                 failed[trace] = error
         out = []
-        for item, group in zip(inputs, groups, strict=True):
+        for (item, write), group in zip(planned, groups, strict=True):
             trace = item["objectWriteTraceId"]
-            out.extend(self._group_results(group, by_trace.get(trace), failed.get(trace)))
+            out.extend(self._group_results(group, write, by_trace.get(trace), failed.get(trace)))
         return out
 
     def _group_results(
-        self, group: list[Lead], record: dict[str, Any] | None, error: dict[str, Any] | None
+        self,
+        group: list[Lead],
+        write: Write,
+        record: dict[str, Any] | None,
+        error: dict[str, Any] | None,
     ) -> list[PushResult]:
         if record is not None and error is None:
+            created = record.get("new")
             return [
-                PushResult(lead_key=lead.lead_key, ok=True, external_id=str(record.get("id")))
+                PushResult(
+                    lead_key=lead.lead_key,
+                    ok=True,
+                    external_id=str(record.get("id")),
+                    created=write.created if created is None else bool(created),
+                    kept=write.kept,
+                )
                 for lead in group
             ]
         error = error or {"category": "MISSING_RESULT", "message": "no result for this contact"}
@@ -214,6 +266,14 @@ class HubSpotTarget(HttpTarget):
         the lifecycle stages."""
         url = f"{self.config.base_url.rstrip('/')}/crm/v3/properties/contacts"
         found = {p["name"]: p for p in self.read_json(url, "properties").get("results", [])}
+        self.created: list[str] = []
+        missing_own = [own for own in self._own_properties() if own[0] not in found]
+        if create_missing:
+            for name, kind in missing_own:
+                self._create_property(url, name, kind)
+                self.created.append(name)
+                found[name] = {"name": name, "type": kind}
+            missing_own = []
         known = {
             name: {
                 "length": None,
@@ -223,23 +283,18 @@ class HubSpotTarget(HttpTarget):
             }
             for name, p in found.items()
         }
-        problems = self.field_problems(known)
-        self.created: list[str] = []
-        for name, unique in self._own_properties():
-            if name in found:
-                continue
-            if create_missing:
-                self._create_property(url, name, unique)
-                self.created.append(name)
-            else:
-                problems.append(
-                    SchemaProblem(
-                        f"targets[{self.name}]",
-                        f"the contact property {name} does not exist",
-                        "run `leadbridge config check --online --create-missing`, or create it "
-                        f"(single-line text{', unique' if unique else ''})",
-                    )
+        # leadbridge's own properties are reported once, below, with the way to create them.
+        unreported = {name: {"length": None, "options": None} for name, _ in missing_own}
+        problems = self.field_problems({**known, **unreported})
+        for name, kind in missing_own:
+            problems.append(
+                SchemaProblem(
+                    f"targets[{self.name}]",
+                    f"the contact property {name} does not exist",
+                    "run `leadbridge config check --online --create-missing`, or create it "
+                    f"({'a single checkbox' if kind == 'bool' else 'single-line text'})",
                 )
+            )
         lifecycle = known.get("lifecyclestage", {}).get("options")
         wanted = set(self.config.lifecycle_values.values())
         if self.pushes_stage and lifecycle is not None and wanted - lifecycle:
@@ -252,25 +307,34 @@ class HubSpotTarget(HttpTarget):
             )
         return problems
 
-    def _own_properties(self) -> list[tuple[str, bool]]:
+    def _own_properties(self) -> list[tuple[str, str]]:
+        """The properties leadbridge writes that no portal has until it creates them."""
         config = self.config
-        own = [(config.lead_key_property, False)]
+        own = [(config.lead_key_property, "string")]
         if config.stage_property and self.pushes_stage:
-            own.append((config.stage_property, False))
+            own.append((config.stage_property, "string"))
         if config.offers_property:
-            own.append((config.offers_property, False))
+            own.append((config.offers_property, "string"))
+        if DNC_PROPERTY in self.fields.fields:
+            own.append((DNC_PROPERTY, "bool"))
         return own
 
-    def _create_property(self, url: str, name: str, unique: bool) -> None:
-        body = {
+    def _create_property(self, url: str, name: str, kind: str) -> None:
+        """POST /crm/v3/properties/contacts (properties API): text, or a single checkbox
+        (`type: bool`, `fieldType: booleancheckbox` with the true/false options)."""
+        body: dict[str, Any] = {
             "name": name,
             "label": name.replace("_", " ").title(),
-            "type": "string",
-            "fieldType": "text",
+            "type": kind,
+            "fieldType": "text" if kind == "string" else "booleancheckbox",
             "groupName": "contactinformation",
             "description": "Written by leadbridge",
-            "hasUniqueValue": unique,
         }
+        if kind == "bool":
+            body["options"] = [
+                {"label": "Yes", "value": "true", "displayOrder": 0},
+                {"label": "No", "value": "false", "displayOrder": 1},
+            ]
         response = self.transport.request("POST", url, json=body)
         if response.status_code not in (200, 201):
             raise PermanentError(

@@ -1,8 +1,16 @@
-"""Salesforce Lead fields (reference §2.5) and the Lead_Stage__c picklist values."""
+"""Salesforce Lead fields (reference §2.5) and the Lead_Stage__c picklist values.
+
+Consent: `HasOptedOutOfEmail`, `DoNotCall` and `HasOptedOutOfFax` are opt-outs, sent only as
+true from an explicit withdrawal (`opted_out`), never as false. The marketplace DNC action
+(a cross-listed partner was asked) is not an opt-out: it goes to leadbridge's own checkbox
+`LeadBridge_Marketplace_DNC__c`.
+"""
 
 from __future__ import annotations
 
-from leadbridge.core.mapping import FieldMap
+from leadbridge.core.mapping import FieldMap, WritePolicy
+
+DNC_FIELD = "LeadBridge_Marketplace_DNC__c"
 
 FIELD_MAP = FieldMap(
     fields={
@@ -15,10 +23,13 @@ FIELD_MAP = FieldMap(
         "Country": "country_name",
         "Description": "notes",
         "LeadSource": "=Web",  # a standard picklist value every org has
-        "HasOptedOutOfEmail": "do_not_contact",
-        "DoNotCall": "do_not_contact",
+        "HasOptedOutOfEmail": "opted_out",
+        "DoNotCall": "opted_out",
+        DNC_FIELD: "marketplace_dnc",
     },
     required=frozenset({"LastName", "Company"}),
+    policies={"LeadSource": WritePolicy.ON_CREATE},
+    consent=frozenset({"HasOptedOutOfEmail", "DoNotCall", "HasOptedOutOfFax"}),
     lengths={
         "FirstName": 40,
         "LastName": 80,

@@ -50,6 +50,13 @@ LEAD_FIELDS = (
     "ConvertedOpportunityId",
     "SystemModstamp",
     "Lead_Stage__c",
+    "HasOptedOutOfFax",
+    "LeadBridge_Marketplace_DNC__c",
+)
+# Salesforce checks an email's form on write: INVALID_EMAIL_ADDRESS (REST errorcodes.htm).
+EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+IN_QUERY = re.compile(
+    r"^SELECT (?P<columns>[\w, ]+) FROM Lead WHERE (?P<field>\w+) IN \((?P<values>.*)\)$"
 )
 
 
@@ -194,6 +201,17 @@ class SalesforceSandbox(Sandbox):
                 }
             ]
         merged = {**(existing or {}), **fields}
+        email = fields.get("Email")
+        if email and not EMAIL_FORM.match(str(email)):
+            return [
+                {
+                    "statusCode": "INVALID_EMAIL_ADDRESS",
+                    "message": f"Email: invalid email address: {email}",
+                    "fields": ["Email"],
+                }
+            ]
+        # Required on create; an update that leaves them alone passes (dome-upsert: the update
+        # path writes only the fields in the body), one that blanks them does not.
         missing = [f for f in ("LastName", "Company") if not merged.get(f)]
         if missing:
             return [
@@ -236,6 +254,9 @@ class SalesforceSandbox(Sandbox):
         if not self.bearer_ok(request):
             return self.token_expired()
         soql = request.query.get("q", [""])[0]
+        by_key = IN_QUERY.match(soql)
+        if by_key:
+            return self._query_by_key(by_key)
         since = re.search(r"SystemModstamp >= (\S+)", soql)
         if not soql.startswith("SELECT") or " FROM Lead " not in soql or since is None:
             return Response(400, [{"errorCode": "MALFORMED_QUERY", "message": "unsupported"}])
@@ -247,6 +268,39 @@ class SalesforceSandbox(Sandbox):
             )
             rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
             return self._page(rows, 0)
+
+    def _query_by_key(self, match: re.Match[str]) -> Response:
+        """`SELECT … FROM Lead WHERE <external id> IN ('…', …)`: what exists, per batch.
+
+        Answer shape: REST API query resource (resources_query.htm) — totalSize, done,
+        records with `attributes` and every selected field, null where empty.
+        """
+        columns = [c.strip() for c in match["columns"].split(",")]
+        unknown = [c for c in [*columns, match["field"]] if c not in self.fields]
+        if unknown:
+            return Response(
+                400,
+                [
+                    {
+                        "message": f"No such column '{unknown[0]}' on entity 'Lead'.",
+                        "errorCode": "INVALID_FIELD",
+                    }
+                ],
+            )
+        keys = set(re.findall(r"'((?:[^'\\]|\\.)*)'", match["values"]))
+        with self.lock:
+            rows = [
+                {
+                    "attributes": {
+                        "type": "Lead",
+                        "url": f"/services/data/v62.0/sobjects/Lead/{record['Id']}",
+                    },
+                    **{c: record.get(c) for c in columns},
+                }
+                for record in self.records.values()
+                if record.get(match["field"]) in keys
+            ]
+        return self._page(rows, 0)
 
     def query_more(self, request: Request) -> Response:
         if not self.bearer_ok(request):

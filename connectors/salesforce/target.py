@@ -32,7 +32,7 @@ from leadbridge.connectors.salesforce.mapping import (
     RETRYABLE_CODES,
     STAGE_VALUES,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig
+from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
@@ -94,27 +94,43 @@ class SalesforceTarget(HttpTarget):
 
     # --- payloads and upsert -----------------------------------------------------------
 
-    def payload(self, lead: Lead) -> dict[str, Any]:
-        fields = super().payload(lead)
+    def owned_fields(self, lead: Lead) -> dict[str, Any]:
         if self.config.stage_field and self.pushes_stage:
-            fields[self.config.stage_field] = self.config.stage_values.get(
-                str(lead.stage), str(lead.stage)
-            )
-        return fields
+            return {
+                self.config.stage_field: self.config.stage_values.get(
+                    str(lead.stage), str(lead.stage)
+                )
+            }
+        return {}
 
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:
-        links = links or {}
-        owners = {lead.lead_key: self.owner(lead, links) for lead in leads}
-        known = [lead for lead in leads if lead.lead_key in links]
-        routed = [lead for lead in leads if lead.lead_key not in links and owners[lead.lead_key]]
-        new = [lead for lead in leads if lead.lead_key not in links and not owners[lead.lead_key]]
+        """Read what Salesforce holds for the batch (one SOQL per 200 keys), plan each record
+        as a create or an update under the write policies, then upsert in collections."""
+        existing = self.existing(leads)
         results: dict[str, PushResult] = {}
+        writes: list[Write] = []
+        for lead in leads:
+            record = existing.get(lead.lead_key)
+            if record is not None and record.get("IsConverted"):
+                results[lead.lead_key] = PushResult(
+                    lead_key=lead.lead_key,
+                    ok=False,
+                    external_id=record.get("Id"),
+                    error_class="converted",
+                    error="the Lead is converted in Salesforce: read-only",
+                )
+            else:
+                writes.append(self.plan(lead, record))
+        owners = {w.lead.lead_key: self.owner(w.lead) for w in writes if w.created}
+        updates = [w for w in writes if not w.created]
+        routed = [w for w in writes if w.created and owners[w.lead.lead_key]]
+        new = [w for w in writes if w.created and not owners[w.lead.lead_key]]
         # Updates never re-run assignment; a routed create has its owner; the rest of the
         # creates let the org's assignment rules decide (assignment_rules_on_create).
         for group, auto_assign in (
-            (known, False),
+            (updates, False),
             (routed, False),
             (new, self.config.assignment_rules_on_create),
         ):
@@ -123,8 +139,26 @@ class SalesforceTarget(HttpTarget):
                     results[result.lead_key] = result
         return [results[lead.lead_key] for lead in leads]
 
+    def existing(self, leads: Sequence[Lead]) -> dict[str, dict[str, Any]]:
+        """The Leads Salesforce holds for these keys, with the fields the write policies need."""
+        key_field = self.config.external_id_field
+        columns = ["Id", key_field, "IsConverted"]
+        columns += [f for f in self.fields.read_fields() if f not in columns]
+        found: dict[str, dict[str, Any]] = {}
+        keys = sorted({lead.lead_key for lead in leads})
+        for start in range(0, len(keys), self.max_batch):
+            soql = format_soql(
+                "SELECT {:literal} FROM Lead WHERE {:literal} IN {}",
+                ", ".join(columns),
+                key_field,
+                keys[start : start + self.max_batch],
+            )
+            for record in self._query(soql):
+                found[record[key_field]] = record
+        return found
+
     def _collection(
-        self, leads: Sequence[Lead], auto_assign: bool, owners: Mapping[str, str | None]
+        self, writes: Sequence[Write], auto_assign: bool, owners: Mapping[str, str | None]
     ) -> list[PushResult]:
         field = self.config.external_id_field
         body = {
@@ -132,11 +166,11 @@ class SalesforceTarget(HttpTarget):
             "records": [
                 {
                     "attributes": {"type": "Lead"},
-                    field: lead.lead_key,
-                    **self.payload(lead),
-                    **({"OwnerId": owners[lead.lead_key]} if owners.get(lead.lead_key) else {}),
+                    field: w.lead.lead_key,
+                    **w.body,
+                    **({"OwnerId": owners[w.lead.lead_key]} if owners.get(w.lead.lead_key) else {}),
                 }
-                for lead in leads
+                for w in writes
             ],
         }
         url = (
@@ -151,13 +185,15 @@ class SalesforceTarget(HttpTarget):
                 body=response_body(response),
             )
         records = response_body(response)
-        if not isinstance(records, list) or len(records) != len(leads):
+        if not isinstance(records, list) or len(records) != len(writes):
             raise RetryableError(f"{self.name}: unexpected collections response")
-        return [self._result(lead, record) for lead, record in zip(leads, records, strict=True)]
+        return [self._result(w, record) for w, record in zip(writes, records, strict=True)]
 
-    def _result(self, lead: Lead, record: dict[str, Any]) -> PushResult:
+    def _result(self, write: Write, record: dict[str, Any]) -> PushResult:
         if record.get("success"):
-            return PushResult(lead_key=lead.lead_key, ok=True, external_id=record.get("id"))
+            return write.result(
+                ok=True, external_id=record.get("id"), created=record.get("created")
+            )
         errors = record.get("errors") or []
         codes = {e.get("statusCode") for e in errors}
         message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
@@ -165,10 +201,13 @@ class SalesforceTarget(HttpTarget):
             cls = "converted"
         elif codes and codes <= RETRYABLE_CODES:
             cls = "retryable"
+        elif not write.created and codes == {"REQUIRED_FIELD_MISSING"}:
+            # Planned as an update, but the record went away since it was read: the next
+            # attempt reads again and creates it with its placeholders.
+            cls = "retryable"
         else:
             cls = "permanent"
-        return PushResult(
-            lead_key=lead.lead_key,
+        return write.result(
             ok=False,
             external_id=record.get("id"),
             error_class=cls,

@@ -45,6 +45,7 @@ class WebhookTarget(HttpTarget):
     max_batch: ClassVar[int] = 500
     field_map: ClassVar[FieldMap] = FIELD_MAP
     default_stage_sync: ClassVar[str] = "push"  # an endpoint has nothing to read stages from
+    reads_per_batch: ClassVar[int] = 0  # the receiver decides what to keep: nothing to read
 
     config: WebhookConfig
 

@@ -135,7 +135,8 @@ quarantine = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("raw_lead_id", Id, ForeignKey("raw_leads.id"), nullable=False, unique=True),
-    Column("reason", String(20), nullable=False),  # malformed | test
+    # malformed | test | invalid_email | unprocessable
+    Column("reason", String(20), nullable=False),
     Column("field", String(100)),
     Column("message", Text, nullable=False),
     Column("fix", Text),
@@ -184,6 +185,8 @@ target_links = Table(
     Column("pushed_stage", String(20)),
     Column("pushed_at", UTC),
     Column("state", String(20), nullable=False, default="active"),  # active | converted
+    # When the CRM said it created the record for leadbridge: erasure deletes only these.
+    Column("created_at", UTC),
 )
 
 dead_letters = Table(

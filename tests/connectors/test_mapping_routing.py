@@ -1,5 +1,6 @@
 """A customised mapping and routing, end to end into every CRM sandbox: custom fields,
-value tables, constants, cut multi-byte text, and owners set on create only."""
+value tables, constants, cut multi-byte text, a write policy set in config, and owners set
+on create only."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ CUSTOM = {  # per CRM: (field map overrides, the owner field, how owners are wri
             "Campaign_Code__c": "attribution.mktcmpid",
             "Product__c": {"from": "offer", "map": {"contoso.crm": "CRM"}},
             "LeadSource": "=AppSource",
-            "Title": {"from": "title", "truncate": 6},
+            # The publisher wants the newest title, whoever typed the last one.
+            "Title": {"from": "title", "truncate": 6, "update": "always"},
         },
         "OwnerId",
         "{}",
@@ -37,7 +39,7 @@ CUSTOM = {  # per CRM: (field map overrides, the owner field, how owners are wri
         {
             "campaign_code": "attribution.mktcmpid",
             "product": {"from": "offer", "map": {"contoso.crm": "CRM"}},
-            "jobtitle": {"from": "title", "truncate": 6},
+            "jobtitle": {"from": "title", "truncate": 6, "update": "always"},
         },
         "hubspot_owner_id",
         "{}",
@@ -46,7 +48,7 @@ CUSTOM = {  # per CRM: (field map overrides, the owner field, how owners are wri
         {
             "lb_campaigncode": "attribution.mktcmpid",
             "lb_product": {"from": "offer", "map": {"contoso.crm": "CRM"}},
-            "jobtitle": {"from": "title", "truncate": 6},
+            "jobtitle": {"from": "title", "truncate": 6, "update": "always"},
         },
         "ownerid@odata.bind",
         "/systemusers({})",

@@ -136,8 +136,9 @@ def test_hubspot_properties_and_create_missing(tmp_path: Path) -> None:
     target = {"name": "marketing", "kind": "hubspot", "token": "pat"}
     result = _check(tmp_path, target)
     assert result.exit_code == 2
-    for name in ("leadbridge_lead_key", "leadbridge_stage", "leadbridge_offers"):
-        assert f"the contact property {name} does not exist" in result.output
+    own = ("leadbridge_lead_key", "leadbridge_stage", "leadbridge_offers")
+    for name in (*own, "leadbridge_marketplace_dnc"):
+        assert result.output.count(f"the contact property {name} does not exist") == 1
 
     responses.get(url, json=_hs_properties(*standard))
     responses.post(url, json={"name": "created"}, status=201)
@@ -149,8 +150,10 @@ def test_hubspot_properties_and_create_missing(tmp_path: Path) -> None:
         "leadbridge_lead_key",
         "leadbridge_stage",
         "leadbridge_offers",
+        "leadbridge_marketplace_dnc",
     ]
-    assert all(b["type"] == "string" and b["fieldType"] == "text" for b in bodies)
+    assert all(b["type"] == "string" and b["fieldType"] == "text" for b in bodies[:3])
+    assert (bodies[3]["type"], bodies[3]["fieldType"]) == ("bool", "booleancheckbox")
 
 
 @responses.activate

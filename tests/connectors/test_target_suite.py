@@ -4,6 +4,7 @@ only its lead, throttling waits as the vendor said, an unchanged lead costs no c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +15,30 @@ from sqlalchemy import func, select, update
 
 from leadbridge.connectors import sandboxes
 from leadbridge.connectors.base import build
-from leadbridge.core import pipeline
+from leadbridge.core import pipeline, views
 from leadbridge.core.delivery import DeliveryReport, deliver
 from leadbridge.core.models import RawLead
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
-from leadbridge.core.store.tables import dead_letters, outbox
+from leadbridge.core.store.tables import dead_letters, outbox, target_links
 
 KINDS = ["salesforce", "hubspot", "dataverse", "webhook"]
-# What each CRM calls the title and company fields.
+CRMS = ["salesforce", "hubspot", "dataverse"]  # the targets whose records people work in
+# What each CRM calls the person's fields.
 TITLE = {"salesforce": "Title", "hubspot": "jobtitle", "dataverse": "jobtitle", "webhook": "title"}
+COMPANY = {"salesforce": "Company", "hubspot": "company", "dataverse": "companyname"}
+LAST_NAME = {"salesforce": "LastName", "hubspot": "lastname", "dataverse": "lastname"}
+PHONE = {"salesforce": "Phone", "hubspot": "phone", "dataverse": "telephone1"}
+EMAIL = {"salesforce": "Email", "hubspot": "email", "dataverse": "emailaddress1"}
+OWNER = {"salesforce": "OwnerId", "hubspot": "hubspot_owner_id", "dataverse": "ownerid@odata.bind"}
+# The person's opt-outs as each CRM stores them. HubSpot's is a read-only property there
+# (subscriptions are changed through their own API), so it must simply never be sent.
+OPT_OUTS = {
+    "salesforce": ["HasOptedOutOfEmail", "DoNotCall"],
+    "hubspot": ["hs_email_optout"],
+    "dataverse": ["donotemail", "donotbulkemail", "donotphone"],
+}
 
 
 @dataclass
@@ -90,18 +104,104 @@ def test_duplicates_become_one_record(world: World) -> None:
     world.add("ada@contoso.com", action="PLT", FirstName="Ada")
     world.add("  ADA@Contoso.com ", action="INS", FirstName="ada")
     report = world.deliver()
-    assert report.pushed == 1 and report.api_calls == 1
+    # One read of what the CRM holds for the whole batch, one write.
+    assert report.pushed == 1 and report.api_calls == 1 + world.target.reads_per_batch
     assert len(world.records()) == 1
 
 
-def test_an_update_changes_fields_of_the_same_record(world: World) -> None:
-    world.add("ada@contoso.com", Title="Engineer")
+def test_an_update_fills_gaps_and_writes_what_leadbridge_owns(world: World) -> None:
+    world.add("ada@contoso.com")
     world.deliver()
-    world.add("ada@contoso.com", action="Create", Title="CTO")
+    world.add("ada@contoso.com", action="PLT", Title="CTO")  # Contact me: now an MQL
     assert world.deliver().pushed == 1
     [record] = world.records()
-    assert record[TITLE[world.kind]] == "CTO"
+    assert record[TITLE[world.kind]] == "CTO"  # it was empty: filled
     assert record["_writes"] == 2
+    stage = {
+        "salesforce": ("Lead_Stage__c", "MQL"),
+        "hubspot": ("leadbridge_stage", "mql"),
+        "dataverse": ("lb_leadstage", 100000002),
+        "webhook": ("stage", "mql"),
+    }[world.kind]
+    assert record[stage[0]] == stage[1]  # leadbridge's own field follows the lead
+
+
+@pytest.mark.parametrize("world", CRMS, indirect=True)
+def test_a_salespersons_values_and_the_persons_opt_out_survive_a_new_action(
+    world: World,
+) -> None:
+    """The CRM record was worked on: the person opted out, a salesperson retyped the
+    company and last name and took ownership. A new marketplace action for that person
+    leaves every one of those values as it is, fills what is empty, and the lead's history
+    says what was kept."""
+    world.add("ada@contoso.com", Company="Contoso", LastName="doe")
+    world.deliver()
+    [record] = world.records()
+    edits = {
+        COMPANY[world.kind]: "Contoso Ltd (key account)",
+        LAST_NAME[world.kind]: "Doe-Smith",
+        OWNER[world.kind]: "005000000000042",
+        **{name: True for name in OPT_OUTS[world.kind]},
+    }
+    record.update(edits)
+    world.add("ada@contoso.com", action="Create", Company="Contoso", Phone="+1 425 555 0100")
+    report = world.deliver()
+    assert report.pushed == 1 and report.dead_lettered == 0
+    [record] = world.records()
+    assert {k: record[k] for k in edits} == edits
+    assert record[PHONE[world.kind]] == "+14255550100"  # empty before: filled
+    with world.store.connect() as conn:
+        [lead] = views.find_leads(conn, "ada@contoso.com")
+        history = views.lead_story(conn, lead)["history"]
+    push = [e for e in history if e["kind"] == "push"][-1]
+    kept = push["data"]["kept"]["fields"]
+    assert COMPANY[world.kind] in kept and LAST_NAME[world.kind] in kept
+
+
+@pytest.mark.parametrize("world", CRMS, indirect=True)
+def test_no_request_ever_carries_an_opt_out_as_false(world: World) -> None:
+    world.add("ada@contoso.com", action="DNC")  # a cross-listed partner was asked
+    world.add("bob@contoso.com")
+    world.deliver()
+    world.add("bob@contoso.com", action="PLT")
+    world.deliver()
+    sent = "\n".join(r["body"] for r in world.sandbox.request_log if r["api"])
+    for name in OPT_OUTS[world.kind]:
+        assert not re.search(rf'"{name}"\s*:\s*(false|null|"")', sent), name
+    records = {r.get(EMAIL[world.kind]): r for r in world.records()}
+    # The DNC action is a marker in leadbridge's own field, not the person's opt-out.
+    dnc = {
+        "salesforce": "LeadBridge_Marketplace_DNC__c",
+        "hubspot": "leadbridge_marketplace_dnc",
+        "dataverse": "lb_marketplacednc",
+    }[world.kind]
+    assert records["ada@contoso.com"][dnc] is True
+    assert records["bob@contoso.com"][dnc] is False
+    assert not any(records["ada@contoso.com"].get(n) for n in OPT_OUTS[world.kind])
+
+
+@pytest.mark.parametrize("world", CRMS, indirect=True)
+def test_a_new_record_gets_its_placeholders_and_leadbridge_records_it_made_it(
+    world: World,
+) -> None:
+    world.add("ada@contoso.com", Company="", LastName="")
+    report = world.deliver()
+    assert report.pushed == 1
+    [record] = world.records()
+    required = {"salesforce": ["LastName", "Company"], "dataverse": ["lastname"]}
+    for name in required.get(world.kind, []):
+        assert record[name] == "[not provided]"
+    with world.store.connect() as conn:
+        [link] = conn.execute(select(target_links)).all()
+    assert link.created_at is not None
+    # The company typed later replaces the placeholder, which was never a person's value.
+    world.add("ada@contoso.com", action="PLT", Company="Contoso")
+    world.deliver()
+    [record] = world.records()
+    assert record[COMPANY[world.kind]] == "Contoso"
+    with world.store.connect() as conn:
+        [link_after] = conn.execute(select(target_links)).all()
+    assert link_after.created_at == link.created_at  # an update doesn't change who made it
 
 
 def test_a_permanent_error_dead_letters_that_lead_while_the_rest_lands(world: World) -> None:
@@ -167,7 +267,5 @@ def test_an_expired_token_is_renewed_and_the_batch_still_lands(world: World) -> 
 
 
 def _lead_keys(world: World) -> list[dict[str, Any]]:
-    from leadbridge.core import views
-
     with world.store.connect() as conn:
         return views.list_leads(conn)

@@ -54,7 +54,7 @@ def test_deliver_dead_letters_then_replay_after_the_crm_is_fixed(config: Path, c
     assert run(config, "ingest").exit_code == 0
     result = run(config, "deliver")
     assert result.exit_code == 1, result.output  # finished, but a lead was dead-lettered
-    assert "9 pushed in 1 API calls" in result.output and "1 dead-lettered" in result.output
+    assert "9 pushed in 2 API calls" in result.output and "1 dead-lettered" in result.output
     assert len(crm.records) == 9
 
     [letter] = json.loads(run(config, "dlq", "list", "--format", "json").stdout)

@@ -70,29 +70,105 @@ def _batch_response(*parts: batch.Part) -> None:
     responses.post(BATCH, body=body, content_type=content_type)
 
 
+def _existing(*records: dict[str, object]) -> None:
+    """The answer to the read that starts every batch: a `$batch` whose one GET part returns
+    the rows found. Shape: execute-batch-operations-using-web-api.md (a GET part answers
+    `HTTP/1.1 200 OK` with the JSON collection, `value` holding the rows)."""
+    _batch_response(
+        batch.Part(
+            status=200,
+            body={
+                "@odata.context": f"{ENV}/api/data/v9.2/$metadata#leads",
+                "value": [{"@odata.etag": 'W/"1"', **r} for r in records],
+            },
+        )
+    )
+
+
+def _created(key: str) -> batch.Part:
+    """A PATCH part answered with `Prefer: return=representation`: 201 for a create (200 for
+    an update) and the selected columns (use-upsert-insert-update-record.md)."""
+    return batch.Part(
+        status=201,
+        headers={"OData-EntityId": f"{ENV}/api/data/v9.2/leads(guid-{key})"},
+        body={"@odata.etag": 'W/"2"', "lb_leadkey": key * 32},
+    )
+
+
+def _parts(call: int = -1) -> list[batch.Part]:
+    request = responses.calls[call].request
+    return batch.parse(request.headers["Content-Type"], request.body, requests_side=True)
+
+
 @responses.activate
 def test_batch_of_alternate_key_upserts_with_per_part_results() -> None:
     _authority()
+    _existing()
     _batch_response(
-        batch.Part(status=204, headers={"OData-EntityId": f"{ENV}/api/data/v9.2/leads(guid-1)"}),
+        _created("a"),
         batch.Part(
             status=400,
             body={"error": {"code": "0x80044331", "message": "A validation error occurred."}},
         ),
     )
     results = _target().upsert([_lead("a"), _lead("b")])
-    assert results[0].ok and results[0].external_id.endswith("leads(guid-1)")
+    assert results[0].ok and results[0].external_id.endswith("leads(guid-a)")
+    assert results[0].created is True
     assert (results[1].ok, results[1].error_class) == (False, "permanent")
     assert "0x80044331" in results[1].error
     request = responses.calls[-1].request
     assert request.headers["Prefer"] == "odata.continue-on-error"
     assert request.headers["Authorization"] == "Bearer t0"
-    parts = batch.parse(request.headers["Content-Type"], request.body, requests_side=True)
+    parts = _parts()
     assert parts[0].method == "PATCH"
-    assert parts[0].url == f"{ENV}/api/data/v9.2/leads(lb_leadkey='{'a' * 32}')"
+    assert parts[0].url == f"{ENV}/api/data/v9.2/leads(lb_leadkey='{'a' * 32}')?$select=lb_leadkey"
+    assert parts[0].headers["prefer"] == "return=representation"
     body = parts[0].body
     assert body["lastname"] == "[not provided]" and body["lb_leadstage"] == 100000003
     assert body["subject"] == "Marketplace: Contoso CRM (PLT)" and "statecode" not in body
+    assert body["leadsourcecode"] == 8
+    assert not any(name.startswith("donot") for name in body)  # never an opt-out as false
+
+
+@responses.activate
+def test_what_exists_is_read_once_per_batch_and_a_persons_values_are_kept() -> None:
+    """The read is one GET inside a `$batch` with the `In` query function and parameter
+    aliases (filter-rows.md, "Dataverse query functions"); an existing row gets only what is
+    empty in it and what leadbridge owns — no placeholder, no lead source, no opt-out."""
+    _authority()
+    _existing(
+        {
+            "lb_leadkey": "a" * 32,
+            "lastname": "Doe-Smith",
+            "companyname": "Contoso Ltd",
+            "jobtitle": None,
+            "subject": "Renamed by sales",
+            "donotemail": True,
+        }
+    )
+    _batch_response(
+        batch.Part(status=200, body={"lb_leadkey": "a" * 32}),
+        _created("b"),
+    )
+    leads = [
+        _lead("a", last_name="Doe", company="Contoso", title="CTO", opted_out=False),
+        _lead("b", last_name="Roe"),
+    ]
+    results = _target().upsert(leads)
+    assert [r.created for r in results] == [False, True]
+    assert sorted(results[0].kept) == ["companyname", "lastname", "subject"]
+    [read] = _parts(-2)
+    assert read.method == "GET"
+    assert "$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)" in read.url
+    assert "@p1=%27lb_leadkey%27" in read.url and "a" * 32 in read.url and "b" * 32 in read.url
+    update, create = _parts(-1)
+    assert update.body == {
+        "emailaddress1": "a@x.io",  # empty in the row: filled
+        "jobtitle": "CTO",  # empty in the row: filled
+        "lb_marketplacednc": False,  # leadbridge's own marker
+        "lb_leadstage": 100000003,  # leadbridge's own stage column
+    }
+    assert create.body["lastname"] == "Roe" and create.body["leadsourcecode"] == 8
 
 
 @responses.activate
@@ -104,16 +180,19 @@ def test_429_waits_the_retry_after_seconds(fake_clock) -> None:
         headers={"Retry-After": "5"},
         json={"error": {"code": "0x80072322", "message": "Number of requests exceeded the limit"}},
     )
-    _batch_response(batch.Part(status=204))
+    _existing()
+    _batch_response(_created("a"))
     assert _target().upsert([_lead("a")])[0].ok
-    assert fake_clock.sleeps == [5.0]
+    assert fake_clock.sleeps[0] == 5.0  # then only the rate limiter's short spacing
+    assert all(wait < 1 for wait in fake_clock.sleeps[1:])
 
 
 @responses.activate
 def test_401_drops_the_cached_token_and_gets_a_new_one() -> None:
     _authority(tokens=2)
     responses.post(BATCH, status=401)
-    _batch_response(batch.Part(status=204))
+    _existing()
+    _batch_response(_created("a"))
     assert _target().upsert([_lead("a")])[0].ok
     assert sum(c.request.url == TOKEN for c in responses.calls) == 2
     assert responses.calls[-1].request.headers["Authorization"] == "Bearer t1"

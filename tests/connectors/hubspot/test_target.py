@@ -14,6 +14,34 @@ from leadbridge.core.models import Lead, Stage
 
 BASE = "https://api.hubapi.com"
 UPSERT = f"{BASE}/crm/v3/objects/contacts/batch/upsert"
+READ = f"{BASE}/crm/v3/objects/contacts/batch/read"
+
+
+def _contacts(*found: dict[str, object], missing: tuple[str, ...] = ()) -> None:
+    """The batch read by email that starts every batch. Shape: developers.hubspot.com/docs/
+    api-reference/latest/crm/objects/objects/batch/get-objects — `results` for the emails it
+    knows; the ones it doesn't come back in a 207 as OBJECT_NOT_FOUND."""
+    body: dict[str, object] = {
+        "status": "COMPLETE",
+        "results": [
+            {"id": str(c.get("hs_object_id", "1")), "properties": c, "archived": False}
+            for c in found
+        ],
+    }
+    if missing:
+        body |= {
+            "numErrors": 1,
+            "errors": [
+                {
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": "Could not get some CONTACT objects, they may be deleted or not "
+                    "exist. Check that ids are valid.",
+                    "context": {"ids": list(missing)},
+                }
+            ],
+        }
+    responses.post(READ, status=207 if missing else 200, json=body)
 
 
 def _target() -> HubSpotTarget:
@@ -38,6 +66,7 @@ def _lead(key: str, email: str, **fields: object) -> Lead:
 @responses.activate
 def test_207_errors_map_back_to_their_leads_by_trace_id() -> None:
     a, b = _lead("a", "a@x.io"), _lead("b", "b@x.io")
+    _contacts(missing=("a@x.io", "b@x.io"))
     responses.post(
         UPSERT,
         status=207,
@@ -63,7 +92,7 @@ def test_207_errors_map_back_to_their_leads_by_trace_id() -> None:
         },
     )
     results = _target().upsert([a, b])
-    assert (results[0].ok, results[0].external_id) == (True, "101")
+    assert (results[0].ok, results[0].external_id, results[0].created) == (True, "101", True)
     assert (results[1].ok, results[1].error_class) == (False, "permanent")
     assert "VALIDATION_ERROR" in results[1].error
 
@@ -72,6 +101,7 @@ def test_207_errors_map_back_to_their_leads_by_trace_id() -> None:
 def test_one_contact_per_person_with_every_offer_and_the_furthest_stage() -> None:
     older = _lead("a", "ada@x.io", stage=Stage.MQL)
     newer = _lead("b", "ada@x.io", stage=Stage.LEAD, title="CTO")
+    _contacts(missing=("ada@x.io",))
     responses.post(
         UPSERT,
         json={
@@ -81,7 +111,9 @@ def test_one_contact_per_person_with_every_offer_and_the_furthest_stage() -> Non
     )
     results = _target().upsert([older, newer])
     assert all(r.ok and r.external_id == "7" for r in results)
-    [item] = json.loads(responses.calls[0].request.body)["inputs"]
+    read = json.loads(responses.calls[0].request.body)
+    assert read["idProperty"] == "email" and read["inputs"] == [{"id": "ada@x.io"}]
+    [item] = json.loads(responses.calls[1].request.body)["inputs"]
     assert (item["id"], item["idProperty"]) == ("ada@x.io", "email")
     assert item["objectWriteTraceId"] == older.lead_key
     props = item["properties"]
@@ -93,17 +125,21 @@ def test_one_contact_per_person_with_every_offer_and_the_furthest_stage() -> Non
 def test_lifecycle_stage_is_sent_forward_never_repeated_and_backward_as_clear_then_set() -> None:
     lead = _lead("a", "a@x.io", stage=Stage.MQL)
     ok = {"status": "COMPLETE", "results": [{"id": "1", "objectWriteTraceId": lead.lead_key}]}
+    _contacts({"email": "a@x.io", "lifecyclestage": "marketingqualifiedlead"})
     responses.post(UPSERT, json=ok)
     _target().upsert([lead], {lead.lead_key: Link("1", "mql", "active")})
-    props = json.loads(responses.calls[0].request.body)["inputs"][0]["properties"]
+    props = json.loads(responses.calls[1].request.body)["inputs"][0]["properties"]
     assert "lifecyclestage" not in props  # HubSpot already has it
 
     responses.reset()
+    _contacts({"email": "a@x.io", "lifecyclestage": "salesqualifiedlead"})
     responses.post(UPSERT, json=ok)
     responses.post(UPSERT, json=ok)
     recycled = _lead("a", "a@x.io", stage=Stage.LEAD)  # sales recycled an SQL to nurture
     assert _target().upsert([recycled], {lead.lead_key: Link("1", "sql", "active")})[0].ok
-    first, second = (json.loads(c.request.body)["inputs"][0]["properties"] for c in responses.calls)
+    first, second = (
+        json.loads(c.request.body)["inputs"][0]["properties"] for c in responses.calls[1:]
+    )
     assert first == {"lifecyclestage": ""}  # clear, in a request of its own…
     assert second["lifecyclestage"] == "lead"  # …then set
 
@@ -116,12 +152,13 @@ def test_daily_limit_pauses_and_ten_secondly_waits_the_interval(fake_clock) -> N
         "errorType": "RATE_LIMIT",
         "policyName": "DAILY",
     }
-    responses.post(UPSERT, status=429, json=body)
+    responses.post(READ, status=429, json=body)
     with pytest.raises(RetryableError) as err:
         _target().upsert([_lead("a", "a@x.io")])
     assert err.value.retry_after == 3600 and len(responses.calls) == 1
 
     responses.reset()
+    _contacts(missing=("a@x.io",))
     responses.post(
         UPSERT,
         status=429,
@@ -143,7 +180,41 @@ def test_a_lead_without_email_cannot_be_a_contact() -> None:
 
 @responses.activate
 def test_a_rejected_private_app_token_is_fatal() -> None:
-    responses.post(UPSERT, status=401, json={"category": "INVALID_AUTHENTICATION"})
-    responses.post(UPSERT, status=401, json={"category": "INVALID_AUTHENTICATION"})
+    responses.post(READ, status=401, json={"category": "INVALID_AUTHENTICATION"})
+    responses.post(READ, status=401, json={"category": "INVALID_AUTHENTICATION"})
     with pytest.raises(FatalError):
         _target().upsert([_lead("a", "a@x.io")])
+
+
+@responses.activate
+def test_an_existing_contact_keeps_what_people_set_and_its_later_stage() -> None:
+    """The contact was there before leadbridge (a form fill, a salesperson): its names and
+    company stay, an empty phone is filled, a lifecycle stage beyond the lead's is never
+    sent, and no owner is routed onto it."""
+    lead = _lead("a", "ada@x.io", stage=Stage.MQL, company="Contoso", phone="+14255550100")
+    _contacts(
+        {
+            "email": "ada@x.io",
+            "firstname": "Adaline",
+            "company": "Contoso Ltd",
+            "phone": "",
+            "lifecyclestage": "customer",
+            "hs_object_id": "42",
+        }
+    )
+    responses.post(
+        UPSERT,
+        json={
+            "status": "COMPLETE",
+            "results": [{"id": "42", "new": False, "objectWriteTraceId": lead.lead_key}],
+        },
+    )
+    target = HubSpotTarget(HubSpotConfig(name="marketing", token="pat-na1-x", default_owner="9001"))
+    [result] = target.upsert([lead])
+    assert result.ok and result.created is False
+    assert sorted(result.kept) == ["company", "firstname"]
+    props = json.loads(responses.calls[1].request.body)["inputs"][0]["properties"]
+    assert props["phone"] == "+14255550100"
+    assert {"firstname", "company", "lifecyclestage", "hubspot_owner_id"} & set(props) == set()
+    assert props["leadbridge_stage"] == "mql" and props["leadbridge_lead_key"] == lead.lead_key
+    assert not any(name.startswith("hs_email_optout") for name in props)
