@@ -63,6 +63,7 @@ def _kpis(total: dict[str, Any]) -> str:
         ("Median MQL → SQL", _days(velocity["median"])),
         ("p90 MQL → SQL", _days(velocity["p90"])),
         ("Contact-me within SLA", _rate(total["sla"]["share"])),
+        ("Raw leads without a usable email", str(total.get("invalid_email_leads", 0))),
     ]
     if total.get("cost"):
         items.append(("Cost per SQL (lagged)", total["cost"]["lagged_per_sql"] or "—"))

@@ -3,6 +3,8 @@ whatever CRM the stages came from.
 
 Definitions (docs/reports.md has them with examples):
 - A period is [start, end) in UTC. Counts are distinct leads.
+- Raw leads, and among them test leads and invalid-email leads (quarantined: no usable
+  email, so never a lead): by when the customer acted, else when the raw lead arrived.
 - MQL, SQL, opportunity, customer, disqualified: leads that entered the stage in the period.
   Recycled: leads sent back to nurture (lead/subscriber) from MQL or beyond in the period.
 - Acceptance rate: of the leads that became MQL in the period (the cohort), the share that
@@ -39,6 +41,9 @@ from leadbridge.core.store.tables import events, leads, quarantine, raw_leads
 SALES_OR_BEYOND = rank(Stage.SQL)
 NURTURE = {Stage.LEAD.value, Stage.SUBSCRIBER.value}
 GROUPINGS = ("offer", "source", "action", "target")
+# Quarantine reasons the funnel counts among raw leads: Microsoft's test leads, and leads
+# without a usable email (never a lead, never delivered).
+_COUNTED_REASONS = ("test", "invalid_email")
 
 
 @dataclass(frozen=True)
@@ -313,6 +318,7 @@ def _figures(
         "raw_leads": counts.get("raw", 0),
         "unique_leads": sum(1 for h in histories if h.first_seen and h.first_seen in period),
         "test_leads": counts.get("test", 0),
+        "invalid_email_leads": counts.get("invalid_email", 0),
         "dnc_leads": sum(
             1 for h in histories if h.do_not_contact and h.first_seen and h.first_seen in period
         ),
@@ -356,8 +362,8 @@ def _raw_counts(
         group = history.groups[by] if (by and history) else None
         for key in {None, group}:
             counts[key]["raw"] += 1
-            if row.reason == "test":
-                counts[key]["test"] += 1
+            if row.reason in _COUNTED_REASONS:
+                counts[key][row.reason] += 1
     return counts
 
 

@@ -116,6 +116,19 @@ def pending_raw_leads(conn: Connection, limit: int) -> list[Any]:
     return list(conn.execute(stmt))
 
 
+def pending_raw_leads_by_id(conn: Connection, ids: Sequence[int]) -> list[Any]:
+    """These landed raw leads, those still unprocessed, locked like `pending_raw_leads`:
+    processing a batch again record by record after the database refused it as a whole."""
+    stmt = (
+        select(raw_leads)
+        .where(raw_leads.c.status == "new", raw_leads.c.id.in_(list(ids)))
+        .order_by(raw_leads.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(conn.execute(stmt))
+
+
 def lock_leads(conn: Connection, keys: Iterable[str]) -> None:
     """Serialise changes to the same leads across workers (PostgreSQL; SQLite has one writer).
 
@@ -172,6 +185,19 @@ def load_leads(conn: Connection, keys: Iterable[str]) -> dict[str, Lead]:
             select(leads.c.lead_key, leads.c.data).where(leads.c.lead_key.in_(chunk))
         ):
             found[row.lead_key] = lead_from_json(row.data)
+    return found
+
+
+def lead_keys_by_email(conn: Connection, emails: Iterable[str]) -> set[str]:
+    """The keys of every lead of these people: what to lock before loading them."""
+    emails = sorted(set(emails))
+    found: set[str] = set()
+    for start in range(0, len(emails), 900):
+        found.update(
+            conn.execute(
+                select(leads.c.lead_key).where(leads.c.email.in_(emails[start : start + 900]))
+            ).scalars()
+        )
     return found
 
 
@@ -389,6 +415,21 @@ def load_links(conn: Connection, target: str, keys: Iterable[str]) -> dict[str, 
 
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     upsert_rows(conn, target_links, rows, ["lead_key", "target"])
+
+
+def mark_created(conn: Connection, target: str, keys: Sequence[str], at: datetime) -> None:
+    """Record that the CRM created these records for leadbridge. Set once, never cleared: a
+    later update of the same record doesn't make it someone else's."""
+    for start in range(0, len(keys), 900):
+        conn.execute(
+            target_links.update()
+            .where(
+                target_links.c.target == target,
+                target_links.c.lead_key.in_(keys[start : start + 900]),
+                target_links.c.created_at.is_(None),
+            )
+            .values(created_at=at)
+        )
 
 
 def add_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

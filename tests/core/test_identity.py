@@ -103,5 +103,65 @@ def test_do_not_contact_until_the_customer_acts_on_the_offer_directly() -> None:
     assert not lead.do_not_contact
 
 
-def test_orphan_keys_are_per_raw_lead() -> None:
-    assert identity.orphan_key("s", "1") != identity.orphan_key("s", "2")
+def _offer_lead(offer: str, at: datetime, **fields: object):
+    """A lead of jsmith@contoso.com for `offer`, last seen at `at`, with these fields."""
+    lead = identity.new_lead(offer, offer, _parsed(offer_id=offer), at)
+    identity.merge(lead, _parsed(offer_id=offer, **fields), at)
+    return lead
+
+
+def test_a_person_holds_the_best_of_all_their_leads() -> None:
+    older = _offer_lead(
+        "c.a", T0, first_name="john", phone="+11234567890", title="Developer", country="US"
+    )
+    newer = _offer_lead(
+        "c.b", T0 + timedelta(days=3), first_name="John", phone="123 456", title="CTO"
+    )
+    person = identity.person_of([newer, older])
+    # Better-formed wins whichever lead has it; between equals the more recent lead wins;
+    # a gap on one lead is no reason to forget what the other knows.
+    assert person.fields == {
+        "first_name": "John",
+        "phone": "+11234567890",
+        "title": "CTO",
+        "country": "US",
+    }
+    assert person.last_seen == T0 + timedelta(days=3)
+
+
+def test_adopt_fills_a_lead_from_its_person_and_never_empties_or_worsens_it() -> None:
+    lead = _offer_lead("c.a", T0, first_name="John", company="Contoso", title="Developer")
+    person = identity.Person(
+        {"first_name": "john", "phone": "+11234567890", "title": "CTO"}, T0 + timedelta(days=1)
+    )
+    changes = identity.adopt(lead, person)
+    assert set(changes) == {"phone", "title"}
+    assert (lead.first_name, lead.company, lead.phone, lead.title) == (
+        "John",  # "john" is worse-formed: the lead keeps its own
+        "Contoso",  # the person doesn't know it: never emptied
+        "+11234567890",
+        "CTO",
+    )
+    assert identity.adopt(lead, person) == {}
+
+
+def test_merge_with_a_person_judges_newer_by_the_persons_newest_action() -> None:
+    """A late-arriving old action on one offer doesn't undo what the person said since on
+    another offer; the lead takes the person's current values."""
+    sibling = _offer_lead("c.b", T0 + timedelta(days=5), title="CTO")
+    person = identity.person_of([sibling])
+    lead = identity.new_lead("c.a", "c.a", _parsed(offer_id="c.a"), T0)
+    changes = identity.merge(lead, _parsed(offer_id="c.a", title="Intern", phone="555"), T0, person)
+    assert (lead.title, lead.phone) == ("CTO", "555")
+    assert person.fields == {"title": "CTO", "phone": "555"}
+    assert set(changes) >= {"title", "phone"}
+    later = T0 + timedelta(days=6)
+    identity.merge(lead, _parsed(offer_id="c.a", title="Head of IT"), later, person)
+    assert lead.title == person.fields["title"] == "Head of IT"
+    assert person.last_seen == later
+
+
+def test_person_keys_are_hex_and_carry_no_address() -> None:
+    key = identity.person_key("jsmith@contoso.com")
+    assert re.fullmatch(r"[0-9a-f]{32}", key) and key != identity.person_key("j@contoso.com")
+    assert key != identity.lead_key("jsmith@contoso.com", "person")

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
-from leadbridge.core import pipeline
+from leadbridge.core import identity, pipeline, views
 from leadbridge.core.models import RawLead
-from leadbridge.core.settings import Settings
+from leadbridge.core.settings import ConnectorEntry, Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import cursors, events, leads, outbox, quarantine, raw_leads
@@ -128,15 +128,37 @@ def test_test_leads_are_quarantined_and_remembered_unless_configured(
     assert _count(store, leads) == 1
 
 
-def test_a_lead_without_email_is_kept_flagged_and_never_merged(
+def test_a_raw_lead_without_a_valid_email_is_quarantined_and_never_delivered(
     tmp_path: Path, store: Store, settings: Settings
 ) -> None:
-    body = {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"FirstName": "Edu"}}
-    pipeline.ingest(_file(tmp_path, [body, body | {"ActionCode": "INS"}]), store, settings)
+    """No email, no lead: nothing to merge into and nothing a CRM could hold."""
+    no_email = {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"FirstName": "Edu"}}
+    not_an_email = {
+        "LeadSource": "AzureMarketplace-INS|c.o",
+        "UserDetails": {"FirstName": "Edu", "Email": "not-an-email"},
+    }
+    good = {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"Email": "edu@contoso.com"}}
+    delivering = settings.model_copy(
+        update={"targets": [ConnectorEntry(name="crm", kind="webhook")]}
+    )
+    report = pipeline.ingest(
+        _file(tmp_path, [no_email, not_an_email, no_email | {"ActionCode": "INS"}, good]),
+        store,
+        delivering,
+    )
+    assert (report.processed, report.leads_created, report.quarantined) == (4, 1, 3)
+    assert report.needs_attention
     with store.connect() as conn:
-        rows = list(conn.execute(select(leads.c.data)))
-    assert len(rows) == 2
-    assert all("no_email" in json.loads(row.data)["flags"] for row in rows)
+        emails = [row.email for row in conn.execute(select(leads.c.email))]
+        rows = views.list_quarantine(conn, "invalid_email")
+        queued = list(conn.execute(select(outbox.c.lead_key, outbox.c.target)))
+        statuses = repo.count_by(conn, raw_leads.c.status)
+    assert emails == ["edu@contoso.com"]
+    assert statuses == {"quarantined": 3, "processed": 1}  # every record stays in landing
+    assert [(r["reason"], r["field"]) for r in rows] == [("invalid_email", "Email")] * 3
+    assert "no email" in rows[0]["message"] and "not a valid" in rows[1]["message"]
+    assert all("nothing to deliver" in r["message"] and "kept" in r["fix"] for r in rows)
+    assert queued == [(identity.lead_key("edu@contoso.com", "c.o"), "crm")]
 
 
 def test_a_crash_between_landing_and_processing_loses_nothing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from leadbridge.core import reports
+from leadbridge.core import pipeline, reports
 from leadbridge.core.models import Event, Lead, RawLead, Stage
+from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import raw_leads
@@ -278,3 +280,26 @@ def test_spend_file_errors_name_the_line(tmp_path: Path) -> None:
     bad.write_text("day,cost\n", encoding="utf-8")
     with pytest.raises(reports.SpendFileError, match="header"):
         reports.read_spend(bad)
+
+
+def test_raw_leads_without_a_usable_email_are_counted_not_leads(
+    store: Store, settings: Settings
+) -> None:
+    """Quarantined as invalid_email by the pipeline: raw leads of the period, never leads."""
+    bodies = [
+        {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"Email": "ana@contoso.com"}},
+        {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"FirstName": "Edu"}},
+        {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"Email": "not-an-email"}},
+    ]
+    for i, body in enumerate(bodies):
+        raw = RawLead(source="hook", source_key=str(i), kind="https", payload=body)
+        pipeline.land_one(store, replace(raw, occurred_at=t(4, 9)))
+    pipeline.process_pending(store, settings)
+    with store.connect() as conn:
+        report = reports.funnel(conn, reports.period_for("quarter", date(2026, 5, 1)), by="offer")
+    total = report["total"]
+    assert (total["raw_leads"], total["unique_leads"], total["invalid_email_leads"]) == (3, 1, 2)
+    assert total["test_leads"] == 0
+    assert [(g["group"], g["raw_leads"], g["invalid_email_leads"]) for g in report["groups"]] == [
+        ("c.o", 1, 0)  # no lead, so no offer to count them under
+    ]
