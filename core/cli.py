@@ -4,9 +4,6 @@ needs attention (quarantined malformed leads, dead letters); 2 usage or configur
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import signal
 import sys
@@ -172,7 +169,7 @@ def _print_ingest(report: IngestReport) -> None:
         f"{report.quarantined} quarantined"
     )
     for problem in report.problems[:20]:
-        render.console.print(f"  quarantined {problem}")
+        render.console.print(f"  quarantined {render.safe(problem)}")
     if report.quarantined:
         render.console.print("  see them with: leadbridge leads quarantine")
 
@@ -230,7 +227,7 @@ def _print_delivery(report: DeliveryReport) -> None:
         line += f" — paused until {report.paused_until.isoformat(timespec='seconds')}"
     render.console.print(line)
     for error in report.errors[:10]:
-        render.console.print(f"  dead letter: {error}")
+        render.console.print(f"  dead letter: {render.safe(error)}")
 
 
 @app.command("backfill")
@@ -446,6 +443,7 @@ _REPORT_COLUMNS = (
     "raw_leads",
     "unique_leads",
     "test_leads",
+    "invalid_email_leads",
     "dnc_leads",
     "mql",
     "sql",
@@ -469,7 +467,10 @@ def _flat(name: str, figures: dict[str, Any]) -> dict[str, Any]:
     cost = figures.get("cost") or {}
     return {
         "group": name,
-        **{k: figures[k] for k in ("raw_leads", "unique_leads", "test_leads", "dnc_leads")},
+        **{
+            k: figures[k]
+            for k in ("raw_leads", "unique_leads", "test_leads", "invalid_email_leads", "dnc_leads")
+        },
         **figures["stages"],
         "acceptance_rate": figures["acceptance"]["rate"],
         "velocity_mean_days": figures["velocity_days"]["mean"],
@@ -487,16 +488,13 @@ def _render_report(report: dict[str, Any], format: ReportFormat) -> str:
     from leadbridge.core import report_html
 
     if format is ReportFormat.html:
-        return report_html.render(report)
+        # group names are offer keys and action codes from outside: inert on a terminal too
+        return render.terminal_safe(report_html.render(report))
     if format is ReportFormat.json:
-        return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+        return render.json_text(report) + "\n"
     rows = [_flat("total", report["total"])] + [_flat(g["group"], g) for g in report["groups"]]
     if format is ReportFormat.csv:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(_REPORT_COLUMNS))
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
+        return render.csv_text(rows, _REPORT_COLUMNS)
     render.emit_table(
         rows,
         (
@@ -726,35 +724,37 @@ def _raw_id(ref: str) -> int:
 
 
 def _print_story(story: dict[str, Any]) -> None:
-    out = render.console
+    """Every value is passed through render.safe: a name, a message or a code from outside
+    can neither drive the terminal nor fake a line of its own."""
+    out, v = render.console, render.safe
     if "raw_lead" in story:
         raw, q = story["raw_lead"], story["quarantine"]
         out.print(
-            f"raw lead {raw['id']} from {raw['source']} ({raw['kind']}), "
-            f"received {raw['received_at']}, status {raw['status']}"
+            f"raw lead {raw['id']} from {v(raw['source'])} ({v(raw['kind'])}), "
+            f"received {v(raw['received_at'])}, status {v(raw['status'])}"
         )
         if q:
             out.print(
-                f"  quarantined ({q['reason']}): {q['field'] or ''} {q['message']}\n"
-                f"  fix: {q['fix']}"
+                f"  quarantined ({v(q['reason'])}): {v(q['field'])} {v(q['message'])}\n"
+                f"  fix: {v(q['fix'])}"
             )
         return
     lead = story["lead"]
     out.print(
-        f"{lead['lead_key']}  {lead['first_name'] or ''} "
-        f"{lead['last_name'] or ''} <{lead['email']}>  {lead['company'] or ''}"
+        f"{v(lead['lead_key'])}  {v(lead['first_name'])} "
+        f"{v(lead['last_name'])} <{v(lead['email'])}>  {v(lead['company'])}"
     )
     out.print(
-        f"  offer {lead['offer_key']}  stage {lead['stage']}  "
-        f"score {lead['score']}  actions {', '.join(lead['actions'])}"
+        f"  offer {v(lead['offer_key'])}  stage {v(lead['stage'])}  "
+        f"score {v(lead['score'])}  actions {', '.join(v(a) for a in lead['actions'])}"
     )
     if lead["flags"] or lead["do_not_contact"]:
         flags = [*lead["flags"], *(["do_not_contact"] if lead["do_not_contact"] else [])]
-        out.print(f"  flags: {', '.join(flags)}")
+        out.print(f"  flags: {', '.join(v(f) for f in flags)}")
     for rule in lead["score_rules"]:
-        out.print(f"  score: {rule}")
+        out.print(f"  score: {v(rule)}")
     if lead["attribution"]:
-        out.print(f"  attribution: {lead['attribution']}")
+        out.print(f"  attribution: {v(lead['attribution'])}")
     render.emit_table(
         [
             {"at": h["at"], "kind": h["kind"], "actor": h["actor"], "detail": _detail(h)}
@@ -788,14 +788,28 @@ def _detail(event: dict[str, Any]) -> str:
         )
     if event["kind"] == "push":
         outcome = "ok" if data.get("ok") else data.get("error")
-        return f"pushed {data.get('stage')} to {data.get('target')}: {outcome}"
+        detail = f"pushed {data.get('stage')} to {data.get('target')}: {outcome}"
+        if data.get("created"):
+            detail += " (created)"
+        kept = (data.get("kept") or {}).get("fields") or []
+        if kept:
+            detail += f"; kept the CRM's {', '.join(kept)}"
+        return detail
+    if event["kind"] == "person":
+        score = data.get("score") or {}
+        return (
+            f"filled from the person's other leads: {', '.join(data.get('filled') or [])}; "
+            f"score {score.get('to')}"
+        )
     return str(data)
 
 
 @leads_app.command("quarantine")
 def leads_quarantine(
     ctx: typer.Context,
-    reason: Annotated[str | None, typer.Option(help="malformed or test.")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="malformed, test, invalid_email or unprocessable.")
+    ] = None,
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Raw leads kept in landing but not turned into leads, with the reason and the fix."""

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
 from leadbridge.core import logs
@@ -32,6 +34,33 @@ CONFIG_ENV = "LEADBRIDGE_CONFIG"
 _INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
 _config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "config_path", default=None
+)
+# A whole config — every source, target, field map and qualification rule — is a few
+# hundred values. Anchors and aliases (`&a` / `*a`) let a few hundred bytes stand for
+# billions (the "billion laughs"), which interpolation and validation would then build.
+MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_DEPTH = 64
+MASK = "***"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # scheme://…
+_SETTING = re.compile(r"^\s*[A-Za-z][\w .-]*=")  # Name=value, one part of a connection string
+# Words that make a name carry a credential: URL query parameters (`?password=`, a SAS
+# `sig=`, an Azure Functions `code=`), connection-string parts (`AccountKey=`), HTTP
+# headers (`Authorization`, `X-Api-Key`). A name is split into words (`AccountKey` →
+# account, key); a word that ends with one of these (`sslpassword`, `apikey`) counts.
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "sig",
+    "signature",
+    "code",
+    "authorization",
+    "cookie",
+    "credential",
+    "credentials",
 )
 
 
@@ -56,8 +85,21 @@ class _Strict(BaseModel):
 
 
 class HttpSettings(_Strict):
+    """The daemon's HTTP server. The limits keep it answering when clients are hostile:
+    a connection that dribbles its request (slow loris) is cut at `request_timeout`, an
+    idle one at `idle_timeout`, and `health_port` gives the probes a listener of their own
+    that a flood on `port` cannot fill (see docs/deploy.md)."""
+
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
+    health_port: int | None = Field(default=None, ge=1, le=65535)  # /healthz /readyz /metrics
+    threads: int = Field(default=8, ge=1, le=256)  # requests served at once
+    connection_limit: int = Field(default=1000, ge=2, le=100_000)  # open connections on `port`
+    # each request's headers and body must have arrived within this
+    request_timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    # a connection silent this long is closed
+    idle_timeout: Duration = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    unready_after_failures: int = Field(default=3, ge=1)  # a job failing this often in a row
 
 
 class TitleRule(_Strict):
@@ -197,15 +239,16 @@ class Settings(BaseSettings):
         return [self._connectors[f"targets:{e.name}"] for e in self.targets]
 
     def masked(self) -> dict[str, Any]:
-        """The effective config as plain data with every secret replaced by asterisks."""
-        data = self.model_dump(mode="json", exclude={"sources", "targets"})
-        data["store"] = mask_url(self.store)
+        """The effective config as plain data with every secret replaced by asterisks:
+        SecretStr fields (pydantic masks them), the store URL (SQLAlchemy parses it), and
+        the credentials inside ordinary strings and header maps (`mask_secrets`)."""
+        data = self.model_dump(mode="json", exclude={"sources", "targets", "store"})
         for section in ("sources", "targets"):
             data[section] = [
                 self._connectors[f"{section}:{e.name}"].model_dump(mode="json")
                 for e in getattr(self, section)
             ]
-        return data
+        return {"store": mask_url(self.store), **mask_secrets(data)}
 
 
 class YamlWithEnvSource(PydanticBaseSettingsSource):
@@ -256,6 +299,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         ) from exc
     if data is None:
         return {}
+    refuse_alias_bombs(data, str(path))
     if not isinstance(data, dict):
         raise ConfigError(
             [
@@ -267,6 +311,43 @@ def read_yaml(path: Path) -> dict[str, Any]:
             ]
         )
     return data
+
+
+def refuse_alias_bombs(data: Any, where: str) -> None:
+    """Count the values the YAML stands for, as a tree, before anything walks it.
+
+    PyYAML loads aliases as shared references, so the load itself is cheap; but
+    interpolation, validation and `config show` each walk the data as a tree, and a
+    375-byte file of nested aliases is then hundreds of millions of values (minutes, GBs).
+    The count stops at the bound, without copying, so a hostile file costs milliseconds.
+    A self-referencing alias (`a: &a [*a]`) is infinitely deep and is refused the same way.
+    """
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    counted = 0
+    while stack:
+        node, depth = stack.pop()
+        counted += 1
+        if counted > MAX_CONFIG_VALUES or depth > MAX_CONFIG_DEPTH:
+            raise ConfigError([_alias_bomb_problem(where, depth > MAX_CONFIG_DEPTH)])
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+
+
+def _alias_bomb_problem(where: str, too_deep: bool) -> ConfigProblem:
+    size = (
+        f"nests deeper than {MAX_CONFIG_DEPTH} levels"
+        if too_deep
+        else f"expands to more than {MAX_CONFIG_VALUES:,} values"
+    )
+    return ConfigProblem(
+        where,
+        f"the YAML {size} once its aliases (*name) are expanded — anchors (&name) that "
+        "hold aliases multiply (an alias bomb); not loaded",
+        "write the repeated values out, or alias only small blocks that contain no aliases; "
+        "a leadbridge config has a few hundred values",
+    )
 
 
 def interpolate(value: Any, key: str, problems: list[ConfigProblem]) -> Any:
@@ -392,12 +473,38 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
 
 def _engine_problems(settings: Settings) -> list[ConfigProblem]:
     """Replicas share their work through PostgreSQL; SQLite has one writer and no queue."""
+    problems = _store_problems(settings.store)
     if settings.engine == "cluster" and not settings.store.startswith("postgres"):
-        return [
+        problems.append(
             ConfigProblem(
                 "engine",
                 "engine: cluster needs a PostgreSQL store",
                 "set `store: postgresql://user@host/db`, or use `engine: single`",
+            )
+        )
+    return problems
+
+
+def _store_problems(store: str) -> list[ConfigProblem]:
+    """A store URL SQLAlchemy can't read, or one whose password has a bare '@' (then the
+    host is wrong and part of the password would be shown as host). Never echoes it."""
+    try:
+        url = make_url(store)
+    except ArgumentError:
+        return [
+            ConfigProblem(
+                "store",
+                "not a database URL",
+                "use sqlite:///path/leadbridge.db or postgresql://user:password@host/db",
+            )
+        ]
+    if url.host and "@" in url.host:
+        return [
+            ConfigProblem(
+                "store",
+                "the password contains an unencoded '@'",
+                "URL-encode the password's special characters ('@' is %40, ':' is %3A, "
+                "'/' is %2F), or pass it as ?password=…",
             )
         ]
     return []
@@ -428,11 +535,19 @@ def _add_write_back_targets(settings: Settings, problems: list[ConfigProblem]) -
 
 
 def _register_secrets(config: BaseModel) -> None:
-    """Every configured secret is redacted from every log line, wherever it would appear."""
+    """Every configured secret is redacted from every log line, wherever it would appear:
+    SecretStr fields whole and their parts (a connection string's `AccountKey`), and the
+    credentials inside ordinary values (a URL's `?code=`, a header)."""
+    found: set[str] = set()
     for name in type(config).model_fields:
         value = getattr(config, name)
         if isinstance(value, SecretStr):
             logs.register_secret(value.get_secret_value())
+            found |= embedded_secrets(value.get_secret_value())
+    found |= embedded_secrets(config.model_dump(mode="json"))
+    for secret in found:
+        for form in _written_forms(secret):
+            logs.register_secret(form)
 
 
 def _raw_data(path: Path | str | None) -> dict[str, Any]:
@@ -562,13 +677,123 @@ def _looks_secret(loc: tuple[Any, ...]) -> bool:
     )
 
 
+def is_secret_name(name: str) -> bool:
+    """True for a name that carries a credential (see `_SECRET_WORDS`)."""
+    words = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", name)
+    return any(word.lower().endswith(_SECRET_WORDS) for word in words)
+
+
 def mask_url(url: str) -> str:
-    """Hide the password in a database URL."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1****@", url)
+    """The store URL with its password and any credential in its query hidden.
+
+    Parsed by SQLAlchemy, as the engine will parse it, so what is hidden is exactly what
+    would be sent: `p%40ss` (`p@ss`) and `?password=` as well as `user:pass@`. A URL it
+    cannot parse is not shown at all (it may be a password pasted in the wrong place).
+    """
+    try:
+        url_ = make_url(url)
+    except ArgumentError:
+        return f"{MASK} (not a database URL)"
+    if url_.host and "@" in url_.host:  # an unencoded '@' in the password
+        url_ = url_.set(host=url_.host.rsplit("@", 1)[1], password=MASK)
+    query = {k: (MASK if is_secret_name(k) else v) for k, v in url_.query.items()}
+    shown = url_.set(query={}).render_as_string(hide_password=True)
+    return f"{shown}?{urlencode(query, doseq=True, safe='*')}" if query else shown
 
 
 def store_passwords(url: str) -> set[str]:
-    """The database password in a store URL, as written and decoded (both are redacted from
-    every log line: cluster mode hands the URL to procrastinate's pool as well)."""
-    found = re.search(r"://[^:/@]+:([^@]+)@", url)
-    return {found[1], unquote(found[1])} if found else set()
+    """The credentials in a store URL, decoded and as written (all are redacted from every
+    log line: cluster mode hands the URL to procrastinate's pool as well)."""
+    try:
+        url_ = make_url(url)
+    except ArgumentError:
+        return set()
+    found = [url_.password] if url_.password else []
+    for name, value in url_.query.items():
+        if is_secret_name(name):
+            found.extend([value] if isinstance(value, str) else value)
+    return {form for secret in map(str, found) for form in _written_forms(secret)}
+
+
+def _written_forms(secret: str) -> set[str]:
+    return {secret, quote(secret, safe=""), quote_plus(secret)}
+
+
+def mask_secrets(value: Any) -> Any:
+    """Hide every credential in plain config data (`config show`): URLs' passwords and
+    credential query parameters, connection strings' keys, credential headers.
+
+    SecretStr fields are masked by pydantic already; this catches the secrets that sit
+    inside ordinary strings — a webhook `url` with `?code=`, a SAS `sig=`, a proxy URL with
+    `user:pass@` — and in free-form header maps.
+    """
+    return _Masker().mask(value)
+
+
+def embedded_secrets(value: Any) -> set[str]:
+    """The credentials `mask_secrets` would hide, so that logs redact them too."""
+    masker = _Masker()
+    masker.mask(value)
+    return masker.found
+
+
+class _Masker:
+    """One walk over config data: what it shows, and (`found`) every value it hid."""
+
+    def __init__(self) -> None:
+        self.found: set[str] = set()
+
+    def mask(self, value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            headers = key == "headers"
+            return {
+                k: self._hide(v) if headers and is_secret_name(str(k)) else self.mask(v, str(k))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.mask(v, key) for v in value]
+        if not isinstance(value, str):
+            return value
+        if _URL.match(value):
+            return self._web_url(value)
+        if "=" in value and all(_SETTING.match(p) for p in value.split(";") if p.strip()):
+            return self._connection_string(value)
+        return value
+
+    def _hide(self, secret: Any) -> str:
+        if isinstance(secret, str) and secret and secret != MASK:
+            self.found.add(secret)
+        return MASK
+
+    def _web_url(self, url: str) -> str:
+        try:
+            parts = urlsplit(url)
+            password = parts.password
+        except ValueError:
+            return f"{MASK} (not a URL)"
+        netloc = parts.netloc
+        if password is not None:
+            self._hide(password)
+            netloc = f"{parts.username or ''}:{MASK}@{parts.netloc.rsplit('@', 1)[1]}"
+        return urlunsplit(parts._replace(netloc=netloc, query=self._query(parts.query)))
+
+    def _connection_string(self, text: str) -> str:
+        """`AccountName=x;AccountKey=…;` (Azure storage, Service Bus, ADO.NET) with the
+        keys, passwords and shared access signatures hidden."""
+        shown = []
+        for part in text.split(";"):
+            name, sep, value = part.partition("=")
+            if sep and is_secret_name(name.strip()):
+                part = f"{name}={self._hide(value)}"
+            elif "&" in value:  # a SAS token on its own: sv=…&sig=…
+                part = self._query(part)
+            elif _URL.match(value):
+                part = f"{name}={self._web_url(value)}"
+            shown.append(part)
+        return ";".join(shown)
+
+    def _query(self, query: str) -> str:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        return urlencode(
+            [(k, self._hide(v) if is_secret_name(k) else v) for k, v in pairs], safe="*"
+        )

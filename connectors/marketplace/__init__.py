@@ -15,6 +15,7 @@ def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> Mark
     from leadbridge.connectors.marketplace.https import UNPARSED, parse_https_payload
     from leadbridge.connectors.marketplace.referrals import parse_referral
     from leadbridge.connectors.marketplace.table import parse_table_row
+    from leadbridge.core.normalize import MAX_JSON_DEPTH, nesting_depth
 
     parsers = {
         "https": parse_https_payload,
@@ -27,6 +28,15 @@ def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> Mark
             "body",
             f"not readable: {payload.get('_error', 'unparsed')}",
             "fix the record at the source and ingest it again; the original is kept in landing",
+        )
+    if nesting_depth(payload) > MAX_JSON_DEPTH:
+        # Landed before landing bounded depth, or handed in directly: every parser below
+        # walks or reprs the payload, so nothing deeper than the bound goes past here.
+        raise MalformedLead(
+            "body",
+            f"nested more than {MAX_JSON_DEPTH} levels deep",
+            "a marketplace lead is a flat object; fix the record at the source and ingest "
+            "it again; the original is kept in landing",
         )
     if kind not in parsers:
         raise ValueError(f"unknown raw lead kind {kind!r}")

@@ -17,11 +17,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import orjson
 from pydantic import Field
 
 from leadbridge.connectors.base import ConnectorConfig, MalformedLead
-from leadbridge.connectors.marketplace.https import UNPARSED, payload_key
+from leadbridge.connectors.marketplace.https import (
+    MAX_RECORD_CHARS,
+    payload_key,
+    read_record,
+    unparsed,
+)
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.connectors.marketplace.table import parse_table_row, parse_time
 from leadbridge.core.durations import Duration
@@ -118,15 +122,7 @@ class LeadsFileSource:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                try:
-                    payload = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    payload = {UNPARSED: line.rstrip("\n"), "_error": f"line {line_no}: {exc}"}
-                if not isinstance(payload, dict):
-                    payload = {
-                        UNPARSED: line.rstrip("\n"),
-                        "_error": f"line {line_no}: expected a JSON object",
-                    }
+                payload = read_record(line.rstrip("\n"), f"line {line_no}")
                 yield RawLead(
                     source=self.name,
                     source_key=payload_key(payload),
@@ -137,28 +133,74 @@ class LeadsFileSource:
 
     def _csv_records(self, path: Path) -> Iterator[RawLead]:
         with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
+            lines = _Lines(handle)
+            reader = csv.reader(lines)
+            header = _next_row(reader)
+            if isinstance(header, csv.Error):  # without a header no row can be read
+                problem = f"line {reader.line_num}: header: {header}"
+                yield self._csv_raw(unparsed(lines.take().rstrip("\r\n"), problem))
                 return
-            for values in reader:
-                if not any(v.strip() for v in values):
+            lines.take()
+            while (values := _next_row(reader)) is not None:
+                record = lines.take().rstrip("\r\n")
+                if isinstance(values, csv.Error):
+                    payload = unparsed(record, f"line {reader.line_num}: {values}")
+                elif len(record) > MAX_RECORD_CHARS:
+                    payload = unparsed(
+                        record, f"line {reader.line_num}: over {MAX_RECORD_CHARS} characters"
+                    )
+                elif not any(v.strip() for v in values):
                     continue
-                if len(values) != len(header):
-                    payload: dict[str, Any] = {
-                        UNPARSED: _csv_line(values),
-                        "_error": f"line {reader.line_num}: {len(values)} columns, "
+                elif len(values) != len(header):
+                    payload = unparsed(
+                        _csv_line(values),
+                        f"line {reader.line_num}: {len(values)} columns, "
                         f"the header has {len(header)}",
-                    }
+                    )
                 else:
                     payload = dict(zip(header, values, strict=True))
-                yield RawLead(
-                    source=self.name,
-                    source_key=payload_key(payload),
-                    kind="csv",
-                    payload=payload,
-                    occurred_at=_payload_time(payload),
-                )
+                yield self._csv_raw(payload)
+
+    def _csv_raw(self, payload: dict[str, Any]) -> RawLead:
+        return RawLead(
+            source=self.name,
+            source_key=payload_key(payload),
+            kind="csv",
+            payload=payload,
+            occurred_at=_payload_time(payload),
+        )
+
+
+class _Lines:
+    """The file's lines for csv.reader, remembering those of the record being read, so a
+    record the reader refuses (a field over csv's size limit) is kept as the text it was."""
+
+    def __init__(self, handle: Iterator[str]) -> None:
+        self.handle = handle
+        self.current: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.handle)
+        self.current.append(line)
+        return line
+
+    def take(self) -> str:
+        """The text of the lines read since the last call."""
+        text, self.current = "".join(self.current), []
+        return text
+
+
+def _next_row(reader: Any) -> list[str] | csv.Error | None:
+    """The next row, the reader's error for an unreadable one, or None at the end."""
+    try:
+        return next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        return exc
 
 
 def parse_csv_row(row: Any, occurred_at: datetime | None = None) -> MarketplaceLead:

@@ -19,8 +19,49 @@ from leadbridge.connectors.base import ConnectorConfig, MalformedLead
 from leadbridge.connectors.marketplace import parse_payload
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.core.models import MarketplaceLead, RawLead
+from leadbridge.core.normalize import MAX_JSON_DEPTH, nesting_depth
 
-UNPARSED = "_unparsed"  # the key a landed-but-unreadable body is kept under
+# A landed-but-unreadable record is kept as {UNPARSED: its original text, "_error": why}:
+# processing quarantines it with that reason, and the text is there to fix and re-send.
+UNPARSED = "_unparsed"
+# The webhook's body cap (core/http/app.py MAX_BODY) applied to every record read as text,
+# so a file line can't make parsing or the store's JSON column take an unbounded value.
+MAX_RECORD_CHARS = 1024 * 1024
+
+
+def unparsed(original: str, error: str) -> dict[str, Any]:
+    """The landable stand-in for a record that can't be stored or read as it came."""
+    return {UNPARSED: original, "_error": error}
+
+
+def read_record(data: str | bytes, where: str = "") -> dict[str, Any]:
+    """One JSON record (a webhook body, a file line) in a shape landing can always store.
+
+    The parsed object when it is one; otherwise `unparsed(original text, reason)`: not
+    JSON, not an object, longer than MAX_RECORD_CHARS, or nested deeper than
+    MAX_JSON_DEPTH. Depth matters because orjson — the store's JSON serializer and the
+    payload key's canonical form — refuses anything deeper than 255 levels, so such a
+    record used to fail its whole batch on every run and hold the cursor; as text it
+    lands, is quarantined as malformed, and the records after it go on.
+    """
+    prefix = f"{where}: " if where else ""
+    if len(data) > MAX_RECORD_CHARS:
+        return unparsed(_text(data), f"{prefix}over {MAX_RECORD_CHARS} characters")
+    try:
+        payload: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return unparsed(_text(data), f"{prefix}not JSON: {exc}")
+    if not isinstance(payload, dict):
+        return unparsed(
+            _text(data), f"{prefix}expected a JSON object, got {type(payload).__name__}"
+        )
+    if nesting_depth(payload) > MAX_JSON_DEPTH:
+        return unparsed(_text(data), f"{prefix}nested more than {MAX_JSON_DEPTH} levels deep")
+    return payload
+
+
+def _text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", errors="replace")
 
 
 def lower_keys(obj: dict[str, Any]) -> dict[str, Any]:
@@ -110,33 +151,35 @@ class MarketplaceHttpsSource:
         expected = self.config.token.get_secret_value().encode()
         return hmac.compare_digest(expected, candidate.encode())
 
-    def receive(self, body: bytes, received_at: datetime) -> tuple[RawLead, MalformedLead | None]:
-        """The raw lead to land — always, readable or not — and what is wrong with it, if anything.
+    def raw_lead(self, body: bytes, received_at: datetime) -> RawLead:
+        """The raw lead to land for a body — always, readable or not (see `read_record`).
 
         Same body on the same day is the same raw lead: a sender's retry adds nothing, while
         the same person doing the same thing another day is a new customer action.
         """
-        try:
-            payload: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            payload = {
-                UNPARSED: body.decode("utf-8", errors="replace"),
-                "_error": f"not JSON: {exc}",
-            }
-        if not isinstance(payload, dict):
-            payload = {
-                UNPARSED: body.decode("utf-8", errors="replace"),
-                "_error": f"expected a JSON object, got {type(payload).__name__}",
-            }
-        raw = RawLead(
+        payload = read_record(body)
+        return RawLead(
             source=self.name,
             source_key=f"{payload_key(payload)}:{received_at:%Y-%m-%d}",
             kind="https",
             payload=payload,
             received_at=received_at,
         )
+
+    def problem(self, raw: RawLead) -> MalformedLead | None:
+        """What is wrong with a landed body, for the sender's answer; None when it reads.
+
+        Called after landing, so even a failure of the parser itself can't lose the body:
+        it is answered as unreadable, and processing quarantines the raw lead.
+        """
         try:
-            parse_payload("https", payload, None)
+            parse_payload("https", raw.payload, None)
         except MalformedLead as problem:
-            return raw, problem
-        return raw, None
+            return problem
+        except Exception as exc:  # the body is kept: the sender gets a 400, never a 500
+            return MalformedLead(
+                "body",
+                f"could not be read ({type(exc).__name__})",
+                "send the marketplace lead as one flat JSON object; the body is kept",
+            )
+        return None

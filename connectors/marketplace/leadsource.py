@@ -124,34 +124,96 @@ def build_lead(
     occurred_at: datetime | None,
     raw: Mapping[str, Any],
 ) -> MarketplaceLead:
-    """Normalise one customer action. `customer` keys are matched case-insensitively."""
+    """Normalise one customer action. `customer` keys are matched case-insensitively.
+
+    Every value is read with normalize's bounds: one that can't be read safely (too long,
+    nested too deep, not valid Unicode) is dropped and the lead flagged `unreadable_<field>`
+    so a person can look at the raw lead; only an unreadable LeadSource, without which the
+    action means nothing, rejects the record.
+    """
     # An object or a list where a person's field belongs is absent, not text to keep.
     fields = {str(k).lower(): v for k, v in customer.items() if not isinstance(v, dict | list)}
-    parsed = parse_lead_source(lead_source, action_code, offer_title)
-    flags = list(parsed.flags)
-    country = normalize.country(fields.get("country"))
+    flags: list[str] = []
+    read = _Reader(flags)
+    source_text = _lead_source_text(lead_source)
+    parsed = parse_lead_source(
+        source_text, read("action", action_code), read("offer_title", offer_title)
+    )
+    flags[:0] = parsed.flags
+    offer_id, title = _bounded_offer(parsed, flags)
+    country = normalize.country(read("country", fields.get("country")))
     if country is not None and not normalize.is_iso_country(country):
         flags.append("unknown_country")
-    email, email_problem = normalize.email(fields.get("email"))
+    typed_email = read("email", fields.get("email"))
+    email, email_problem = normalize.email(typed_email)
     if email is None:
-        flags.append("invalid_email" if email_problem else "no_email")
-    notes, attribution = normalize.description(description)
+        unusable = email_problem or "unreadable_email" in flags
+        flags.append("invalid_email" if unusable else "no_email")
+    if normalize.lookalike_email(typed_email, email):
+        flags.append("lookalike_email")
+    notes, attribution = read.description(description)
     return MarketplaceLead(
         channel=parsed.channel,
         action=parsed.action,
-        offer_id=parsed.offer_id,
-        offer_title=parsed.offer_title,
-        lead_source=normalize.text(lead_source),
+        offer_id=offer_id,
+        offer_title=title,
+        lead_source=source_text,
         email=email,
-        first_name=normalize.text(fields.get("firstname")),
-        last_name=normalize.text(fields.get("lastname")),
-        phone=normalize.phone(fields.get("phone"), country),
+        first_name=read("first_name", fields.get("firstname")),
+        last_name=read("last_name", fields.get("lastname")),
+        phone=normalize.phone(read("phone", fields.get("phone")), country),
         country=country,
-        company=normalize.text(fields.get("company")),
-        title=normalize.text(fields.get("title")),
+        company=read("company", fields.get("company")),
+        title=read("title", fields.get("title")),
         notes=notes,
         attribution=attribution,
         occurred_at=occurred_at,
         is_test=contains_test_marker(raw),
         flags=flags,
     )
+
+
+class _Reader:
+    """Reads payload values through normalize's bounds, flagging what it had to drop."""
+
+    def __init__(self, flags: list[str]) -> None:
+        self.flags = flags
+
+    def __call__(self, name: str, value: Any) -> str | None:
+        try:
+            return normalize.readable(value)
+        except normalize.Unreadable:
+            self.flags.append(f"unreadable_{name}")
+            return None
+
+    def description(self, value: Any) -> tuple[str | None, dict[str, str]]:
+        try:
+            return normalize.description(value)
+        except normalize.Unreadable:
+            self.flags.append("unreadable_description")
+            return None, {}
+
+
+def _lead_source_text(value: Any) -> str | None:
+    try:
+        return normalize.readable(value)
+    except normalize.Unreadable as exc:
+        raise MalformedLead(
+            "LeadSource",
+            f"unreadable: {exc}",
+            "LeadSource is a short text like 'AzureMarketplace-INS|publisher.offer'; "
+            "fix it at the sender and send the lead again",
+        ) from exc
+
+
+def _bounded_offer(parsed: ParsedSource, flags: list[str]) -> tuple[str | None, str | None]:
+    """The offer id and title, each dropped with a flag when its key would not fit the
+    store's 300-character offer key (Partner Center's own ids and names are far shorter)."""
+    offer_id, title = parsed.offer_id, parsed.offer_title
+    if offer_id is not None and len(offer_id) > normalize.MAX_OFFER_CHARS:
+        flags.append("unreadable_offer_id")
+        offer_id = None
+    if title is not None and len(normalize.offer_title_key(title)) > normalize.MAX_OFFER_CHARS:
+        flags.append("unreadable_offer_title")
+        title = None
+    return offer_id, title

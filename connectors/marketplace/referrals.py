@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -81,8 +82,9 @@ class DelegatedToken:
     def __init__(self, config: ReferralsConfig) -> None:
         self.config = config
         self.cache = msal.SerializableTokenCache()
-        if config.token_cache.exists():
-            self.cache.deserialize(config.token_cache.read_text(encoding="utf-8"))
+        saved = _read_cache(config.token_cache)
+        if saved is not None:
+            self.cache.deserialize(saved)
         host = urlsplit(config.authority).hostname or ""
         discovery = config.instance_discovery
         if discovery is None:
@@ -136,18 +138,52 @@ class DelegatedToken:
         return (result.get("id_token_claims") or {}).get("preferred_username", "signed in")
 
     def _save(self, force: bool = False) -> None:
-        """The cache holds a refresh token: owner-only file, written atomically."""
+        """The cache holds a refresh token: owner-only file, written atomically.
+
+        The temporary file is created by mkstemp (O_CREAT | O_EXCL, mode 0600, a name no one
+        can guess), so a symlink planted next to the cache can't redirect the token; a cache
+        path that is itself a symlink is refused, nothing written."""
         if not (force or self.cache.has_state_changed):
             return
         path = self.config.token_cache
+        _refuse_symlink(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.cache.serialize())
-        os.replace(partial, path)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o600)
+        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(self.cache.serialize())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, path)  # replaces a name, never follows a link at `path`
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            raise
+
+
+def _refuse_symlink(path: Path) -> None:
+    """A token cache that is a symlink points the refresh token somewhere someone else
+    chose (or feeds us their account): refuse it, naming the fix."""
+    if path.is_symlink():
+        raise FatalError(
+            f"token cache {path} is a symbolic link; refusing to read or write a refresh "
+            "token through it. Remove the link (or set token_cache to a plain file path) "
+            "and sign in again with `leadbridge auth partner-center`"
+        )
+
+
+def _read_cache(path: Path) -> str | None:
+    """The saved cache, or None before the first sign-in. Opened with O_NOFOLLOW so a link
+    swapped in after the check is refused by the kernel, not followed."""
+    _refuse_symlink(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise FatalError(f"token cache {path} can't be read safely: {exc.strerror}") from exc
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        return handle.read()
 
 
 def _transport(name: str, token: DelegatedToken) -> Transport:

@@ -8,19 +8,25 @@ every continuation, and never writes to the publisher's table. Rows are dedupe-k
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import orjson
 from azure.data.tables import TableClient
 from pydantic import Field, SecretStr
 
 from leadbridge.connectors.base import ConnectorConfig, MalformedLead
+from leadbridge.connectors.marketplace.https import unparsed
 from leadbridge.connectors.marketplace.leadsource import build_lead
+from leadbridge.core import normalize
 from leadbridge.core.durations import Duration
 from leadbridge.core.models import MarketplaceLead, RawLead
 from leadbridge.core.whoami import user_agent
+
+SOURCE_KEY_CHARS = 200  # the store's raw_leads.source_key column
 
 
 class MarketplaceTableConfig(ConnectorConfig):
@@ -93,11 +99,39 @@ class MarketplaceTableSource:
             payload["Timestamp"] = stamp.isoformat()
         return RawLead(
             source=self.name,
-            source_key=f"{entity.get('PartitionKey')}|{entity.get('RowKey')}",
+            source_key=source_key(entity.get("PartitionKey"), entity.get("RowKey")),
             kind="table",
-            payload=payload,
+            payload=storable(payload),
             occurred_at=_row_time(payload),
         )
+
+
+def source_key(partition_key: Any, row_key: Any) -> str:
+    """`PartitionKey|RowKey`, or its SHA-256 when the store's column can't hold it (Azure
+    keys may be 1 KiB each, and UTF-16): one row that can't be landed would hold the batch."""
+    key = f"{partition_key}|{row_key}"
+    if len(key) <= SOURCE_KEY_CHARS and _utf8(key):
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable(payload: dict[str, Any]) -> dict[str, Any]:
+    """The entity as landed: itself when the store's JSON serializer can write it, else its
+    text with every character escaped (nothing lost) under UNPARSED, quarantined with the
+    reason. Table strings are UTF-16 and may hold a lone surrogate, which orjson refuses."""
+    try:
+        orjson.dumps(payload)
+    except TypeError as exc:
+        return unparsed(json.dumps(payload, ensure_ascii=True, default=str), f"row: {exc}")
+    return payload
 
 
 def parse_table_row(row: Any, occurred_at: datetime | None = None) -> MarketplaceLead:
@@ -112,11 +146,13 @@ def parse_table_row(row: Any, occurred_at: datetime | None = None) -> Marketplac
         customer = info
     else:
         try:
-            customer = json.loads(info)
-        except (TypeError, ValueError) as exc:
+            customer = normalize.bounded_json(
+                normalize.readable(info, normalize.MAX_NOTES_CHARS) or "{}"
+            )
+        except ValueError as exc:
             raise MalformedLead(
                 "CustomerInfo",
-                f"not valid JSON ({exc})",
+                f"not readable as JSON ({exc})",
                 "CustomerInfo must be a JSON object string with FirstName, LastName, Email, ...",
             ) from exc
         if not isinstance(customer, dict):

@@ -8,7 +8,10 @@ through `wake` (a lead changed: deliver it now; a vendor said wait: deliver then
 engine turns that into its own kind of scheduling.
 
 Every run is recorded in `job_runs` and every replica beats in `replicas`, which is how
-`leadbridge status` shows each replica and what it is doing, in either engine.
+`leadbridge status` shows each replica and what it is doing, in either engine. Each replica
+also counts, in memory, how many runs of each job have failed in a row (`JobStreak`):
+`/readyz` turns unready on it, so a replica whose processing fails on every run says so
+even while the store answers.
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ def pause_key(target: str) -> str:
 class Schedule:
     job_id: str
     every: timedelta
+
+
+@dataclass(frozen=True)
+class JobStreak:
+    """A job's recent record on this replica: failed runs in a row (0 after a success) and
+    the last failure's exception class — never its message, which may carry an email."""
+
+    failures: int = 0
+    error: str | None = None
 
 
 class Jobs:
@@ -174,6 +186,7 @@ class Replica:
         self.buffered = buffered
         self.name = replica_name()
         self._doing: dict[str, int] = {}
+        self._streaks: dict[str, JobStreak] = {}
         self._finished: list[dict[str, object]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -195,6 +208,19 @@ class Replica:
     def doing(self) -> list[str]:
         with self._lock:
             return sorted(job for job, count in self._doing.items() if count)
+
+    def streaks(self) -> dict[str, JobStreak]:
+        """Every job this replica has run, with its failures in a row (for /readyz)."""
+        with self._lock:
+            return dict(self._streaks)
+
+    def _count(self, job_id: str, error: str | None) -> None:
+        with self._lock:
+            if error is None:
+                self._streaks[job_id] = JobStreak()
+            else:
+                failures = self._streaks.get(job_id, JobStreak()).failures + 1
+                self._streaks[job_id] = JobStreak(failures, error)
 
     def beat(self) -> None:
         now = utcnow()
@@ -224,14 +250,18 @@ class Replica:
         """Record one run of a job (start, end, outcome) around its body."""
         with self._lock:
             self._doing[job_id] = self._doing.get(job_id, 0) + 1
-        started, run_id, outcome = utcnow(), None, "error"
+        started, run_id, outcome, error = utcnow(), None, "error", "Interrupted"
         try:
             if not self.buffered:
                 with self.store.begin() as conn:
                     run_id = runs.run_started(conn, job_id, self.name, trigger, period, started)
             yield
-            outcome = "ok"
+            outcome, error = "ok", None
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
         finally:
+            self._count(job_id, error)
             with self._lock:
                 self._doing[job_id] -= 1
             if run_id is not None:

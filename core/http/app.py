@@ -1,9 +1,13 @@
 """The daemon's HTTP endpoints, as a WSGI app (served by waitress, see core/daemon.py).
 
     GET  /healthz                      alive
-    GET  /readyz                       store reachable, migrations applied, no target fatal
+    GET  /readyz                       store reachable and writable, migrations applied, no
+                                       target fatal, no job failing run after run
     GET  /metrics                      Prometheus
     POST /marketplace/leads/<token>    the marketplace_https source: Partner Center posts here
+
+`App.probes` serves the first three alone: the daemon's optional health listener, which a
+flood on the public port cannot reach (core/daemon.py).
 
 The webhook answers 2xx only after the raw lead is committed. Every body that passes the
 token and size checks is landed, readable or not — nothing a customer sent is lost — and an
@@ -13,34 +17,39 @@ unreadable one is answered 400 with the reason (and quarantined with it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from leadbridge.connectors.marketplace.https import MarketplaceHttpsSource
-from leadbridge.core import metrics, views
+from leadbridge.core import logs, metrics, views
+from leadbridge.core.engines.jobs import JobStreak
 from leadbridge.core.pipeline import land_one
 from leadbridge.core.store import migrate
-from leadbridge.core.store.repo import Store
+from leadbridge.core.store.db import SQLITE_BUSY_TIMEOUT_MS
+from leadbridge.core.store.repo import Store, utcnow
+from leadbridge.core.store.tables import cursors
 
 log = logging.getLogger("leadbridge.http")
 MAX_BODY = 1024 * 1024  # 1 MiB: a marketplace lead is well under 2 KiB
+PROBE_WAIT_MS = 3000  # the write probe waits this long for the store's write lock
 
-_ROUTES = Map(
-    [
-        Rule("/healthz", endpoint="healthz", methods=["GET", "HEAD"]),
-        Rule("/readyz", endpoint="readyz", methods=["GET", "HEAD"]),
-        Rule("/metrics", endpoint="metrics", methods=["GET"]),
-        Rule("/marketplace/leads/<token>", endpoint="lead", methods=["POST"]),
-    ]
-)
+_PROBES = [
+    Rule("/healthz", endpoint="healthz", methods=["GET", "HEAD"]),
+    Rule("/readyz", endpoint="readyz", methods=["GET", "HEAD"]),
+    Rule("/metrics", endpoint="metrics", methods=["GET"]),
+]
+_PROBE_ROUTES = Map([rule.empty() for rule in _PROBES])
+_ROUTES = Map([*_PROBES, Rule("/marketplace/leads/<token>", endpoint="lead", methods=["POST"])])
 
 
 def _json(status: int, body: Any) -> Response:
@@ -48,7 +57,11 @@ def _json(status: int, body: Any) -> Response:
 
 
 class App:
-    """The WSGI application; `on_landed` wakes processing and delivery for a new raw lead."""
+    """The WSGI application; `on_landed` wakes processing and delivery for a new raw lead.
+
+    `job_streaks` (the engine's replica) tells /readyz how each job has been doing: a job
+    whose last `unready_after` runs all failed makes this replica unready.
+    """
 
     def __init__(
         self,
@@ -56,17 +69,29 @@ class App:
         webhooks: list[MarketplaceHttpsSource],
         target_names: list[str],
         on_landed: Callable[[], None] | None = None,
+        *,
+        job_streaks: Callable[[], Mapping[str, JobStreak]] | None = None,
+        unready_after: int = 3,
     ) -> None:
         self.store = store
         self.webhooks = webhooks
         self.target_names = target_names
         self.on_landed = on_landed or (lambda: None)
+        self.job_streaks = job_streaks or dict
+        self.unready_after = unready_after
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        return self._dispatch(_ROUTES, environ, start_response)
+
+    def probes(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """Health, readiness and metrics only: the WSGI app of the health listener."""
+        return self._dispatch(_PROBE_ROUTES, environ, start_response)
+
+    def _dispatch(self, routes: Map, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         request.max_content_length = MAX_BODY
         try:
-            endpoint, args = _ROUTES.bind_to_environ(environ).match()
+            endpoint, args = routes.bind_to_environ(environ).match()
             response = getattr(self, endpoint)(request, **args)
         except NotFound:
             response = _json(404, {"error": "not found"})
@@ -78,7 +103,18 @@ class App:
         return _json(200, {"status": "alive"})
 
     def readyz(self, request: Request) -> Response:
-        checks: dict[str, Any] = {}
+        """Ready = the store answers and takes writes, its schema is current, no target's
+        credentials were refused, and no job has failed `unready_after` runs in a row.
+        Each check says why it fails, by exception class or the driver's own words for the
+        probe's fixed statement: nothing from a lead, nothing configured as a secret."""
+        checks = self._store_checks() | self._job_checks()
+        failing = sorted(k for k, v in checks.items() if v != "ok")
+        return _json(
+            503 if failing else 200, {"ready": not failing, "failing": failing, "checks": checks}
+        )
+
+    def _store_checks(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
         try:
             with self.store.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -97,10 +133,24 @@ class App:
                     )
         except Exception as exc:  # the store itself is down: that is the answer
             checks["store"] = f"unreachable: {type(exc).__name__}"
-        failing = sorted(k for k, v in checks.items() if v != "ok")
-        return _json(
-            503 if failing else 200, {"ready": not failing, "failing": failing, "checks": checks}
-        )
+            return checks
+        try:
+            with self.store.connect() as conn:
+                _probe_write(conn)
+            checks["store:writable"] = "ok"
+        except Exception as exc:
+            checks["store:writable"] = f"not writable: {_reason(exc)}"
+        return checks
+
+    def _job_checks(self) -> dict[str, str]:
+        checks = {}
+        for job, streak in sorted(self.job_streaks().items()):
+            checks[f"job:{job}"] = (
+                f"failed {streak.failures} runs in a row (last error: {streak.error})"
+                if streak.failures >= self.unready_after
+                else "ok"
+            )
+        return checks
 
     def metrics(self, request: Request) -> Response:
         return Response(generate_latest(metrics.REGISTRY), mimetype=CONTENT_TYPE_LATEST)
@@ -118,9 +168,10 @@ class App:
             body = request.get_data(cache=False)
         except RequestEntityTooLarge:
             return _json(413, {"error": f"body over {MAX_BODY} bytes"})
-        raw, problem = source.receive(body, datetime.now(UTC))
-        land_one(self.store, raw)  # committed before any answer: rule 1
+        raw = source.raw_lead(body, datetime.now(UTC))  # any body, however hostile
+        land_one(self.store, raw)  # committed before any answer, and before parsing: rule 1
         self.on_landed()
+        problem = source.problem(raw)
         if problem is not None:
             log.info(
                 "webhook body kept but unreadable",
@@ -131,3 +182,36 @@ class App:
                 {"error": f"{problem.field}: {problem.reason}", "fix": problem.fix, "kept": True},
             )
         return _json(202, {"accepted": True})
+
+
+def _probe_write(conn: Connection) -> None:
+    """Write a row and roll it back: what a read-only store refuses (a read-only file or
+    mount, a PostgreSQL replica after a failover, `default_transaction_read_only`), with a
+    short wait for the write lock so a probe never hangs behind a long batch."""
+    sqlite = conn.dialect.name == "sqlite"
+    try:
+        if sqlite:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {PROBE_WAIT_MS}")
+        else:
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {PROBE_WAIT_MS}")
+        conn.execute(
+            insert(cursors).values(
+                name=f"readyz:probe:{uuid.uuid4().hex}", value="", updated_at=utcnow()
+            )
+        )
+    finally:
+        conn.rollback()
+        if sqlite:  # the pooled connection goes back with the store's own wait
+            try:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            except Exception:
+                conn.invalidate()
+                raise
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's error class and first line (`attempt to write a readonly database`),
+    without SQLAlchemy's statement and parameters, redacted like a log line."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first = (str(cause).strip().splitlines() or [""])[0][:200]
+    return logs.redact(f"{type(cause).__name__}: {first}" if first else type(cause).__name__)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import stat
 from pathlib import Path
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+log = logging.getLogger("leadbridge.store")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The store holds every lead's personal data: its files are the owner's alone. SQLite
+# creates the -wal and -shm files with the database file's mode, so setting it on the
+# database file before SQLite first opens it covers all three.
+STORE_FILE_MODE = 0o600
+STORE_DIR_MODE = 0o700
+_SQLITE_FILES = {"": "database", "-wal": "WAL", "-shm": "shared-memory"}
 
 
 def dumps(value: object) -> str:
@@ -30,8 +41,8 @@ def make_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        _private_store_file(Path(url.database).expanduser())
     engine = create_engine(
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **JSON_OPTIONS
     )
@@ -52,3 +63,38 @@ def _sqlite_engine(url) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _private_store_file(path: Path) -> None:
+    """Create the database file (and any missing folder) readable by its owner only, and
+    warn about existing store files that group or others can read.
+
+    Existing files are not chmod-ed behind the operator's back — a group-readable store may
+    be a deliberate backup set-up — but the warning says what to run. The log line names
+    the kind of file and its mode, not its path.
+    """
+    _make_private_dirs(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORE_FILE_MODE))
+    for suffix, kind in _SQLITE_FILES.items():
+        try:
+            mode = stat.S_IMODE(path.with_name(path.name + suffix).stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            log.warning(
+                "store file readable by group or others: it holds personal data",
+                extra={"file": kind, "mode": f"{mode:04o}", "fix": "chmod 600 the store files"},
+            )
+
+
+def _make_private_dirs(folder: Path) -> None:
+    """mkdir -p, each folder leadbridge creates being 0700 (pathlib's `parents=True` would
+    give the parents the default mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            created.mkdir(mode=STORE_DIR_MODE)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from leadbridge.core.cli import app
+from leadbridge.core.store import repo
+from leadbridge.core.store.repo import Store
 
 runner = CliRunner()
 
@@ -77,6 +82,69 @@ def test_quarantine_is_explained(config: Path) -> None:
     assert story["quarantine"]["fix"]
     assert run(config, "leads", "show", "raw:x").exit_code == 2
     assert run(config, "leads", "show", "nobody@nowhere.io").exit_code == 1
+
+
+# What a customer (or a CRM) can type: OSC title change, clear screen, BEL, an 8-bit CSI,
+# a bidi override, and spreadsheet formulas.
+HOSTILE = {
+    "first_name": "\x1b]0;pwned\x07Eve\x1b[2J",
+    "last_name": "\u202eevE\x9b31m\x7f",
+    "company": '=HYPERLINK("http://evil.example","click")',
+    "title": "@SUM(1+1)",
+    "offer_title": "-2+3",
+    "notes": "+cmd|' /C calc'!A0",
+}
+RAW = ("\x1b]0;", "\x1b[2J", "\x07", "\x9b", "\x7f", "\u202e")
+
+
+def test_hostile_lead_fields_reach_neither_the_terminal_nor_a_spreadsheet(config: Path) -> None:
+    assert run(config, "ingest").exit_code == 1
+    store = Store(f"sqlite:///{config.parent / 'lb.db'}")
+    with store.begin() as conn:
+        lead = repo.leads_by_email(conn, ["jsmith@contoso.com"])["jsmith@contoso.com"][0]
+        key = lead.lead_key
+        repo.save_leads(conn, [dataclasses.replace(lead, **HOSTILE)], repo.utcnow())
+        repo.add_dead_letters(
+            conn,
+            [
+                {
+                    "lead_key": key,
+                    "target": "sales",
+                    "error_class": "permanent",
+                    "error": "=1+2\x1b[2J",
+                    "body": None,
+                    "created_at": repo.utcnow(),
+                }
+            ],
+        )
+
+    for args in (["leads", "list"], ["leads", "show", key], ["dlq", "list"]):
+        result = run(config, *args)
+        assert result.exit_code == 0, result.output
+        assert not [c for c in RAW if c in result.output], args
+    shown = run(config, "leads", "show", key).output
+    assert "\\x1b]0;pwned\\x07Eve\\x1b[2J" in shown  # visible, not acted on
+    assert "\\u202eevE\\x9b31m\\x7f" in shown
+
+    listed = run(config, "leads", "list", "--format", "json")
+    assert listed.exit_code == 0 and not [c for c in RAW if c in listed.stdout]
+    [row] = [r for r in json.loads(listed.stdout) if r["lead_key"] == key]
+    assert {k: row[k] for k in ("first_name", "last_name", "company")} == {
+        k: HOSTILE[k] for k in ("first_name", "last_name", "company")
+    }  # JSON escapes them and gives them back exactly
+
+    exported = run(config, "leads", "list", "--format", "csv")
+    assert exported.exit_code == 0 and not [c for c in RAW if c in exported.stdout]
+    [cells] = [r for r in csv.DictReader(io.StringIO(exported.stdout)) if r["lead_key"] == key]
+    assert cells["company"] == "'" + HOSTILE["company"]
+    assert cells["title"] == "'@SUM(1+1)" and cells["offer_title"] == "'-2+3"
+    assert cells["first_name"] == "\\x1b]0;pwned\\x07Eve\\x1b[2J"
+    assert cells["score"] == str(lead.score)  # leadbridge's own numbers stay numbers
+
+    letters = run(config, "dlq", "list", "--format", "csv")
+    assert letters.exit_code == 0
+    [letter] = list(csv.DictReader(io.StringIO(letters.stdout)))
+    assert letter["error"] == "'=1+2\\x1b[2J"
 
 
 def test_config_check_lists_problems_and_exits_2(tmp_path: Path) -> None:

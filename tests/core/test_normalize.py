@@ -114,3 +114,92 @@ def test_fast_path_agrees_with_email_validator(candidate: str) -> None:
         theirs = False
     if ours is not None:
         assert theirs, candidate
+
+
+# --- hostile values: bounded, never an unexpected exception ----------------------------
+
+DEEP_JSON = '{"a":' + "[" * 1000 + "]" * 1000 + "}"
+
+
+def test_description_nested_a_thousand_deep_is_unreadable_not_a_recursion_error() -> None:
+    with pytest.raises(normalize.Unreadable, match="nested more than"):
+        normalize.description(DEEP_JSON)
+
+
+def test_description_with_nested_attribution_within_the_bound_still_reads() -> None:
+    assert normalize.description('{"utm": {"source": ["ads"]}}') == (
+        None,
+        {"utm": '{"source": ["ads"]}'},
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("x" * (normalize.MAX_FIELD_CHARS + 1), "more than"),
+        ("Ada\ud800", "lone surrogate"),
+        (["Ada"], "expected text"),
+        ({"first": "Ada"}, "expected text"),
+    ],
+)
+def test_readable_refuses_what_cannot_be_read_safely(value: object, reason: str) -> None:
+    with pytest.raises(normalize.Unreadable, match=reason):
+        normalize.readable(value)
+
+
+def test_readable_cleans_what_it_accepts() -> None:
+    assert normalize.readable("  A\x00da\x1b ") == "Ada"  # control characters removed
+    assert normalize.readable(42) == "42"
+    assert normalize.readable("line one\nline two") == "line one\nline two"
+    assert normalize.readable(None) is None
+
+
+def test_nesting_depth_is_measured_without_recursion() -> None:
+    deep: object = "leaf"
+    for _ in range(100_000):
+        deep = [deep]
+    assert normalize.nesting_depth(deep) == normalize.MAX_JSON_DEPTH + 1
+    assert normalize.nesting_depth({"a": [{"b": 1}]}) == 3
+    assert normalize.nesting_depth("flat") == 0
+
+
+# --- one person, one identity: IDNA domains --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "alice@bücher.de",
+        "alice@xn--bcher-kva.de",  # the same domain in punycode
+        "Alice@BÜCHER.DE",
+        "alice@ｂücher.de",  # fullwidth b: IDNA maps it to b
+        "alice@bu\u0308cher.de",  # decomposed ü
+    ],
+)
+def test_an_international_domain_has_one_canonical_form(typed: str) -> None:
+    assert normalize.email(typed) == ("alice@bücher.de", None)
+
+
+def test_plain_ascii_addresses_are_unchanged_so_their_lead_keys_are() -> None:
+    assert normalize.email("Jsmith@Contoso.com") == ("jsmith@contoso.com", None)
+
+
+@pytest.mark.parametrize(
+    ("typed", "lookalike"),
+    [
+        ("alice@аpple.com", True),  # Cyrillic а in a Latin label
+        ("аlice@apple.com", True),  # Cyrillic а in a Latin local part
+        ("ａlice@example.com", True),  # fullwidth a
+        ("alice@ｂücher.de", True),  # fullwidth b, though IDNA folds it away
+        ("\U0001d41alice@example.com", True),  # mathematical bold a
+        ("alice@bücher.de", False),
+        ("иван@пример.рф", False),  # one script per part
+        ("ivan@пример.com", False),  # a Cyrillic label beside a Latin one
+        ("山田たろう@example.jp", False),  # Han with kana: Japanese
+        ("jsmith@contoso.com", False),
+    ],
+)
+def test_lookalike_addresses(typed: str, lookalike: bool) -> None:
+    normalized, problem = normalize.email(typed)
+    assert problem is None
+    assert normalize.lookalike_email(typed, normalized) is lookalike

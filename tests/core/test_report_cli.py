@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from leadbridge.core.cli import app
+from leadbridge.core.models import Event, Lead
+from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 
 from ..conftest import need
@@ -59,6 +62,51 @@ def test_json_csv_and_table(config: tuple[Path, Path]) -> None:
     table = run(config)
     assert table.exit_code == 0 and "funnel 2026-Q2" in table.output
     assert "SLA breach" in table.output
+
+
+EVIL_OFFER = '=HYPERLINK("http://evil.example","totals")'
+EVIL_ACTION = "\x1b]0;pwned\x07\u202eSNI"
+
+
+def _hostile_group(store: Store) -> None:
+    """One more lead whose offer key and action code a customer chose."""
+    at = datetime(2026, 5, 2, tzinfo=UTC)
+    lead = Lead(
+        lead_key="f" * 32,
+        offer_key=EVIL_OFFER,
+        email="f@x.io",
+        first_seen=at,
+        last_seen=at,
+        first_action=EVIL_ACTION,
+        actions=[EVIL_ACTION],
+    )
+    event = Event(
+        lead_key=lead.lead_key, kind="action", actor="hook", at=at, data={"action": EVIL_ACTION}
+    )
+    with store.begin() as conn:
+        repo.save_leads(conn, [lead], at)
+        repo.add_events(conn, [event])
+
+
+def test_group_names_from_outside_are_neutralised_in_every_format(
+    config: tuple[Path, Path],
+    history: Store,  # noqa: F811
+) -> None:
+    _hostile_group(history)
+    exported = run(config, "--format", "csv", "--by", "offer")
+    assert exported.exit_code == 0, exported.output
+    groups = {r["group"]: r for r in csv.DictReader(io.StringIO(exported.stdout))}
+    assert "'" + EVIL_OFFER in groups and EVIL_OFFER not in groups
+    assert groups["total"]["lagged_cost_per_sql"] == "150.00"  # a figure, left a number
+
+    for args in (["--by", "action"], ["--format", "json", "--by", "action"]):
+        result = run(config, *args)
+        assert result.exit_code == 0, result.output
+        assert not [c for c in ("\x1b]0;", "\x07", "\u202e") if c in result.stdout], args
+    report = json.loads(run(config, "--format", "json", "--by", "action").stdout)
+    assert EVIL_ACTION in [g["group"] for g in report["groups"]]  # exact once decoded
+    page = run(config, "--format", "html", "--by", "action")
+    assert page.exit_code == 0 and "\x1b" not in page.stdout and "\u202e" not in page.stdout
 
 
 def test_explicit_dates_and_usage_errors(config: tuple[Path, Path], tmp_path: Path) -> None:

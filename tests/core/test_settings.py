@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,167 @@ def test_the_store_password_is_redacted_from_logs(make_settings) -> None:
     make_settings("store: postgresql://lb:Tr0ub4dor%263@db.internal/leads\nengine: cluster\n")
     assert "Tr0ub4dor&3" not in redact("auth failed for lb with Tr0ub4dor&3")
     assert "Tr0ub4dor%263" not in redact("postgresql://lb:Tr0ub4dor%263@db.internal/leads")
+
+
+def _billion_laughs(levels: int = 9) -> str:
+    """The classic: nine references to nine lists, nine deep — 9**9 values from ~400 bytes."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, levels):
+        prev, name = chr(ord("a") + n - 1), chr(ord("a") + n)
+        lines.append(f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_with_the_problem_and_the_fix(make_settings) -> None:
+    text = _billion_laughs()
+    assert len(text) < 500
+    with pytest.raises(ConfigError) as err:
+        make_settings(text)
+    (problem,) = err.value.problems
+    assert problem.key.endswith("leadbridge.yaml")
+    assert "more than 100,000 values" in problem.message and "alias bomb" in problem.message
+    assert "write the repeated values out" in problem.fix
+
+
+def test_a_self_referencing_alias_is_refused(make_settings) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_settings("offers: &loop {x: *loop}\n")
+    (problem,) = err.value.problems
+    assert "deeper than 64 levels" in problem.message
+
+
+def test_a_config_with_a_few_anchors_still_loads(make_settings) -> None:
+    settings = make_settings(
+        """
+targets:
+  - &hook
+    name: hook-a
+    kind: webhook
+    url: https://a.example.com/leads
+    secret: s3cret-s3cret
+    every: 5s
+  - <<: *hook
+    name: hook-b
+    url: https://b.example.com/leads
+qualification:
+  actions: &points {PLT: 60, INS: 30}
+  titles:
+    - {pattern: "(?i)chief", points: 15}
+"""
+    )
+    assert [t.name for t in settings.targets] == ["hook-a", "hook-b"]
+    assert settings.target("hook-b").every.total_seconds() == 5
+    assert settings.qualification.actions == {"PLT": 60, "INS": 30}
+
+
+@pytest.mark.parametrize(
+    ("store", "secret", "shown"),
+    [
+        ("postgresql://lb:pa55word@db.internal/leads", "pa55word", "lb:***@db.internal"),
+        ("postgresql://lb@db.internal/leads?password=pa55word", "pa55word", "password=***"),
+        ("postgresql://lb:pa%40ss%3Aword@db.internal/leads", "ss", "lb:***@db.internal"),
+        (
+            "postgresql+psycopg://lb@db/leads?sslmode=require&sslpassword=pa55word",
+            "pa55word",
+            "sslmode=require",
+        ),
+    ],
+)
+def test_config_show_hides_the_store_password_in_every_form(
+    make_settings, store: str, secret: str, shown: str
+) -> None:
+    masked = make_settings(f"store: '{store}'\n").masked()
+    assert secret not in masked["store"] and shown in masked["store"]
+    assert "db" in masked["store"]  # the rest is still there to check
+
+
+def test_a_store_password_with_a_bare_at_sign_is_a_problem_not_echoed(make_settings) -> None:
+    problems = _problems(make_settings, "store: postgresql://lb:pa55@word@db/leads\n")
+    assert "unencoded '@'" in problems["store"] and "%40" in problems["store"]
+    assert "pa55" not in str(problems)
+
+
+def test_a_store_password_in_the_query_is_redacted_from_logs(make_settings) -> None:
+    from leadbridge.core.logs import redact
+
+    make_settings("store: postgresql://lb@db/leads?password=Qu3ry-pa55%26x\n")
+    assert "Qu3ry-pa55&x" not in redact("auth failed: Qu3ry-pa55&x")
+    assert "Qu3ry-pa55%26x" not in redact("postgresql://lb@db/leads?password=Qu3ry-pa55%26x")
+
+
+def test_config_show_hides_every_connector_secret(make_settings) -> None:
+    """SecretStr fields, and the secrets inside ordinary strings and header maps."""
+    secrets = {
+        "AZ": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Azur3Key==;",
+        "SF": "sf-client-s3cret",
+        "HS": "pat-na1-hubsp0t",
+        "HOOK": "webhook-hmac-s3cret",
+        "TOKEN": "marketplace-url-t0ken-0123",
+    }
+    settings = make_settings(
+        """
+sources:
+  - {name: table, kind: marketplace_table, connection_string: "${AZ}"}
+  - {name: hook, kind: marketplace_https, token: "${TOKEN}"}
+targets:
+  - name: sales
+    kind: salesforce
+    instance_url: https://acme.my.salesforce.com
+    client_id: id
+    client_secret: ${SF}
+  - {name: marketing, kind: hubspot, token: "${HS}"}
+  - name: fn
+    kind: webhook
+    url: https://fn.azurewebsites.net/api/leads?code=Funct10nKey%3D%3D&clientId=default
+    secret: ${HOOK}
+    headers: {Authorization: Bearer b3arer-t0ken, X-Api-Key: ap1-k3y, X-Team: sales}
+  - name: sas
+    kind: webhook
+    url: https://acct.blob.core.windows.net/in?sv=2022-11-02&sp=w&sig=SaS-s1gnature%2B
+    secret: ${HOOK}
+  - name: proxy
+    kind: webhook
+    url: https://relay:Pr0xy-pass@relay.example.com/leads
+    secret: ${HOOK}
+""",
+        **secrets,
+    )
+    shown = json.dumps(settings.masked())
+    for leaked in [
+        *secrets.values(),
+        "Azur3Key",
+        "Funct10nKey",
+        "b3arer-t0ken",
+        "ap1-k3y",
+        "SaS-s1gnature",
+        "Pr0xy-pass",
+    ]:
+        assert leaked not in shown, leaked
+    for kept in ["clientId=default", "sv=2022-11-02", "X-Team", "relay.example"]:
+        assert kept in shown, kept
+    targets = {t["name"]: t for t in settings.masked()["targets"]}
+    headers = targets["fn"]["headers"]
+    assert headers == {"Authorization": "***", "X-Api-Key": "***", "X-Team": "sales"}
+    assert targets["proxy"]["url"] == "https://relay:***@relay.example.com/leads"
+
+
+def test_secrets_inside_ordinary_values_are_redacted_from_logs(make_settings) -> None:
+    """A webhook URL's `?code=` and a credential header are plain strings, not SecretStr:
+    they are found the way `config show` finds them, and kept out of every log line."""
+    from leadbridge.core.logs import redact
+
+    make_settings(
+        """
+targets:
+  - name: fn
+    kind: webhook
+    url: https://fn.example.net/api/leads?code=Funct10n-k3y%2B
+    secret: hmac-s3cret-value
+    headers: {X-Api-Key: head3r-ap1-k3y}
+"""
+    )
+    line = redact(
+        "POST https://fn.example.net/api/leads?code=Funct10n-k3y%2B X-Api-Key head3r-ap1-k3y"
+    )
+    assert "Funct10n-k3y" not in line and "head3r-ap1-k3y" not in line
+    assert "fn.example.net" in line

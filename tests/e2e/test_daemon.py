@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from leadbridge.core.synthetic import write_jsonl
+
 from .helpers import (
     LEADBRIDGE,
     env,
@@ -230,3 +232,49 @@ def test_the_daemon_end_to_end(tmp_path: Path, azurite: str) -> None:
     for line in logs:
         assert not RAW_EMAIL.search(line), line
         assert not any(secret in line for secret in SECRETS), line
+
+
+@pytest.mark.slow
+def test_readiness_follows_a_failing_job_on_the_probes_own_port(tmp_path: Path) -> None:
+    """The source's file is missing, so every ingest run fails: after three in a row the
+    replica is unready and /readyz names the job; once the file is there it is ready again.
+    The probes answer on `http.health_port`; the public port says the same."""
+    leads = tmp_path / "leads.jsonl"
+    port, health = free_port(), free_port()
+    config = write_config(
+        tmp_path,
+        tmp_path / "lb.db",
+        [{"name": "file", "kind": "leads_file", "path": str(leads), "every": "1s"}],
+        [],
+        http={"host": "127.0.0.1", "port": port, "health_port": health},
+    )
+    with (tmp_path / "daemon.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [*LEADBRIDGE, "--config", str(config), "run"],
+            env=env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    readyz = f"http://127.0.0.1:{health}/readyz"
+    try:
+        wait_until(lambda: healthy(health), 30, "the probes' port to answer /healthz")
+        wait_until(
+            lambda: requests.get(readyz, timeout=5).status_code == 503,
+            60,
+            "/readyz to turn unready",
+        )
+        unready = requests.get(readyz, timeout=5).json()
+        assert unready["failing"] == ["job:ingest:file"]
+        assert unready["checks"]["job:ingest:file"].endswith("(last error: FileNotFoundError)")
+        assert unready["checks"]["store:writable"] == "ok"
+        public = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert public.status_code == 503 and public.json()["failing"] == ["job:ingest:file"]
+        write_jsonl(leads, 5)
+        wait_until(
+            lambda: requests.get(readyz, timeout=5).status_code == 200,
+            60,
+            "/readyz to be ready again",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -3,6 +3,7 @@ persistent token cache, marketplace leads read from referrals, stage written bac
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,6 +75,41 @@ def test_device_code_sign_in_keeps_a_private_cache_that_survives_restarts(
     issued = pc.tokens_issued
     assert restarted.headers(True)["Authorization"].startswith("Bearer ")
     assert pc.tokens_issued == issued + 1  # renewed silently with the cached refresh token
+
+
+def test_a_symlink_planted_at_the_old_partial_path_gets_no_token(
+    config: ReferralsConfig,
+) -> None:
+    """The cache used to be written through `<cache>.partial` opened without O_EXCL: a link
+    planted there sent the refresh token to a file of the attacker's choosing."""
+    stolen = config.token_cache.parent / "attacker-owned"
+    stolen.write_text("", encoding="utf-8")
+    config.token_cache.with_suffix(".partial").symlink_to(stolen)
+    _signed_in(config)
+    assert stolen.read_text(encoding="utf-8") == ""  # the token went nowhere else
+    assert not config.token_cache.is_symlink()
+    assert json.loads(config.token_cache.read_text(encoding="utf-8"))["RefreshToken"]
+    assert os.stat(config.token_cache).st_mode & 0o777 == 0o600
+    leftovers = {p.name for p in config.token_cache.parent.iterdir()}
+    assert leftovers == {"cache.json", "cache.partial", "attacker-owned"}  # no temp file left
+
+
+def test_a_token_cache_that_is_a_symlink_is_refused_for_reading_and_writing(
+    config: ReferralsConfig,
+) -> None:
+    elsewhere = config.token_cache.parent / "someone-elses-cache.json"
+    elsewhere.write_text("{}", encoding="utf-8")
+    config.token_cache.symlink_to(elsewhere)
+    with pytest.raises(FatalError, match="symbolic link"):
+        DelegatedToken(config)  # not read: it could hand us another account
+
+    config.token_cache.unlink()
+    token = DelegatedToken(config)  # no cache yet: fine
+    config.token_cache.symlink_to(elsewhere)  # planted before the first save
+    with pytest.raises(FatalError, match="symbolic link"):
+        token.sign_in(lambda message: None)
+    assert elsewhere.read_text(encoding="utf-8") == "{}"  # no token written through it
+    assert config.token_cache.is_symlink()  # refused, not silently replaced
 
 
 def test_marketplace_leads_are_read_and_mapped(

@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from leadbridge.connectors.base import MalformedLead
+from leadbridge.connectors.marketplace.https import UNPARSED
 from leadbridge.connectors.marketplace.table import (
+    SOURCE_KEY_CHARS,
     MarketplaceTableConfig,
     MarketplaceTableSource,
     parse_table_row,
     parse_time,
+    source_key,
+    storable,
 )
 from leadbridge.core.pipeline import ingest
 from leadbridge.core.settings import Settings
@@ -24,6 +28,29 @@ def test_bad_customer_info_names_the_field() -> None:
     with pytest.raises(MalformedLead) as err:
         parse_table_row({"LeadSource": "AzurePortal-Create|a.b", "CustomerInfo": "{oops"})
     assert err.value.field == "CustomerInfo"
+
+
+def test_customer_info_nested_a_thousand_deep_names_the_field() -> None:
+    info = '{"Email":' + "[" * 1000 + "]" * 1000 + "}"
+    with pytest.raises(MalformedLead) as err:
+        parse_table_row({"LeadSource": "AzurePortal-Create|a.b", "CustomerInfo": info})
+    assert err.value.field == "CustomerInfo" and "nested more than" in err.value.reason
+
+
+def test_a_row_the_store_cannot_serialize_lands_as_escaped_text() -> None:
+    row = {"PartitionKey": "p", "RowKey": "r", "CustomerInfo": '{"FirstName": "Ada\ud800"}'}
+    landed = storable(row)
+    assert json.loads(landed[UNPARSED]) == row  # every character kept, escaped
+    assert "surrogates" in landed["_error"]
+    assert storable({"PartitionKey": "p"}) == {"PartitionKey": "p"}
+
+
+def test_source_keys_longer_than_the_column_are_hashed() -> None:
+    assert source_key("2024-05-14", "abc") == "2024-05-14|abc"
+    long_key = source_key("p" * 1024, "r" * 1024)  # Azure allows 1 KiB each
+    assert len(long_key) <= SOURCE_KEY_CHARS and long_key.startswith("sha256:")
+    assert long_key == source_key("p" * 1024, "r" * 1024)
+    assert source_key("p", "r\ud800").startswith("sha256:")  # no store takes a lone surrogate
 
 
 def test_extra_and_missing_properties_are_fine() -> None:

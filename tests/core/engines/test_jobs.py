@@ -13,7 +13,7 @@ import responses as responses_lib
 
 from leadbridge.core import pipeline, views
 from leadbridge.core.engines.apscheduler import SingleEngine
-from leadbridge.core.engines.jobs import Jobs, Replica
+from leadbridge.core.engines.jobs import Jobs, JobStreak, Replica
 from leadbridge.core.models import RawLead
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store import runs
@@ -171,3 +171,38 @@ targets:
     job, until = woken[-1]
     assert job == "deliver:hook"
     assert timedelta(seconds=110) < until - utcnow() <= timedelta(seconds=120)
+
+
+def _wait_for(condition, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_the_single_engine_counts_a_jobs_failures_in_a_row_until_it_recovers(
+    tmp_path: Path,
+) -> None:
+    """The source's file is missing: every ingest run fails, and the replica says which job
+    and how (what /readyz reports); once the file is there, the next run clears it."""
+    leads = tmp_path / "leads.jsonl"
+    settings = load_settings(
+        None,
+        store=f"sqlite:///{tmp_path / 'lb.db'}",
+        sources=[{"name": "file", "kind": "leads_file", "path": str(leads), "every": "1s"}],
+    )
+    engine = SingleEngine(settings, Store(settings.store), threading.Event())
+    engine.start()
+    try:
+
+        def streak() -> JobStreak:
+            return engine.replica.streaks().get("ingest:file", JobStreak())
+
+        _wait_for(lambda: streak().failures >= 3, "three failures in a row")
+        assert streak().error == "FileNotFoundError"
+        assert engine.replica.streaks()["process"].failures == 0
+        write_jsonl(leads, 3)
+        _wait_for(lambda: streak().failures == 0, "a run that succeeds")
+    finally:
+        assert engine.shutdown(20)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from leadbridge.core.engines.jobs import Schedule
+from leadbridge.core.engines.jobs import JobStreak, Schedule
 from leadbridge.core.engines.procrastinate import (
     SCHEMA_CURSOR,
     ClusterEngine,
@@ -23,6 +26,7 @@ from leadbridge.core.engines.procrastinate import (
 from leadbridge.core.settings import ConfigError, load_settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
+from leadbridge.core.synthetic import write_jsonl
 
 
 def test_cluster_needs_a_postgresql_store() -> None:
@@ -162,3 +166,39 @@ def test_the_sweep_forgets_ended_jobs_after_a_week(pg_url: str) -> None:
     with engine.store.connect() as conn:
         left = conn.execute(text("SELECT status FROM procrastinate_jobs")).scalars().all()
     assert left == ["aborted"]  # a day old: kept; the week-old failure: gone
+
+
+def test_a_replica_counts_a_jobs_failures_in_a_row_until_it_recovers(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The same bookkeeping as the single engine's, through procrastinate's worker: the
+    source's file is missing, every ingest run fails; once it is there, the next run clears
+    it (what /readyz reports)."""
+    leads = tmp_path / "leads.jsonl"
+    settings = load_settings(
+        None,
+        store=pg_url,
+        engine="cluster",
+        cluster={"heartbeat": "1s"},
+        sources=[{"name": "file", "kind": "leads_file", "path": str(leads), "every": "1s"}],
+    )
+    engine = ClusterEngine(settings, Store(pg_url), threading.Event())
+
+    def streak() -> JobStreak:
+        return engine.replica.streaks().get("ingest:file", JobStreak())
+
+    def wait_for(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    engine.start()
+    try:
+        wait_for(lambda: streak().failures >= 3, "three failures in a row")
+        assert streak().error == "FileNotFoundError"
+        write_jsonl(leads, 3)
+        wait_for(lambda: streak().failures == 0, "a run that succeeds")
+    finally:
+        assert engine.shutdown(20)
+        engine.store.dispose()
