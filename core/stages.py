@@ -1,4 +1,4 @@
-"""Stage order and the rules of moving between stages (DESIGN.md, "Stages").
+"""Stage order and the rules of moving between stages (docs/architecture.md, "Stages").
 
 Forward moves are accepted from any target that pulls stages. Backward moves (recycle to
 nurture, disqualify) are accepted only from a target that owns the stage the lead is in, or
