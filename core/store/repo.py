@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from leadbridge.core.models import Event, Lead, RawLead, lead_from_json, lead_to_json
 from leadbridge.core.store import migrate
-from leadbridge.core.store.db import make_engine
+from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
 from leadbridge.core.store.tables import (
     contacts,
     cursors,
@@ -35,13 +35,29 @@ def utcnow() -> datetime:
 
 
 class Store:
-    """The engine plus the migrations check; hand out transactions with `begin()`."""
+    """The engine plus the migrations check; hand out transactions with `begin()`.
+
+    Opening it is where a wrong `store` shows (a database that is down, a wrong password, a
+    driver that isn't there): that is raised as `StoreUnavailable`, the one error callers
+    turn into a message. With `upgrade=False` nothing connects until first used; `check()`
+    then says whether it can.
+    """
 
     def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.url = url
-        self.engine: Engine = make_engine(url)
-        if upgrade:
-            migrate.upgrade(self.engine)
+        try:
+            self.engine: Engine = make_engine(url)
+            if upgrade:
+                migrate.upgrade(self.engine)
+        except OPEN_ERRORS as exc:
+            raise StoreUnavailable.from_error(exc) from exc
+
+    def check(self) -> str | None:
+        """Connect once; the revision the store is at (None: empty). Raises StoreUnavailable."""
+        try:
+            return migrate.current_revision(self.engine)
+        except OPEN_ERRORS as exc:
+            raise StoreUnavailable.from_error(exc) from exc
 
     def begin(self):
         return self.engine.begin()
@@ -113,7 +129,20 @@ def pending_raw_leads(conn: Connection, limit: int) -> list[Any]:
     )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    else:
+        take_write_lock(conn)
     return list(conn.execute(stmt))
+
+
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: take the database's one write lock before reading what to process.
+
+    SQLite has no row locks: two processors (an ingest run and the processing job, or the
+    daemon and a one-off `leadbridge ingest`) would both read the same `new` rows and both
+    merge them — doubled events, doubled counts. A write statement as the transaction's
+    first makes the second processor wait for the first to commit, and then read fresh.
+    """
+    conn.execute(text("UPDATE raw_leads SET status = status WHERE 0"))
 
 
 def pending_raw_leads_by_id(conn: Connection, ids: Sequence[int]) -> list[Any]:
@@ -126,6 +155,8 @@ def pending_raw_leads_by_id(conn: Connection, ids: Sequence[int]) -> list[Any]:
     )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    else:
+        take_write_lock(conn)
     return list(conn.execute(stmt))
 
 
