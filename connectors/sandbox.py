@@ -7,8 +7,15 @@ error shapes and throttling behaviour. It is a test and demo tool: it binds to l
 Admin API (JSON), on every sandbox:
     GET  /_sandbox/records              every stored record
     GET  /_sandbox/requests             the request log (method, path, status, at, agent)
-    POST /_sandbox/config               {"latency_ms": 50, "fail_rate": 0.3, ...}
+    POST /_sandbox/config               {"latency_ms": 50, "fail_rate": 0.3,
+                                         "statuses": {"423": 0.1, "521": 0.05}, ...}
     POST /_sandbox/reset                forget records and the log
+
+Faults on demand (`leadbridge sandbox --faults 423:0.1,521:0.05`, or `statuses` above): each
+status answers that share of API requests, in the vendor's own body shape. Every sandbox can
+answer its vendor's throttling status (`throttled()`) and the plain 500/502/503/504 any HTTP
+API gives; a vendor's sandbox adds the statuses its API documents (`fault_statuses`,
+`fault_answer`) — HubSpot's 423, 477 and Cloudflare's 52x, say.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,6 +39,9 @@ from urllib.parse import parse_qs, urlsplit
 import trustme
 
 log = logging.getLogger("leadbridge.sandbox")
+
+# The answers of a server in trouble that any HTTP API can give, in a plain body.
+GENERIC_FAULTS = frozenset({500, 502, 503, 504})
 
 
 @dataclass
@@ -68,7 +79,64 @@ class Faults:
     down: bool = False  # every API request answered 503
     throttle_next: int = 0  # the next N API requests get the vendor's throttle answer
     drop_rate: float = 0.0  # share of API requests whose connection is cut, unanswered
+    # status -> share of API requests answered with it, in the vendor's shape (`--faults`)
+    statuses: dict[int, float] = field(default_factory=dict)
     seed: int = 1
+
+
+def parse_faults(spec: str | Mapping[Any, Any]) -> dict[int, float]:
+    """`423:0.1,521:0.05` (or {"423": 0.1, ...}) as {status: share}. Shares are of all API
+    requests, so together they can't pass 1; a status is an HTTP error status (400-599)."""
+    pairs = (
+        [tuple(part.split(":", 1)) for part in spec.split(",") if part.strip()]
+        if isinstance(spec, str)
+        else list(spec.items())
+    )
+    statuses: dict[int, float] = {}
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"{':'.join(map(str, pair))!r}: write status:share, e.g. 423:0.1")
+        status, share = _fault_pair(*pair)
+        if status in statuses:
+            raise ValueError(f"{status} is given twice")
+        statuses[status] = share
+    if sum(statuses.values()) > 1:
+        raise ValueError("the shares add up to more than 1 (they are shares of every request)")
+    return statuses
+
+
+def _fault_pair(status: Any, share: Any) -> tuple[int, float]:
+    try:
+        code, part = int(str(status).strip()), float(str(share).strip())
+    except ValueError:
+        raise ValueError(f"{status}:{share}: write status:share, e.g. 423:0.1") from None
+    if not 400 <= code <= 599:
+        raise ValueError(f"{code}: only error statuses (400-599) can be injected")
+    if not 0 <= part <= 1:
+        raise ValueError(f"{code}:{share}: a share is between 0 and 1")
+    return code, part
+
+
+def apply_faults(
+    sandboxes: Mapping[str, Sandbox], statuses: Mapping[int, float]
+) -> dict[str, list[int]]:
+    """Give each sandbox the statuses it can answer; returns, per sandbox, the ones it can't
+    (left out there). A status no sandbox can answer is an error: nothing would inject it."""
+    skipped = {
+        kind: sorted(set(statuses) - box.fault_statuses()) for kind, box in sandboxes.items()
+    }
+    nowhere = sorted(set(statuses).intersection(*map(set, skipped.values())))
+    if nowhere and sandboxes:
+        raise ValueError(
+            f"no running sandbox answers {', '.join(map(str, nowhere))}; they answer: "
+            + "; ".join(
+                f"{kind} {', '.join(map(str, sorted(box.fault_statuses())))}"
+                for kind, box in sandboxes.items()
+            )
+        )
+    for kind, box in sandboxes.items():
+        box.set_faults({s: v for s, v in statuses.items() if s not in skipped[kind]})
+    return {kind: left for kind, left in skipped.items() if left}
 
 
 Handler = Callable[[Request], Response]
@@ -147,6 +215,31 @@ class Sandbox:
     def token_expired(self) -> Response:
         return Response(401, {"error": "token expired"})
 
+    def fault_statuses(self) -> frozenset[int]:
+        """The statuses `Faults.statuses` can make this sandbox answer: its vendor's
+        throttling answer and the plain 5xx; a vendor's sandbox adds those its API documents."""
+        return frozenset({self.throttled().status, *GENERIC_FAULTS})
+
+    def fault_answer(self, status: int, request: Request) -> Response:
+        """The answer for an injected status, as the vendor would give it."""
+        throttled = self.throttled()
+        if status == throttled.status:
+            return throttled
+        # RFC 9110 §15.6.4: a 503 may say when to come back.
+        headers = {"Retry-After": f"{self.faults.retry_after_s:g}"} if status == 503 else {}
+        return Response(status, {"error": HTTPStatus(status).phrase.lower()}, headers)
+
+    def set_faults(self, statuses: Mapping[int, float]) -> None:
+        """Answer these shares of API requests with these statuses (replacing any before)."""
+        unsupported = sorted(set(statuses) - self.fault_statuses())
+        if unsupported:
+            raise ValueError(
+                f"the {self.kind} sandbox cannot answer {', '.join(map(str, unsupported))}; "
+                f"it answers {', '.join(map(str, sorted(self.fault_statuses())))}"
+            )
+        with self.lock:
+            self.faults.statuses = dict(statuses)
+
     def is_api(self, request: Request) -> bool:
         """Requests subject to faults and counted as API calls (not auth, not admin)."""
         return True
@@ -189,11 +282,19 @@ class Sandbox:
                 self.request_log.clear()
                 return Response(200, {"ok": True})
             if action == "config" and request.method == "POST":
-                for key, value in (request.json() or {}).items():
-                    if hasattr(self.faults, key):
-                        setattr(self.faults, key, type(getattr(self.faults, key))(value))
-                return Response(200, vars(self.faults))
+                return self._configure(request.json() or {})
         return self.admin_extra(action, request) or Response(404, {"error": "no such admin call"})
+
+    def _configure(self, values: dict[str, Any]) -> Response:
+        try:
+            if "statuses" in values:
+                self.set_faults(parse_faults(values.pop("statuses") or {}))
+            for key, value in values.items():
+                if hasattr(self.faults, key):
+                    setattr(self.faults, key, type(getattr(self.faults, key))(value))
+        except (TypeError, ValueError) as exc:
+            return Response(400, {"error": str(exc)})
+        return Response(200, vars(self.faults))
 
     def admin_extra(self, action: str, request: Request) -> Response | None:
         return None
@@ -204,7 +305,7 @@ class Sandbox:
             return admin
         api = self.is_api(request)
         if api:
-            fault = self._fault()
+            fault = self._fault(request)
             if fault is not None:
                 return fault
         for method, pattern, handler in self._routes:
@@ -213,7 +314,7 @@ class Sandbox:
                 return handler(request)
         return Response(404, {"error": f"no route {request.method} {request.path}"})
 
-    def _fault(self) -> Response | None:
+    def _fault(self, request: Request) -> Response | None:
         with self.lock:
             self.api_requests += 1
             faults = self.faults
@@ -227,6 +328,12 @@ class Sandbox:
                 return self.token_expired()
             if faults.fail_rate and self.random.random() < faults.fail_rate:
                 return self.throttled()
+            if faults.statuses:
+                roll = self.random.random()
+                for status, share in faults.statuses.items():
+                    if roll < share:
+                        return self.fault_answer(status, request)
+                    roll -= share
         return None
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

@@ -55,11 +55,14 @@ class Write:
     body: dict[str, Any]
     created: bool  # no record exists: the create payload, placeholders included
     kept: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)  # not sent, and why
 
     def result(self, **values: Any) -> PushResult:
         """The push result for this write, with the plan's facts filled in."""
         values.setdefault("created", self.created if values.get("ok") else None)
-        return PushResult(lead_key=self.lead.lead_key, kept=self.kept, **values)
+        return PushResult(
+            lead_key=self.lead.lead_key, kept=self.kept, dropped=self.dropped, **values
+        )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ upsert the rest in one request, and record each record's own outcome: links for 
 that landed, back-off for retryable ones, dead letters (with the CRM's own error body) for
 permanent ones, and "converted" for CRM records that can no longer be written. A target
 whose credentials are rejected stops, and everything stays queued.
+
+A vendor's pause (Retry-After, Salesforce REQUEST_LIMIT_EXCEEDED, HubSpot's daily limit)
+binds every process on the store, now and later: the one that was told writes it down
+(`remember_pause`), and every delivery, backfill, stage read or daemon start loads it first
+(`honour_pause`) and sends nothing to that vendor until it ends.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import select
 
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.targets import HttpTarget, Link
@@ -28,6 +35,7 @@ from leadbridge.core.models import Event, Lead, PushResult
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store, utcnow
+from leadbridge.core.store.tables import cursors
 from leadbridge.core.whoami import replica_name
 
 log = logging.getLogger("leadbridge.delivery")
@@ -50,7 +58,8 @@ class DeliveryReport:
     converted: int = 0
     api_calls: int = 0
     fatal: str | None = None
-    paused_until: datetime | None = None
+    paused_until: datetime | None = None  # nothing more before then: a pause or back-offs
+    pause: Pause | None = None  # the vendor's pause, when one holds the target
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -75,11 +84,12 @@ def deliver(
     max_batches: int | None = None,
     stop: threading.Event | None = None,
 ) -> DeliveryReport:
-    """Drain the target's due outbox rows once; `stop` ends it after the batch in hand."""
+    """Drain the target's due outbox rows once; `stop` ends it after the batch in hand.
+    Nothing is sent while a vendor's pause runs, whichever process was given it."""
     report = DeliveryReport(target=target.name)
-    paused_for = target.transport.held_for()
-    if paused_for > 0:  # the vendor asked us to wait (Retry-After, REQUEST_LIMIT_EXCEEDED)
-        report.paused_until = utcnow() + timedelta(seconds=paused_for)
+    report.pause = honour_pause(store, target)
+    if report.pause is not None:
+        report.paused_until = report.pause.until
         return report
     calls_before = target.transport.stats.requests
     lease = settings.delivery.claim_ttl
@@ -96,6 +106,9 @@ def deliver(
         if on_batch:
             on_batch(report)
     report.api_calls = target.transport.stats.requests - calls_before
+    report.pause = remember_pause(store, target)
+    if report.pause is not None:
+        report.paused_until = max(report.paused_until or report.pause.until, report.pause.until)
     if report.fatal is None:
         _set_health(store, target.name, "ok", None, _state(target))
     return report
@@ -247,6 +260,8 @@ def _record(
                 event_data["created"] = True
             if result.kept:  # field names only: the values are personal data
                 event_data["kept"] = {"fields": result.kept, "why": "the CRM has a value"}
+            if result.dropped:
+                event_data["dropped"] = result.dropped
             if lead.last_received_at is not None:
                 metrics.ARRIVAL_TO_CONFIRMED.labels(target.name).observe(
                     (now - lead.last_received_at).total_seconds()
@@ -372,3 +387,132 @@ def _jsonable(body: Any) -> Any:
     if body is None or isinstance(body, dict | list | str | int | float | bool):
         return body
     return str(body)
+
+
+# --- vendor pauses ---------------------------------------------------------------------
+# Kept in the store's key-value cursors for now; every read and write of them is here, so
+# moving them to a typed state table touches this section only.
+
+_PAUSE_KEY = "target:{}:pause"
+_SAME_END = timedelta(seconds=1)  # ends this close are one pause, not an extension
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A vendor's order to send nothing to `target` before `until` (UTC), and its reason in
+    the vendor's words ("REQUEST_LIMIT_EXCEEDED", "HTTP 429, Retry-After 120 s")."""
+
+    target: str
+    until: datetime
+    why: str
+
+    def seconds_left(self, now: datetime) -> float:
+        return max(0.0, (self.until - now).total_seconds())
+
+    def as_json(self) -> dict[str, str]:
+        return {"until": self.until.isoformat(), "why": self.why}
+
+
+def pause_key(target: str) -> str:
+    return _PAUSE_KEY.format(target)
+
+
+def read_pause(conn: Any, target: str, now: datetime) -> Pause | None:
+    """The target's pause if it still runs; an ended one is as good as none."""
+    pause = _parse_pause(target, repo.get_cursor(conn, pause_key(target)))
+    return pause if pause is not None and pause.until > now else None
+
+
+def running_pauses(conn: Any, now: datetime) -> list[Pause]:
+    """Every target's running pause (status, /metrics), by target name."""
+    prefix, suffix = _PAUSE_KEY.split("{}")
+    rows = conn.execute(
+        select(cursors.c.name, cursors.c.value).where(cursors.c.name.like(pause_key("%")))
+    )
+    found = (
+        _parse_pause(name.removeprefix(prefix).removesuffix(suffix), value) for name, value in rows
+    )
+    return sorted((p for p in found if p is not None and p.until > now), key=lambda p: p.target)
+
+
+def record_pause(conn: Any, pause: Pause, now: datetime) -> Pause:
+    """Store a pause a vendor gave; returns the one that now holds. A longer pause extends
+    the stored one, a shorter one leaves it (two replicas told at once may both write: the
+    last write wins, and a pause cut short costs one call the vendor answers with a pause)."""
+    current = read_pause(conn, pause.target, now)
+    if current is not None and current.until >= pause.until - _SAME_END:
+        return current
+    value = orjson.dumps(pause.as_json()).decode()
+    repo.set_cursor(conn, pause_key(pause.target), value, now)
+    return pause
+
+
+def _parse_pause(target: str, value: str | None) -> Pause | None:
+    """A stored pause, or None for a missing or unreadable one (a pause is advice: a broken
+    one must not stop delivery for good)."""
+    if not value:
+        return None
+    try:
+        data = orjson.loads(value)
+        until = datetime.fromisoformat(data["until"])
+        why = str(data.get("why") or "")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        log.warning("unreadable pause ignored", extra={"target": target})
+        return None
+    if until.tzinfo is None:
+        return None
+    return Pause(target, until, why)
+
+
+def honour_pause(store: Store, target: HttpTarget) -> Pause | None:
+    """Load the target's stored pause into its transport (once: within a process the
+    monotonic clock rules) and return the pause holding it now, stored or told here (one
+    told here that the store doesn't know yet is written down first). An ended pause is
+    simply ignored; the next one overwrites it."""
+    now = utcnow()
+    with store.connect() as conn:
+        stored = read_pause(conn, target.name, now)
+    if stored is not None:
+        _adopt(target, stored, now)
+    if not target.transport.pause.shared:
+        return remember_pause(store, target)
+    return _held(target, now)
+
+
+def remember_pause(store: Store, target: HttpTarget) -> Pause | None:
+    """Write down a pause the vendor gave this process, so every other process and every
+    later command honours it too; returns the pause holding the target, if any."""
+    now = utcnow()
+    held = _held(target, now)
+    if held is None or target.transport.pause.shared:
+        return held
+    with store.begin() as conn:
+        stored = record_pause(conn, held, now)
+    target.transport.pause.shared = True
+    target.transport.pause.seen = held.until
+    _adopt(target, stored, now)  # another process's, longer
+    return _held(target, now)
+
+
+@contextmanager
+def vendor_pause(store: Store, target: HttpTarget) -> Iterator[Pause | None]:
+    """Around work that calls the target (a stage read, say): yields the running pause, in
+    which case the caller sends nothing, and writes down any pause given meanwhile."""
+    pause = honour_pause(store, target)
+    yield pause
+    if pause is None:
+        remember_pause(store, target)
+
+
+def _adopt(target: HttpTarget, stored: Pause, now: datetime) -> None:
+    pause = target.transport.pause
+    if pause.seen is None or stored.until > pause.seen:
+        target.transport.hold(stored.seconds_left(now), stored.why, told=False)
+        pause.seen = stored.until
+
+
+def _held(target: HttpTarget, now: datetime) -> Pause | None:
+    seconds = target.transport.paused_for()
+    if seconds <= 0:
+        return None
+    return Pause(target.name, now + timedelta(seconds=seconds), target.transport.pause.why)

@@ -1,20 +1,29 @@
 """`leadbridge demo`: the sample marketplace leads through the whole pipeline into local
 sandboxes of every CRM, no credentials needed.
 
-Runs with config/demo.yaml against a throwaway SQLite store (or `--workdir`) and the
-sandboxes of `leadbridge sandbox`, started in-process on loopback — so it exercises exactly
-the code and configuration path a real deployment does.
+Runs with config/demo.yaml against a SQLite store in `--workdir` (else a new temporary
+folder, kept so the commands it suggests at the end work) and the sandboxes of
+`leadbridge sandbox`, started in-process on loopback — so it exercises exactly the code and
+configuration path a real deployment does.
+
+Every run starts fresh: the sandboxes live in memory and start empty, so a store kept from
+an earlier run would believe they already hold every lead (the same payloads, so no API
+call) and the demo would tell a different story — nothing delivered, no MQL to accept. The
+demo therefore removes its own store from the workdir before it starts, and only its own: a
+folder holding a store the demo did not make is refused.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import tempfile
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from leadbridge.connectors import sandboxes
 from leadbridge.connectors.base import build
@@ -27,6 +36,7 @@ from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 
+EXIT_USAGE = 2
 # What the demo shows of each CRM's records: (name, email, stage) columns per kind.
 _SHOW = {
     "salesforce": ("LastName", "Email", "Lead_Stage__c"),
@@ -34,33 +44,71 @@ _SHOW = {
     "dataverse": ("lastname", "emailaddress1", "lb_leadstage"),
     "webhook": ("last_name", "email", "stage"),
 }
+# The files a demo run makes in its workdir (SQLite's journals next to the store).
+STORE_FILE = "leadbridge.db"
+CONFIG_FILE = "leadbridge.yaml"
+_MARKER = ".leadbridge-demo"
+_OWN_FILES = (STORE_FILE, f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", f"{STORE_FILE}-journal")
 
 
 def run_demo(workdir: Path | None = None) -> int:
     out = render.console
+    work = _fresh_workdir(workdir)
+    if work is None:
+        return EXIT_USAGE
     running = sandboxes.start()
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="leadbridge-demo-") as tmp,
-            as_file(files("leadbridge.config")) as data_dir,
-        ):
-            settings = _settings(Path(workdir or tmp), Path(data_dir), running)
+        with as_file(files("leadbridge.config")) as data_dir:
+            settings = _settings(work, Path(data_dir), running)
             store = Store(settings.store)
-            out.rule("leadbridge demo: marketplace leads → one lead per person and offer → CRMs")
-            _ingest(settings, store)
-            _deliver(settings, store)
-            _show_crms(running)
-            _show_again(settings, store)
-            _accept_in_salesforce(settings, store, running)
-            store.dispose()
+            try:
+                out.rule(
+                    "leadbridge demo: marketplace leads → one lead per person and offer → CRMs"
+                )
+                _ingest(settings, store)
+                _deliver(settings, store)
+                _show_crms(settings, running)
+                _show_again(settings, store)
+                accepted = _accept_in_salesforce(settings, store, running)
+            finally:
+                store.dispose()
+            config = _write_config(work, Path(data_dir))
     finally:
         sandboxes.stop(running)
+    _what_next(work, config, accepted)
     return 0
 
 
+def _fresh_workdir(workdir: Path | None) -> Path | None:
+    """The folder this run keeps its store in, without an earlier run's store (see the
+    module docstring); None when `workdir` holds a store the demo did not make."""
+    if workdir is None:
+        work = Path(tempfile.mkdtemp(prefix="leadbridge-demo-"))
+    else:
+        work = workdir.resolve()
+        work.mkdir(parents=True, exist_ok=True)
+    foreign = (
+        [name for name in (STORE_FILE, CONFIG_FILE) if (work / name).exists()]
+        if not (work / _MARKER).exists()
+        else []
+    )
+    if foreign:
+        render.console.print(
+            f"{work} already holds {' and '.join(foreign)} that leadbridge demo did not make; "
+            "the demo writes its own store and config there and will not replace yours. "
+            "Give --workdir an empty folder (or the folder of an earlier demo)."
+        )
+        return None
+    for name in _OWN_FILES:
+        (work / name).unlink(missing_ok=True)
+    (work / _MARKER).write_text(
+        "made by `leadbridge demo`: its store here is replaced on every run\n", encoding="utf-8"
+    )
+    return work
+
+
 def _settings(work: Path, data_dir: Path, running: dict[str, Any]) -> Settings:
-    work.mkdir(parents=True, exist_ok=True)
-    os.environ["LEADBRIDGE_DEMO_DIR"] = str(work.resolve())
+    os.environ["LEADBRIDGE_DEMO_DIR"] = str(work)
     os.environ["LEADBRIDGE_DEMO_DATA"] = str(data_dir.resolve())
     for kind, sandbox in running.items():
         os.environ[f"LEADBRIDGE_DEMO_{kind.upper()}_URL"] = sandbox.url
@@ -73,11 +121,8 @@ def _settings(work: Path, data_dir: Path, running: dict[str, Any]) -> Settings:
 def _ingest(settings: Settings, store: Store) -> None:
     for config in settings.source_configs():
         report = ingest(build(config), store, settings)
-        render.console.print(
-            f"{config.name}: {report.fetched} raw leads → {report.leads_created} new leads, "
-            f"{report.leads_updated} merged into existing ones, {report.new_mqls} new MQLs, "
-            f"{report.test_leads} Microsoft test lead(s), {report.quarantined} quarantined"
-        )
+        line = views.ingest_line(report, settings.test_leads, fetched=report.fetched)
+        render.console.print(f"{config.name}: {line}")
     with store.connect() as conn:
         rows = views.list_leads(conn)
         quarantined = views.list_quarantine(conn)
@@ -100,11 +145,34 @@ def _deliver(settings: Settings, store: Store) -> None:
         )
 
 
-def _show_crms(running: dict[str, Any]) -> None:
+def _stage_codes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per CRM kind, the stage codes it stores → leadbridge's stage (Dataverse keeps a
+    choice column's number, `100000002`, which says nothing to a reader)."""
+    codes: dict[str, dict[str, str]] = {}
+    for config in settings.target_configs():
+        values = config.model_dump().get("stage_values")
+        if isinstance(values, dict):
+            codes[config.kind] = {str(code): stage for stage, code in values.items()}
+    return codes
+
+
+def _stage_shown(kind: str, value: Any, codes: dict[str, dict[str, str]]) -> str:
+    stage = codes.get(kind, {}).get(str(value))
+    if value is None or stage is None or str(value).lower() == stage:
+        return "" if value is None else str(value)
+    return f"{stage} ({value})" if str(value).isdigit() else str(value)
+
+
+def _show_crms(settings: Settings, running: dict[str, Any]) -> None:
+    codes = _stage_codes(settings)
     for kind, sandbox in running.items():
         name, email, stage = _SHOW[kind]
         rows = [
-            {"name": r.get(name), "email": mask_email(r.get(email)), "stage": r.get(stage)}
+            {
+                "name": r.get(name),
+                "email": mask_email(r.get(email)),
+                "stage": _stage_shown(kind, r.get(stage), codes),
+            }
             for r in sandbox.records.values()
         ]
         render.emit_table(
@@ -112,11 +180,15 @@ def _show_crms(running: dict[str, Any]) -> None:
         )
 
 
-def _accept_in_salesforce(settings: Settings, store: Store, running: dict[str, Any]) -> None:
+def _accept_in_salesforce(settings: Settings, store: Store, running: dict[str, Any]) -> str | None:
     """The other half: a salesperson accepts an MQL in Salesforce; one sync later every other
-    CRM shows it, and the lead's history says who did it."""
+    CRM shows it, and the lead's history says who did it. Returns the accepted lead's key."""
     crm = running["salesforce"]
-    key, record = next((k, r) for k, r in crm.records.items() if r.get("Lead_Stage__c") == "MQL")
+    mqls = [(k, r) for k, r in crm.records.items() if r.get("Lead_Stage__c") == "MQL"]
+    if not mqls:
+        render.console.print("No MQL in Salesforce to accept: the stage sync step is skipped.")
+        return None
+    key, record = mqls[0]
     # The salesperson's click, through the sandbox's admin API.
     requests.post(
         f"{crm.url}/_sandbox/stage", json={"key": key, "value": "SQL"}, timeout=10
@@ -126,11 +198,12 @@ def _accept_in_salesforce(settings: Settings, store: Store, running: dict[str, A
     for target in targets:
         deliver(target, store, settings)
     email = record["Email"]
+    dynamics = running["dataverse"].records[key]["lb_leadstage"]
     render.console.print(
         f"A salesperson sets {mask_email(email)} to SQL in Salesforce. One stage sync "
         f"({report.applied} change accepted) later: HubSpot shows "
         f"{running['hubspot'].records[email]['lifecyclestage']}, Dynamics "
-        f"{running['dataverse'].records[key]['lb_leadstage']} (SQL), the webhook "
+        f"{_stage_shown('dataverse', dynamics, _stage_codes(settings))}, the webhook "
         f"{running['webhook'].records[key]['stage']}."
     )
     with store.connect() as conn:
@@ -140,6 +213,7 @@ def _accept_in_salesforce(settings: Settings, store: Store, running: dict[str, A
         render.console.print(
             f"  stage {data['from']} → {data['to']} by {event['actor']}: {data['reason']}"
         )
+    return key
 
 
 def _show_again(settings: Settings, store: Store) -> None:
@@ -154,3 +228,50 @@ def _show_again(settings: Settings, store: Store) -> None:
         "so nothing was sent. Every write is an upsert on the lead key, so even "
         "a re-send could not create a duplicate."
     )
+
+
+def _write_config(work: Path, data_dir: Path) -> Path:
+    """The demo's configuration as a file the commands after the demo can use: its store
+    and sources. Its targets were the sandboxes, gone when the demo ends, so they are left
+    out (`leadbridge sandbox` starts them again and prints their `targets:` block)."""
+    text = (data_dir / "demo.yaml").read_text(encoding="utf-8")
+    config = yaml.safe_load(
+        text.replace("${LEADBRIDGE_DEMO_DIR}", str(work)).replace(
+            "${LEADBRIDGE_DEMO_DATA}", str(data_dir.resolve())
+        )
+    )
+    config.pop("targets", None)
+    path = work / CONFIG_FILE
+    path.write_text(
+        "# Written by `leadbridge demo`: the store and sources of its last run (replaced on\n"
+        "# the next). The CRMs were its sandboxes, stopped when it ended; to deliver again,\n"
+        "# run `leadbridge sandbox --targets-out targets.yaml` and add that block here.\n"
+        + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
+    return path
+
+
+def _what_next(work: Path, config: Path, lead_key: str | None) -> None:
+    """The commands to try next, runnable as printed: the store and config stay in `work`."""
+    base = f"leadbridge --config {shlex.quote(str(config))}"
+    page = shlex.quote(str(work / "funnel.html"))
+    steps = [
+        (f"{base} leads list", "every lead, as in the table above"),
+        *(
+            [(f"{base} leads show {lead_key}", "the accepted lead: score, history, CRM links")]
+            if lead_key
+            else []
+        ),
+        (f"{base} leads quarantine", "the raw leads kept out, with the reason and the fix"),
+        (
+            f"{base} report funnel",
+            "the funnel; the Contact-me leads are open: their follow-up window just began",
+        ),
+        (f"{base} report funnel --format html --output {page}", "the same as one web page"),
+        (f"{base} status", "sources, landing, leads by stage"),
+        ("leadbridge sandbox", "the CRM sandboxes on their own, with a targets: block"),
+    ]
+    render.console.print(f"\nWhat to try next (the demo's store and config are in {work}):")
+    for command, what in steps:
+        render.console.print(f"  {command}\n      {what}")

@@ -50,6 +50,8 @@ PERSON_VALUES = frozenset(
         "phone",
         "country",
         "country_name",
+        "country_code",
+        "country_iso_name",
         "company",
         "title",
         "notes",
@@ -59,6 +61,9 @@ PERSON_VALUES = frozenset(
 
 def canonical(lead: Lead) -> dict[str, Any]:
     """Every value a map may name. `attribution.<key>` gives marketplace URL parameters."""
+    # ISO 3166, only for a country normalisation could place: a CRM with a country picklist
+    # gets a real code or nothing, never a made-up one.
+    iso = pycountry.countries.get(alpha_2=lead.country) if lead.country else None
     values: dict[str, Any] = {
         "lead_key": lead.lead_key,
         "email": lead.email,
@@ -68,6 +73,11 @@ def canonical(lead: Lead) -> dict[str, Any]:
         "phone": lead.phone,
         "country": lead.country,
         "country_name": country_name(lead.country),
+        "country_code": iso.alpha_2 if iso else None,  # ISO 3166-1 alpha-2
+        # The ISO 3166 English short name ("Bolivia, Plurinational State of"): what
+        # Salesforce's country picklists take as integration values by default. A country
+        # that couldn't be placed is passed on as typed.
+        "country_iso_name": iso.name if iso else lead.country,
         "company": lead.company,
         "title": lead.title,
         "notes": lead.notes,

@@ -1,6 +1,6 @@
 """Prometheus metrics. Counters and the histogram are counted where things happen; the
-gauges (leads by stage, outbox depth, dead letters, Salesforce API usage) are read from the
-store at scrape time, so every replica reports the same, true numbers.
+gauges (leads by stage, outbox depth, dead letters, Salesforce API usage, vendor pauses)
+are read from the store at scrape time, so every replica reports the same, true numbers.
 
 Every label value is bounded: each label series lives in memory and in Prometheus for good,
 so a value that outside data can choose (a marketplace action code, an HTTP status a CRM or
@@ -119,6 +119,9 @@ class StoreCollector(Collector):
         self.store, self.silent_after = store, silent_after
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        # Here, not at the top: delivery → connectors → transport → metrics is the import chain.
+        from leadbridge.core.delivery import running_pauses
+
         by_stage = GaugeMetricFamily("leadbridge_leads", "Leads, by stage", labels=["stage"])
         depth = GaugeMetricFamily(
             "leadbridge_outbox_depth", "Pending pushes, by target", labels=["target"]
@@ -130,6 +133,11 @@ class StoreCollector(Collector):
             "leadbridge_salesforce_api_usage",
             "Salesforce API requests used and allowed in 24 h",
             labels=["target", "kind"],
+        )
+        paused = GaugeMetricFamily(
+            "leadbridge_target_paused_until_seconds",
+            "When a vendor's pause of a target ends (Unix time); only targets paused now",
+            labels=["target"],
         )
         replicas = GaugeMetricFamily(
             "leadbridge_replicas",
@@ -159,4 +167,6 @@ class StoreCollector(Collector):
                 for kind in ("used", "total"):
                     if kind in state:
                         usage.add_metric([target, kind], state[kind])
-        yield from (by_stage, depth, dead, usage, replicas)
+            for pause in running_pauses(conn, now):
+                paused.add_metric([pause.target], pause.until.timestamp())
+        yield from (by_stage, depth, dead, usage, paused, replicas)

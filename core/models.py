@@ -155,6 +155,7 @@ class PushResult(BaseModel):
     retry_after: float | None = None
     created: bool | None = None  # the CRM says it made the record now (None: it doesn't say)
     kept: list[str] = []  # fields left as the CRM had them (a person's value wins)
+    dropped: dict[str, str] = {}  # fields not sent, and why (e.g. refused by a picklist)
 
 
 class StageChange(BaseModel):

@@ -10,6 +10,9 @@ it holds may act on the reader's terminal or spreadsheet:
   value back exactly and a terminal gets nothing it can act on.
 - CSV: text cells a spreadsheet would run as a formula get a leading `'` (OWASP "CSV
   Injection"); their control characters are shown as for text.
+
+Booleans read `true` / `false` in tables and CSV, as in JSON: one spelling a script can
+match whichever format it reads. Tables never cut a value (see `emit_table`).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -38,6 +43,7 @@ _JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_BIDI}]")
 # forms too, which some spreadsheets fold to ASCII).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_UNBOUNDED = 10_000  # columns: wide enough for any table leadbridge prints
 
 
 def _visible(match: re.Match[str]) -> str:
@@ -68,9 +74,13 @@ class SafeConsole(Console):
         return super().render_str(terminal_safe(text), **kwargs)
 
 
-# Markup off: lead data such as a company "[Acme]" must print as typed, never as a style tag;
-# emoji off for the same reason (":rocket:" stays those characters).
-console = SafeConsole(markup=False, highlight=False, emoji=False, soft_wrap=True)
+def _safe_console(**options: Any) -> SafeConsole:
+    # Markup off: lead data such as a company "[Acme]" must print as typed, never as a style
+    # tag; emoji off for the same reason (":rocket:" stays those characters).
+    return SafeConsole(markup=False, highlight=False, emoji=False, soft_wrap=True, **options)
+
+
+console = _safe_console()
 
 
 def json_text(data: Any, indent: int | None = 2) -> str:
@@ -122,17 +132,51 @@ def emit_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 def emit_table(
     rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None
 ) -> None:
+    """A table that never cuts a value: a lead key or an email shown as `p***@north…` can't
+    be copied into the next command. On a terminal the table fits its width and long values
+    wrap (`fold`); into a pipe or a file it takes the width its values need, since nothing
+    there wraps lines for the reader."""
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*[safe(row.get(c)) for c in columns])
-    console.print(table)
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = Measurement.get(console, console.options.update_width(_UNBOUNDED), table)
+    if natural.maximum <= console.width:
+        console.print(table)
+        return
+    # Console.print never renders wider than its console: a console as wide as the table.
+    _safe_console(file=console.file, width=natural.maximum, color_system=None).print(table)
+
+
+def counts_text(counts: dict[str, int], order: Sequence[str] = ()) -> str:
+    """`{"processed": 11, "quarantined": 2}` as a person writes it: `11 processed, 2
+    quarantined` — keys in `order` first, the rest by name."""
+    rank = {key: i for i, key in enumerate(order)}
+    keys = sorted(counts, key=lambda k: (rank.get(k, len(rank)), k))
+    return ", ".join(f"{counts[k]} {safe(k)}" for k in keys)
+
+
+def minute(moment: str | None) -> str:
+    """An ISO timestamp as a person reads a due time: `2026-05-20 11:58 UTC` (empty: never)."""
+    if not moment:
+        return ""
+    return datetime.fromisoformat(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def yes_no(value: bool | None) -> str:
+    """Booleans as every text format writes them: `true` / `false`, as in JSON."""
+    return "" if value is None else ("true" if value else "false")
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):  # before numbers: a bool is an int to Python
+        return yes_no(value)
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     if isinstance(value, dict):

@@ -6,6 +6,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from leadbridge.core.render import minute
+from leadbridge.core.reports import follow_up_rows
+
 WIDTH = 720
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:32px;color:#1f2933}
@@ -162,22 +165,57 @@ def _svg(chart_id: str, height: int, body: str, title: str) -> str:
 
 
 def _sla(sla: dict[str, Any]) -> str:
+    decided = sla["within"] + len(sla["breaches"])
     head = (
-        f"<p>{sla['within']} of {sla['contact_me']} Contact-me leads were touched by sales "
-        f"within {sla['threshold_hours']:g} hours ({_rate(sla['share'])}).</p>"
+        f"<p>{sla['within']} of {decided} Contact-me leads whose window is over were touched "
+        f"by sales within {sla['threshold_hours']:g} hours ({_rate(sla['share'])}); "
+        f"{len(sla['open'])} more are still inside their window.</p>"
     )
-    if not sla["breaches"]:
-        return head
-    rows = "".join(
-        f"<tr><td>{escape(b['lead_key'])}</td><td>{escape(b['asked_at'])}</td>"
-        f"<td>{escape(b['first_touch_at'] or 'never')}</td>"
-        f"<td class='num'>{'' if b['hours'] is None else b['hours']}</td></tr>"
-        for b in sla["breaches"]
+    rows = [
+        r | {k: minute(r.get(k)) for k in ("asked_at", "due_by", "first_touch_at")}
+        for r in follow_up_rows(sla)
+    ]
+    late = [
+        r | {"first_touch_at": r["first_touch_at"] or "never"}
+        for r in rows
+        if r["status"] == "breach"
+    ]
+    due = [r for r in rows if r["status"] == "open"]
+    parts = [head]
+    if late:
+        parts.append(
+            "<h3>Breaches: the window passed without a touch in it</h3>"
+            + _people("sla-breaches", late, ("first_touch_at", "first touch"), ("hours", "hours"))
+        )
+    if due:
+        parts.append(
+            "<h3>Open: not late yet, call them before the due time</h3>"
+            + _people("sla-open", due, ("hours_left", "hours left"))
+        )
+    return "".join(parts)
+
+
+def _people(table_id: str, rows: list[dict[str, Any]], *extra: tuple[str, str]) -> str:
+    """Who to follow up: the row shape `reports.follow_up_rows` gives every format."""
+    columns = [
+        ("name", "name"),
+        ("company", "company"),
+        ("email", "email"),
+        ("offer", "offer"),
+        ("asked_at", "asked"),
+        ("due_by", "due by"),
+        *extra,
+    ]
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(_text(row.get(key)))}</td>" for key, _ in columns) + "</tr>"
+        for row in rows
     )
-    return (
-        f"{head}<table id='sla-breaches'><tr><th>lead</th><th>asked</th>"
-        f"<th>first touch</th><th class='num'>hours</th></tr>{rows}</table>"
-    )
+    return f"<table id='{table_id}'><tr>{head}</tr>{body}</table>"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def _cost(cost: dict[str, Any]) -> str:

@@ -13,7 +13,10 @@ Definitions (docs/reports.md has them with examples):
   entry after it; mean, median and p90 (linear interpolation between closest ranks).
 - Follow-up SLA: Contact-me (PLT) leads whose first PLT action is in the period, touched by
   sales — any stage change (accepted or refused) made in a CRM, not by leadbridge — within
-  the threshold. Share, and every breach.
+  the threshold. A lead is a breach only once its window is over without a touch in it
+  (touched late, or not at all); a lead still inside its window and not touched yet is
+  open — due, not late. Share: within / (within + breaches); every breach and every open
+  lead is listed with who it is (name, company, masked email, offer, asked at, due by).
 - Cost per SQL: spend dated in the period / SQLs in the period; lagged: spend shifted back by
   the mean MQL → SQL time in whole days, so the money that made the leads is the money
   counted.
@@ -34,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from leadbridge.core.logs import mask_email
 from leadbridge.core.models import Stage, lead_from_json
 from leadbridge.core.stages import rank
 from leadbridge.core.store.tables import events, leads, quarantine, raw_leads
@@ -134,6 +138,7 @@ class LeadHistory:
     groups: dict[str, str]
     first_seen: datetime | None
     do_not_contact: bool
+    who: dict[str, str | None] = field(default_factory=dict)  # name, company, offer: SLA lists
     actions: list[tuple[datetime, str]] = field(default_factory=list)
     stages: list[tuple[datetime, str, str, str]] = field(
         default_factory=list
@@ -153,6 +158,13 @@ def load_histories(conn: Connection) -> dict[str, LeadHistory]:
             email=lead.email,
             first_seen=lead.first_seen,
             do_not_contact=lead.do_not_contact,
+            who={
+                "name": " ".join(n for n in (lead.first_name, lead.last_name) if n) or None,
+                "company": lead.company,
+                "email": mask_email(lead.email) or None,  # a report is shared: masked
+                "offer": lead.offer_key,
+                "offer_title": lead.offer_title,
+            },
             groups={
                 "offer": lead.offer_key,
                 "source": lead.channel or "unknown",
@@ -213,23 +225,35 @@ def _velocity(cohort: Iterable[LeadHistory], period: Period) -> tuple[int, list[
     return len(days), days
 
 
-def _sla(histories: Iterable[LeadHistory], period: Period, hours: float) -> dict[str, Any]:
-    contact_me, within, breaches = 0, 0, []
+def _sla(
+    histories: Iterable[LeadHistory], period: Period, hours: float, now: datetime
+) -> dict[str, Any]:
+    """Contact-me follow-up as of `now`: within (touched inside the window), breach (the
+    window is over and it was touched late or not at all), open (inside the window, not
+    touched yet: nobody is late). Touches after `now` are not known yet."""
+    window = timedelta(hours=hours)
+    contact_me, within, breaches, open_ = 0, 0, [], []
     for history in histories:
         asked = [at for at, action in history.actions if action == "PLT"]
         if not asked or min(asked) not in period:
             continue
         contact_me += 1
         start = min(asked)
-        touched = [at for at in history.touches if at >= start]
+        due = start + window
+        touched = [at for at in history.touches if start <= at <= now]
         first = min(touched) if touched else None
-        if first is not None and first - start <= timedelta(hours=hours):
+        who = {"lead_key": history.key, **history.who}
+        when = {"asked_at": start.isoformat(), "due_by": due.isoformat()}
+        if first is not None and first <= due:
             within += 1
+        elif first is None and now < due:
+            left = round((due - now).total_seconds() / 3600, 2)
+            open_.append(who | when | {"hours_left": left})
         else:
             breaches.append(
-                {
-                    "lead_key": history.key,
-                    "asked_at": start.isoformat(),
+                who
+                | when
+                | {
                     "first_touch_at": first.isoformat() if first else None,
                     "hours": round((first - start).total_seconds() / 3600, 2) if first else None,
                 }
@@ -238,9 +262,33 @@ def _sla(histories: Iterable[LeadHistory], period: Period, hours: float) -> dict
         "threshold_hours": hours,
         "contact_me": contact_me,
         "within": within,
-        "share": _ratio(within, contact_me),
+        "share": _ratio(within, within + len(breaches)),
         "breaches": breaches,
+        "open": open_,
     }
+
+
+FOLLOW_UP_COLUMNS = (
+    "status",
+    "name",
+    "company",
+    "email",
+    "offer",
+    "asked_at",
+    "due_by",
+    "first_touch_at",
+    "hours",
+    "hours_left",
+    "lead_key",
+)
+
+
+def follow_up_rows(sla: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Contact-me leads someone has to act on, breaches first then open ones by due
+    time: one row shape for the table, the CSV and the HTML page."""
+    late = [{"status": "breach", **b} for b in sla["breaches"]]
+    due = sorted(sla["open"], key=lambda o: o["due_by"])
+    return late + [{"status": "open", **o} for o in due]
 
 
 def _cost(
@@ -295,7 +343,11 @@ def _weekly(histories: Iterable[LeadHistory], period: Period) -> list[dict[str, 
 
 
 def _figures(
-    histories: list[LeadHistory], counts: dict[str, int], period: Period, sla_hours: float
+    histories: list[LeadHistory],
+    counts: dict[str, int],
+    period: Period,
+    sla_hours: float,
+    now: datetime,
 ) -> dict[str, Any]:
     def entered(stage: str) -> list[LeadHistory]:
         return [h for h in histories if h.entered(stage, period)]
@@ -342,7 +394,7 @@ def _figures(
             "p90": round(percentile(days, 0.9), 4) if days else None,
             "values": [round(d, 4) for d in sorted(days)],
         },
-        "sla": _sla(histories, period, sla_hours),
+        "sla": _sla(histories, period, sla_hours, now),
         "weekly": _weekly(histories, period),
     }
 
@@ -374,12 +426,16 @@ def funnel(
     by: str | None = None,
     spend: list[Spend] | None = None,
     sla_hours: float = 24.0,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    """The report: a total and, with `by`, one entry per group. Stable JSON (docs/reports.md)."""
+    """The report: a total and, with `by`, one entry per group. Stable JSON (docs/reports.md).
+    `now` (default: the clock) is when the follow-up SLA is judged: a Contact-me lead is only
+    late once its window has passed."""
+    now = now or datetime.now(UTC)
     histories = load_histories(conn)
     counts = _raw_counts(conn, period, histories, by)
     everyone = list(histories.values())
-    total = _figures(everyone, counts[None], period, sla_hours)
+    total = _figures(everyone, counts[None], period, sla_hours, now)
     lag = (
         round(total["velocity_days"]["mean"])
         if total["velocity_days"]["mean"] is not None
@@ -391,7 +447,7 @@ def funnel(
         names = sorted({h.groups[by] for h in everyone} | {g for g in counts if g})
         for name in names:
             members = [h for h in everyone if h.groups[by] == name]
-            figures = _figures(members, counts.get(name, {}), period, sla_hours)
+            figures = _figures(members, counts.get(name, {}), period, sla_hours, now)
             figures["cost"] = _cost(spend, name, by, figures["stages"]["sql"], period, lag)
             groups.append({"group": name, **figures})
     return {
@@ -401,6 +457,7 @@ def funnel(
             "end": period.end.isoformat(),
         },
         "by": by,
+        "as_of": now.isoformat(),
         "total": total,
         "groups": groups,
     }

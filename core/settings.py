@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
 from leadbridge.core import logs
 from leadbridge.core.durations import Duration
+from leadbridge.core.store.db import STORE_EXAMPLES, unsupported_store
 
 ENV_PREFIX = "LEADBRIDGE_"
 CONFIG_ENV = "LEADBRIDGE_CONFIG"
@@ -471,6 +472,31 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     return settings
 
 
+def config_warnings(settings: Settings, sources: list[str] | None = None) -> list[ConfigProblem]:
+    """What is valid but can't work yet, for `config check` to show without failing (of
+    every source, or of the `sources` named).
+
+    A source's file that isn't there: a drop folder gets its file later, so this is normal
+    for a while and not an error; a command that reads the source now fails with a message.
+    """
+    warnings = []
+    for config in settings.source_configs():
+        if sources is not None and config.name not in sources:
+            continue
+        path = getattr(config, "path", None)  # a source reading a local file names it `path`
+        if isinstance(path, Path) and not path.exists():
+            where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+            warnings.append(
+                ConfigProblem(
+                    f"sources[{config.name}].path",
+                    f"{path} does not exist{where}",
+                    "correct the path; if the file is dropped there later, ignore this (until "
+                    "then each read of this source fails and is tried again)",
+                )
+            )
+    return warnings
+
+
 def _engine_problems(settings: Settings) -> list[ConfigProblem]:
     """Replicas share their work through PostgreSQL; SQLite has one writer and no queue."""
     problems = _store_problems(settings.store)
@@ -495,9 +521,12 @@ def _store_problems(store: str) -> list[ConfigProblem]:
             ConfigProblem(
                 "store",
                 "not a database URL",
-                "use sqlite:///path/leadbridge.db or postgresql://user:password@host/db",
+                f"use {STORE_EXAMPLES}",
             )
         ]
+    unsupported = unsupported_store(url)
+    if unsupported:
+        return [ConfigProblem("store", unsupported, f"use {STORE_EXAMPLES}")]
     if url.host and "@" in url.host:
         return [
             ConfigProblem(
@@ -567,29 +596,24 @@ def _validate_connectors(data: dict[str, Any], problems: list[ConfigProblem]) ->
     configs: dict[str, ConnectorConfig] = {}
     for section in ("sources", "targets"):
         entries = data.get(section)
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # environment name → the name as written
         for index, entry in enumerate(entries if isinstance(entries, list) else []):
             if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
                 continue  # the top-level validation reports the shape
             name = str(entry.get("name", index))
             key = f"{section}[{name}]"
-            if name in seen:
-                problems.append(
-                    ConfigProblem(
-                        key,
-                        "the name is used twice",
-                        f"give every entry under {section} its own name",
-                    )
-                )
+            clash = _name_clash(section, name, seen.get(_env_name(name)))
+            if clash:
+                problems.append(clash)
                 continue
-            seen.add(name)
+            seen[_env_name(name)] = name
             kind = entry["kind"]
             if kind not in kinds:
                 problems.append(
                     ConfigProblem(
                         f"{key}.kind",
                         f"unknown kind {kind!r}",
-                        f"use one of: {', '.join(sorted(kinds))}",
+                        f"use one of: {', '.join(kinds_of(section[:-1]))}",
                     )
                 )
                 continue
@@ -610,6 +634,33 @@ def _validate_connectors(data: dict[str, Any], problems: list[ConfigProblem]) ->
             except ValueError as exc:
                 problems.append(ConfigProblem(key, str(exc), "see the message"))
     return configs
+
+
+def kinds_of(role: str) -> list[str]:
+    """The installed connector kinds that can stand under `sources:` ("source") or
+    `targets:` ("target"): a hint that offers a CRM for a source only misleads."""
+    return sorted(kind for kind in connector_kinds() if connector_class(kind).role == role)
+
+
+def _name_clash(section: str, name: str, earlier: str | None) -> ConfigProblem | None:
+    """Two entries one environment variable can't tell apart: `my-src` and `my_src` (or
+    `Sales` and `sales`) are both LEADBRIDGE_SOURCES__MY_SRC__…, so an override would
+    silently land on whichever comes first."""
+    if earlier is None:
+        return None
+    if earlier == name:
+        return ConfigProblem(
+            f"{section}[{name}]",
+            "the name is used twice",
+            f"give every entry under {section} its own name",
+        )
+    return ConfigProblem(
+        f"{section}[{name}]",
+        f"the name is the same as {earlier!r} for environment overrides (both are "
+        f"{ENV_PREFIX}{section.upper()}__{_env_name(name).upper()}__…)",
+        "rename one of them: names that differ only in case or in '-' and '_' can't be "
+        "told apart from the environment",
+    )
 
 
 def problems_from(exc: ValidationError, prefix: str, data: dict[str, Any]) -> list[ConfigProblem]:

@@ -21,6 +21,7 @@ from sqlalchemy import update
 
 from leadbridge.connectors.targets import HttpTarget
 from leadbridge.core import faults
+from leadbridge.core.delivery import vendor_pause
 from leadbridge.core.mapping import payload_hash
 from leadbridge.core.models import Event, Lead, Stage, StageChange
 from leadbridge.core.settings import Settings
@@ -45,6 +46,7 @@ class SyncReport:
     unchanged: int = 0  # echoes and no-ops
     unknown: int = 0  # records leadbridge didn't write
     errors: dict[str, str] = field(default_factory=dict)
+    paused: dict[str, str] = field(default_factory=dict)  # target -> "until …: why"
 
 
 @dataclass
@@ -75,16 +77,7 @@ def pull_stages(
     for target in pulling:
         if stop is not None and stop.is_set():
             return report
-        before = target.transport.stats.requests
-        with store.connect() as conn:
-            since = repo.get_cursor(conn, watermark_key(target.name))
-        try:
-            read[target.name] = target.stage_changes(since)
-        except Exception as exc:  # one CRM down must not stop the others' sync
-            report.errors[target.name] = str(exc)
-            log.warning("stage sync read failed", extra={"target": target.name, "reason": str(exc)})
-        report.api_calls[target.name] = target.transport.stats.requests - before
-        report.read[target.name] = len(read.get(target.name, ([], ""))[0])
+        _read_one(target, store, read, report)
     faults.point("stagesync.after_read")
     cycle = _Cycle({t.name: t for t in targets}, {t.name: t.policy() for t in targets}, utcnow())
     with store.begin() as conn:
@@ -100,6 +93,31 @@ def pull_stages(
         extra={"applied": report.applied, "refused": report.refused, "read": report.read},
     )
     return report
+
+
+def _read_one(
+    target: HttpTarget,
+    store: Store,
+    read: dict[str, tuple[list[StageChange], str]],
+    report: SyncReport,
+) -> None:
+    """Read one target's changes, unless its vendor paused it (in any process: the pause is
+    in the store): the read calls the same CRM as delivery does."""
+    before = target.transport.stats.requests
+    with vendor_pause(store, target) as pause:
+        if pause is not None:
+            report.paused[target.name] = f"until {pause.until.isoformat()}: {pause.why}"
+            log.info("stage read paused", extra={"target": target.name, "why": pause.why})
+            return
+        with store.connect() as conn:
+            since = repo.get_cursor(conn, watermark_key(target.name))
+        try:
+            read[target.name] = target.stage_changes(since)
+        except Exception as exc:  # one CRM down must not stop the others' sync
+            report.errors[target.name] = str(exc)
+            log.warning("stage sync read failed", extra={"target": target.name, "reason": str(exc)})
+    report.api_calls[target.name] = target.transport.stats.requests - before
+    report.read[target.name] = len(read.get(target.name, ([], ""))[0])
 
 
 def _group(

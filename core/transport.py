@@ -7,6 +7,12 @@ date is honoured — clamped, and applied to every later request of the target t
 is sent before the time the vendor gave; a 401 fetches a new token once; a token bucket keeps
 the request rate under the vendor's limit so throttling stays rare. Vendor-specific signals
 (Salesforce's 403 REQUEST_LIMIT_EXCEEDED) plug in through `classify`.
+
+A vendor's pause is kept with its reason (`VendorPause`), so it can outlive the process:
+core/delivery.py writes it to the store and loads the ones other processes were given. A
+request asked for while a long pause runs is refused without a call (a RetryableError with
+the time left), so no caller — delivery, a stage read, a schema check — holds a worker for
+it or sends inside it.
 """
 
 from __future__ import annotations
@@ -32,11 +38,14 @@ from tenacity import (
 
 from leadbridge.connectors.base import ConnectorError, FatalError, RetryableError
 from leadbridge.core import metrics
+from leadbridge.core.logs import redact
 from leadbridge.core.whoami import user_agent
 
 log = logging.getLogger("leadbridge.transport")
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_PAUSE_S = 86_400.0  # a daily allocation comes back within a day, whatever a connector says
+MAX_WHY = 200
 AuthHook = Callable[[bool], Mapping[str, str]]  # force_refresh -> headers
 Classifier = Callable[[requests.Response], ConnectorError | None]
 
@@ -124,6 +133,22 @@ class RateLimiter:
 
 
 @dataclass
+class VendorPause:
+    """The longest wait a vendor has ordered, on this process's monotonic clock, with the
+    vendor's reason in words (never a payload: no personal data).
+
+    `shared` and `seen` are what the store knows of it (core/delivery.py keeps them): within
+    a process the monotonic clock rules, so a pause this process wrote or already loaded is
+    not loaded again from the wall-clock copy in the store.
+    """
+
+    until: float = 0.0
+    why: str = ""
+    shared: bool = True  # False: told by the vendor here, not yet written to the store
+    seen: datetime | None = None  # the latest stored end (UTC) this process wrote or loaded
+
+
+@dataclass
 class TransportStats:
     """Counters a target exposes to `status` and metrics."""
 
@@ -169,6 +194,7 @@ class Transport:
         self.sleep, self.clock = sleep or default_sleep, clock or default_clock
         self.limiter = RateLimiter(rate, burst, clock=self.clock, sleep=self.sleep)
         self.not_before = 0.0  # monotonic time before which no request may be sent
+        self.pause = VendorPause()
         self.stats = TransportStats()
         self.on_response: list[Callable[[requests.Response], None]] = []
 
@@ -198,12 +224,14 @@ class Transport:
             error = RetryableError(f"{self.name}: HTTP {response.status_code}")
         if isinstance(error, RetryableError):
             hint = parse_retry_after(response.headers.get("Retry-After"))
-            if error.retry_after is None and hint is not None:
+            from_header = error.retry_after is None and hint is not None
+            if from_header:
                 # clamped: a broken header can't park the target for days
                 error.retry_after = min(hint, self.max_retry_after)
             if response.status_code == 429 or error.retry_after is not None:
                 self.stats.throttled += 1
-            self._hold(error.retry_after)
+            if error.retry_after is not None:
+                self.hold(error.retry_after, self._why(error, from_header))
         if error is not None:
             raise error
         return response
@@ -233,19 +261,32 @@ class Transport:
             hook(response)
         return response
 
-    def _hold(self, retry_after: float | None) -> None:
-        """Remember the vendor's wait for every later request of this target, not just a retry."""
-        if retry_after is None:
-            return
-        self.hold(min(retry_after, self.max_retry_after))
+    def _why(self, error: RetryableError, from_header: bool) -> str:
+        """The vendor's reason in words, as the classifier or the status said it."""
+        why = str(error).removeprefix(f"{self.name}: ")
+        if from_header and error.retry_after is not None:
+            why += f", Retry-After {error.retry_after:g} s"
+        return why
 
-    def hold(self, seconds: float) -> None:
-        """Send nothing for `seconds` (a pause another replica was given, say)."""
-        self.not_before = max(self.not_before, self.clock() + seconds)
+    def hold(
+        self, seconds: float, why: str = "the vendor asked to wait", *, told: bool = True
+    ) -> None:
+        """Send nothing for `seconds`, for every later request of this target, not just a
+        retry. A longer pause extends the one running, a shorter one changes nothing.
+        `told=False`: a pause read from the store (another process was told), not news."""
+        until = self.clock() + min(seconds, MAX_PAUSE_S)
+        self.not_before = max(self.not_before, until)
+        if until > self.pause.until:
+            self.pause.until, self.pause.why = until, redact(why)[:MAX_WHY]
+            self.pause.shared = not told
 
     def held_for(self) -> float:
         """Seconds until this target may be called again; 0 when it may now."""
         return max(0.0, self.not_before - self.clock())
+
+    def paused_for(self) -> float:
+        """Seconds left of the vendor's pause (not of this call's own back-off); 0 if none."""
+        return max(0.0, self.pause.until - self.clock())
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -264,7 +305,11 @@ class Transport:
         self.not_before = max(self.not_before, self.clock() + seconds)
 
     def _wait_until_allowed(self) -> None:
+        """Sleep out a short wait; refuse, without a call, to send inside a long pause."""
         remaining = self.not_before - self.clock()
+        if remaining > self.max_inline_wait:
+            why = self.pause.why if self.paused_for() > 0 else "backing off"
+            raise RetryableError(f"{self.name}: paused ({why})", retry_after=remaining)
         if remaining > 0:
             self.stats.throttle_wait_s += remaining
             metrics.THROTTLE_WAIT.labels(self.name).inc(remaining)

@@ -6,6 +6,7 @@ Every function returns plain JSON-ready data; the shapes are the documented, sta
 
 from __future__ import annotations
 
+import ast
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,9 +14,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
+from leadbridge.core.delivery import running_pauses
 from leadbridge.core.logs import mask_email
 from leadbridge.core.models import Lead, lead_from_json, lead_to_dict
-from leadbridge.core.pipeline import LAST_TEST_LEAD
+from leadbridge.core.pipeline import LAST_TEST_LEAD, IngestReport
 from leadbridge.core.store import repo, runs
 from leadbridge.core.store.repo import utcnow
 from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
@@ -60,6 +62,13 @@ def list_leads(
     if limit:
         stmt = stmt.limit(limit)
     return [lead_summary(lead_from_json(row.data)) for row in conn.execute(stmt)]
+
+
+def offer_keys(conn: Connection) -> list[str]:
+    """Every offer some lead is for, sorted: the values `leads list --offer` accepts."""
+    return list(
+        conn.execute(select(leads.c.offer_key).distinct().order_by(leads.c.offer_key)).scalars()
+    )
 
 
 def find_leads(conn: Connection, ref: str) -> list[Lead]:
@@ -189,6 +198,8 @@ def status(
     last_test = cursor_rows.get(LAST_TEST_LEAD)
     outbox = repo.outbox_depth(conn)
     dead = repo.open_dead_letters(conn)
+    now = utcnow()
+    paused = {p.target: p.as_json() for p in running_pauses(conn, now)}
     return {
         "sources": sources,
         "raw_leads": repo.count_by(conn, raw_leads.c.status),
@@ -204,10 +215,12 @@ def status(
                 "outbox": outbox.get(name, 0),
                 "dead_letters": dead.get(name, 0),
                 "health": target_health(conn, name),
+                # a vendor's pause: nothing is sent to it before `until`, by any process
+                "paused": paused.get(name),
             }
             for name in target_names
         },
-        "replicas": replica_rows(conn, utcnow(), silent_after),
+        "replicas": replica_rows(conn, now, silent_after),
         "queue": runs.queue_depth(conn),
         "jobs": {
             job: {
@@ -259,6 +272,11 @@ def dead_letter_rows(
     return [_dead_letter(row) for row in conn.execute(stmt)]
 
 
+def dead_letter_targets(conn: Connection) -> set[str]:
+    """Every target that has dead letters, open or resolved."""
+    return set(conn.execute(select(dead_letters.c.target).distinct()).scalars())
+
+
 def dead_letter(conn: Connection, letter_id: int) -> dict[str, Any] | None:
     row = conn.execute(select(dead_letters).where(dead_letters.c.id == letter_id)).first()
     return _dead_letter(row) if row else None
@@ -281,3 +299,168 @@ def _dead_letter(row: Any) -> dict[str, Any]:
 def target_health(conn: Connection, name: str) -> dict[str, Any]:
     value = repo.get_cursor(conn, f"target:{name}:health")
     return orjson.loads(value) if value else {"state": "unknown"}
+
+
+# --- what an ingest run did, per raw lead -------------------------------------------------
+
+
+def ingest_buckets(report: IngestReport, test_leads: str) -> dict[str, int]:
+    """Every raw lead an ingest run processed, in exactly one bucket, so the line a person
+    reads adds up: a new lead; a further action merged into a lead (one already known, or
+    made earlier in the same run: a person's second click); a Microsoft test lead set aside
+    (`test_leads: quarantine`); or quarantined (malformed, no usable email, unprocessable).
+
+    The pipeline counts leads, not raw leads, for the first two; the merged bucket is what
+    is left, which holds because every processed raw lead is exactly one of these.
+    With `test_leads: deliver` a test lead becomes a lead like any other and is in those.
+    """
+    tests_set_aside = report.test_leads if test_leads == "quarantine" else 0
+    merged = report.processed - report.leads_created - tests_set_aside - report.quarantined
+    return {
+        "processed": report.processed,
+        "new_leads": report.leads_created,
+        "merged": max(merged, 0),
+        "test_leads": tests_set_aside,
+        "quarantined": report.quarantined,
+    }
+
+
+def ingest_line(report: IngestReport, test_leads: str, fetched: int | None = None) -> str:
+    """`13 raw leads = 10 new leads + 1 merged into a lead + 1 Microsoft test lead
+    + 1 quarantined`, then what became of the leads."""
+    buckets = ingest_buckets(report, test_leads)
+    line = (
+        f"{_count(buckets['processed'], 'raw lead')} = "
+        f"{_count(buckets['new_leads'], 'new lead')} + "
+        f"{buckets['merged']} merged into a lead (another action of the same person and offer)"
+        f" + {_count(buckets['test_leads'], 'Microsoft test lead')} + "
+        f"{buckets['quarantined']} quarantined"
+    )
+    if fetched is not None and fetched != buckets["processed"]:
+        line += (
+            f" ({fetched} read from the sources now: a raw lead landed before, or by the "
+            "webhook, is processed too; one read again is not landed twice)"
+        )
+    return (
+        f"{line}; {_count(report.leads_updated, 'lead')} from earlier runs updated, "
+        f"{_count(report.new_mqls, 'new MQL')}"
+    )
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun if count == 1 else noun + 's'}"
+
+
+# --- score rules as a person reads them ------------------------------------------------------
+
+# How core/qualify.py writes a title rule: `title matches '<pattern>' (+10)`.
+_TITLE_RULE = re.compile(
+    r"^title matches (?P<pattern>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") "
+    r"\((?P<points>[+-]\d+)\)$"
+)
+_EDGE = "\x00"  # a word boundary (\b) while a pattern is expanded
+_MORE = "…"  # \w* or \w+: the word goes on
+_MAX_WORDS = 40
+_SPELLING = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "-": " "})
+
+
+class _Unreadable(ValueError):
+    """A pattern beyond the small regex subset spelled out in words."""
+
+
+def readable_rule(rule: str) -> str:
+    """A score rule as a person reads it: a title rule's regex becomes the words it matches
+    (`title has one of the words ceo, cto, … or director (+15)`); any other rule, or a
+    pattern too rich to spell out, is returned as it is."""
+    match = _TITLE_RULE.match(rule)
+    if not match:
+        return rule
+    try:
+        pattern = ast.literal_eval(match.group("pattern"))
+        words = _title_words(pattern)
+    except (ValueError, SyntaxError, IndexError):
+        return rule
+    return f"title {words} ({match.group('points')})"
+
+
+def _title_words(pattern: str) -> str:
+    flags = re.match(r"^\(\?([aiLmsux]+)\)", pattern)
+    body = pattern[flags.end() :] if flags else pattern
+    options, end = _alternatives(body, 0)
+    if end != len(body):
+        raise _Unreadable(pattern)
+    starts = all(o.startswith(_EDGE) for o in options)
+    ends = all(o.endswith(_EDGE) or o.endswith(_MORE + _EDGE) for o in options)
+    words: dict[str, str] = {}
+    for option in options:
+        word = option.strip(_EDGE)
+        if _EDGE in word or not word:
+            raise _Unreadable(pattern)
+        words.setdefault(word.lower().translate(_SPELLING), word)  # one spelling per word
+    listed = _or_list(list(words.values()))
+    case = "" if flags and "i" in flags.group(1) else " (case-sensitive)"
+    many = len(words) > 1
+    if starts and ends:
+        return f"has {'one of the words' if many else 'the word'} {listed}{case}"
+    if starts:
+        return f"has a word starting with {listed}{case}"
+    return f"contains {listed}{case}"
+
+
+def _or_list(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _alternatives(text: str, i: int) -> tuple[list[str], int]:
+    options: list[str] = []
+    while True:
+        variants, i = _sequence(text, i)
+        options += variants
+        if i < len(text) and text[i] == "|":
+            i += 1
+            continue
+        return options, i
+
+
+def _sequence(text: str, i: int) -> tuple[list[str], int]:
+    variants = [""]
+    while i < len(text) and text[i] not in "|)":
+        pieces, i = _item(text, i)
+        if i < len(text) and text[i] == "?":  # optional: with or without
+            pieces, i = [*pieces, ""], i + 1
+        if i < len(text) and text[i] in "*+{":
+            raise _Unreadable(text)
+        variants = [v + p for v in variants for p in pieces]
+        if len(variants) > _MAX_WORDS:
+            raise _Unreadable(text)
+    return variants, i
+
+
+def _item(text: str, i: int) -> tuple[list[str], int]:
+    char = text[i]
+    if char == "(":
+        i += 3 if text.startswith("?:", i + 1) else 1
+        if text.startswith("?", i):
+            raise _Unreadable(text)  # lookarounds, named groups, …
+        options, i = _alternatives(text, i)
+        if i >= len(text) or text[i] != ")":
+            raise _Unreadable(text)
+        return options, i + 1
+    if char == "[":
+        end = text.find("]", i + 1)
+        members = text[i + 1 : end]
+        if end < 0 or not members or members[0] == "^" or "\\" in members or "-" in members[1:-1]:
+            raise _Unreadable(text)
+        return list(dict.fromkeys(members)), end + 1
+    if char == "\\" and i + 1 < len(text):
+        escaped = text[i + 1]
+        if escaped == "b":
+            return [_EDGE], i + 2
+        if escaped == "w" and text[i + 2 : i + 3] in ("*", "+"):
+            return [_MORE], i + 3
+        if escaped.isalnum():
+            raise _Unreadable(text)  # \d, \s, …: a class, not a letter
+        return [escaped], i + 2
+    if char in ".^$*+?{}\\":
+        raise _Unreadable(text)
+    return [char], i + 1

@@ -51,6 +51,99 @@ COLUMNS = {
 }
 _KEYED = re.compile(r"leads\((?P<column>\w+)=(?P<value>'(?:[^']|'')*')\)$")
 
+# --- table definitions (EntityDefinitions) ------------------------------------------------
+# Column types (AttributeTypeCode) of lead: the lead table reference
+# (learn.microsoft.com/dynamics365/customerengagement/on-premises/developer/entities/lead)
+# and, for leadbridge's own columns, the types its docs tell an admin to create.
+ATTRIBUTE_TYPES = {
+    "leadid": "Uniqueidentifier",
+    **{column: "String" for column in LENGTHS},
+    "description": "Memo",
+    "leadsourcecode": "Picklist",
+    **{
+        column: "Boolean"
+        for column in (
+            "donotemail",
+            "donotbulkemail",
+            "donotphone",
+            "donotpostalmail",
+            "donotfax",
+            "donotsendmm",
+            "msdyn_gdproptout",
+            "lb_marketplacednc",
+        )
+    },
+    "lb_leadstage": "Picklist",
+    "ownerid": "Owner",
+    "statecode": "State",
+    "statuscode": "Status",
+    "modifiedon": "DateTime",
+    "versionnumber": "BigInt",
+}
+KEY_COLUMN_LENGTH = 100  # a new single line of text column's default maximum length
+# Properties each metadata type has, for $select: learn.microsoft.com/power-apps/developer/
+# data-platform/webapi/reference/{entitymetadata,attributemetadata,stringattributemetadata,
+# memoattributemetadata,entitykeymetadata}. MaxLength is on the String and Memo types only.
+ENTITY_PROPERTIES = frozenset(
+    {
+        "LogicalName",
+        "SchemaName",
+        "EntitySetName",
+        "MetadataId",
+        "PrimaryIdAttribute",
+        "PrimaryNameAttribute",
+        "ObjectTypeCode",
+        "DisplayName",
+        "ChangeTrackingEnabled",
+    }
+)
+ATTRIBUTE_PROPERTIES = frozenset(
+    {
+        "LogicalName",
+        "SchemaName",
+        "AttributeType",
+        "AttributeTypeName",
+        "MetadataId",
+        "EntityLogicalName",
+        "DisplayName",
+        "Description",
+        "RequiredLevel",
+        "IsCustomAttribute",
+        "IsPrimaryId",
+        "IsPrimaryName",
+        "IsValidForCreate",
+        "IsValidForUpdate",
+        "IsValidForRead",
+        "AttributeOf",
+        "IsLogical",
+        "ColumnNumber",
+        "IsManaged",
+    }
+)
+CAST_PROPERTIES = {
+    "StringAttributeMetadata": (
+        "String",
+        ATTRIBUTE_PROPERTIES | {"MaxLength", "Format", "FormatName", "DatabaseLength"},
+    ),
+    "MemoAttributeMetadata": ("Memo", ATTRIBUTE_PROPERTIES | {"MaxLength", "Format"}),
+}
+KEY_PROPERTIES = frozenset(
+    {
+        "LogicalName",
+        "SchemaName",
+        "KeyAttributes",
+        "EntityKeyIndexStatus",
+        "MetadataId",
+        "EntityLogicalName",
+        "DisplayName",
+        "IsManaged",
+    }
+)
+_DEFINITION = re.compile(
+    r"/api/data/v9\.2/EntityDefinitions\(LogicalName='(?P<entity>\w+)'\)"
+    r"(?P<attributes>/Attributes(?:/Microsoft\.Dynamics\.CRM\.(?P<cast>\w+))?)?$"
+)
+
 
 class DataverseSandbox(EntraSandbox):
     kind = "dataverse"
@@ -68,6 +161,7 @@ class DataverseSandbox(EntraSandbox):
         self.client_id, self.client_secret = client_id, client_secret
         self.key_column = key_column
         self.columns = set(COLUMNS) | {key_column}
+        self.key_index_status = "Active"  # the alternate key's index: Pending while it builds
         self.version = 0  # the environment's row version, for change tracking
         self.oldest_token = 0  # delta tokens older than this have expired
         super().__init__(port, latency_ms=latency_ms)
@@ -78,6 +172,7 @@ class DataverseSandbox(EntraSandbox):
         self.route("POST", r"/api/data/v9\.2/\$batch", self.batch)
         self.route("PATCH", r"/api/data/v9\.2/(?P<target>leads\(.*\))", self.single)
         self.route("GET", r"/api/data/v9\.2/leads", self.read_leads)
+        self.route("GET", r"/api/data/v9\.2/EntityDefinitions.*", self.definitions)
 
     def is_api(self, request: Request) -> bool:
         return request.path.startswith("/api/")
@@ -183,6 +278,104 @@ class DataverseSandbox(EntraSandbox):
             if r.get(column) in values
         ]
         return batch.Part(status=200, body={"value": rows})
+
+    # --- table definitions ---------------------------------------------------------------
+
+    def definitions(self, request: Request) -> Response:
+        """The lead table's definition, in the shapes of query-metadata-web-api.md
+        (learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api):
+        `EntityDefinitions(LogicalName='lead')` with `$expand=Attributes(...)`, `Keys(...)`
+        (only the properties every AttributeMetadata shares), and the Attributes collection,
+        cast to one attribute type for that type's own properties (`MaxLength` on
+        StringAttributeMetadata and MemoAttributeMetadata). A property the type lacks is the
+        Web API's 400 (learn.microsoft.com/troubleshoot/power-platform/dataverse/
+        dataverse-web-api-and-sdk/web-api-client-errors, "Could not find a property named")."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        match = _DEFINITION.match(unquote(request.path))
+        if match is None or match["entity"] != "lead":
+            return _not_found(request.path)
+        query = {k: v[0] for k, v in request.query.items()}
+        with self.lock:
+            columns = self._attributes()
+        if match["attributes"]:
+            return self._attribute_collection(columns, match["cast"], query.get("$select"))
+        return self._entity_definition(columns, query)
+
+    def _attributes(self) -> dict[str, str]:
+        """Column name → AttributeType, for the columns this environment has."""
+        names = {column.partition("@")[0] for column in self.columns} | {"leadid", "modifiedon"}
+        return {name: ATTRIBUTE_TYPES.get(name, "String") for name in sorted(names)}
+
+    def _attribute(self, name: str, kind: str, select: list[str]) -> dict[str, Any]:
+        length = KEY_COLUMN_LENGTH if name == self.key_column else LENGTHS.get(name)
+        values = {
+            "LogicalName": name,
+            "SchemaName": name,
+            "AttributeType": kind,
+            "AttributeTypeName": {"Value": f"{kind}Type"},
+            "EntityLogicalName": "lead",
+            "IsCustomAttribute": name.startswith("lb_"),
+            "MaxLength": length,
+        }
+        row = {"MetadataId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"lead/{name}"))}
+        return row | {p: values.get(p) for p in select}
+
+    def _attribute_collection(
+        self, columns: dict[str, str], cast: str | None, select: str | None
+    ) -> Response:
+        kind, properties = CAST_PROPERTIES.get(cast or "", (None, ATTRIBUTE_PROPERTIES))
+        if cast and kind is None:
+            return _not_found(f"Microsoft.Dynamics.CRM.{cast}")
+        wanted = [p for p in (select or "LogicalName").split(",") if p]
+        refused = _unknown(wanted, properties, cast or "AttributeMetadata")
+        if refused:
+            return refused
+        rows = [
+            ({"@odata.type": f"#Microsoft.Dynamics.CRM.{cast}"} if cast else {})
+            | self._attribute(name, found, wanted)
+            for name, found in columns.items()
+            if kind is None or found == kind
+        ]
+        return Response(200, {"value": rows})
+
+    def _entity_definition(self, columns: dict[str, str], query: dict[str, str]) -> Response:
+        wanted = [p for p in (query.get("$select") or "LogicalName").split(",") if p]
+        refused = _unknown(wanted, ENTITY_PROPERTIES, "EntityMetadata")
+        if refused:
+            return refused
+        values = {"LogicalName": "lead", "SchemaName": "Lead", "EntitySetName": "leads"}
+        body: dict[str, Any] = {"MetadataId": str(uuid.uuid5(uuid.NAMESPACE_URL, "lead"))}
+        body |= {p: values.get(p) for p in wanted}
+        for name, options in _expand(query.get("$expand", "")).items():
+            selected = [p for p in options.get("$select", "LogicalName").split(",") if p]
+            if name == "Attributes":
+                refused = _unknown(selected, ATTRIBUTE_PROPERTIES, "AttributeMetadata")
+                body[name] = [self._attribute(n, k, selected) for n, k in columns.items()]
+            elif name == "Keys":
+                refused = _unknown(selected, KEY_PROPERTIES, "EntityKeyMetadata")
+                body[name] = self._keys(selected)
+            else:
+                refused = _error_response(
+                    400,
+                    f"Could not find a property named '{name}' on type "
+                    "'Microsoft.Dynamics.CRM.EntityMetadata'.",
+                )
+            if refused:
+                return refused
+        return Response(200, body)
+
+    def _keys(self, select: list[str]) -> list[dict[str, Any]]:
+        name = f"{self.key_column}_key"
+        values = {
+            "LogicalName": name,
+            "SchemaName": name,
+            "KeyAttributes": [self.key_column],
+            "EntityKeyIndexStatus": self.key_index_status,
+            "EntityLogicalName": "lead",
+        }
+        row = {"MetadataId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"lead/key/{name}"))}
+        return [row | {p: values.get(p) for p in select}]
 
     # --- change tracking -----------------------------------------------------------------
 
@@ -306,6 +499,55 @@ class DataverseSandbox(EntraSandbox):
             headers=headers,
             body={"@odata.etag": f'W/"{existing["versionnumber"]}"', **record},
         )
+
+
+def _error_response(status: int, message: str) -> Response:
+    """The Web API's error for a bad query: code 0x0 and the message (web-api-client-errors,
+    learn.microsoft.com/troubleshoot/power-platform/dataverse/dataverse-web-api-and-sdk)."""
+    return Response(status, {"error": {"code": "0x0", "message": message}})
+
+
+def _unknown(selected: list[str], properties: frozenset[str], kind: str) -> Response | None:
+    """The 400 for the first selected property `kind` doesn't have, or None."""
+    for name in selected:
+        if name not in properties:
+            return _error_response(
+                400,
+                f"Could not find a property named '{name}' on type "
+                f"'Microsoft.Dynamics.CRM.{kind}'.",
+            )
+    return None
+
+
+def _not_found(segment: str) -> Response:
+    """Web API 404 for an unknown resource (web-api-client-errors, same page)."""
+    return Response(
+        404,
+        {
+            "error": {
+                "code": "0x8006088a",
+                "message": f"Resource not found for the segment '{segment}'.",
+            }
+        },
+    )
+
+
+def _expand(text: str) -> dict[str, dict[str, str]]:
+    """`A($select=x,y;$filter=…),B(…)` → {"A": {"$select": "x,y", …}, "B": {…}}: commas
+    inside parentheses belong to the options, not to the list."""
+    items: dict[str, dict[str, str]] = {}
+    depth, start = 0, 0
+    for i, char in enumerate(text + ","):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            item = text[start:i].strip()
+            start = i + 1
+            if not item:
+                continue
+            name, _, rest = item.partition("(")
+            options = (part.partition("=") for part in rest.removesuffix(")").split(";") if part)
+            items[name] = {key: value for key, _, value in options}
+    return items
 
 
 def _error(status: int, code: str, message: str) -> batch.Part:

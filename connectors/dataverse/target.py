@@ -27,7 +27,12 @@ from pydantic import Field, SecretStr
 
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.dataverse import batch
-from leadbridge.connectors.dataverse.mapping import FIELD_MAP, LEAD_SOURCE_WEB, STAGE_VALUES
+from leadbridge.connectors.dataverse.mapping import (
+    DNC_COLUMN,
+    FIELD_MAP,
+    LEAD_SOURCE_WEB,
+    STAGE_VALUES,
+)
 from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
@@ -41,6 +46,7 @@ class DeltaExpired(Exception):
     """The change-tracking token is older than the environment keeps changes for."""
 
 
+LEAD_KEY_LENGTH = 32  # uuid5 as 32 hex characters
 ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
 
@@ -194,57 +200,167 @@ class DataverseTarget(HttpTarget):
     # --- schema check ------------------------------------------------------------------
 
     def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
-        """lead's EntityDefinition: the key column and its alternate key (and whether its
-        index is built), the stage column, every mapped column's length."""
-        url = (
-            f"{self.base}/EntityDefinitions(LogicalName='{self.config.entity_set[:-1]}')"
-            "?$select=LogicalName&$expand=Attributes($select=LogicalName,AttributeType,"
-            "MaxLength),Keys($select=LogicalName,KeyAttributes,EntityKeyIndexStatus)"
-        )
-        body = self.read_json(url, "EntityDefinitions", headers=ODATA_HEADERS)
-        attributes = {a["LogicalName"]: a for a in body.get("Attributes", [])}
+        """The lead table's definition against the config: every mapped column exists and is
+        long enough, and leadbridge's own columns (key, stage, DNC marker) exist with the
+        right type, the key with an alternate key whose index is built.
+
+        Read the documented way (learn.microsoft.com/power-apps/developer/data-platform/
+        webapi/query-metadata-web-api, "Querying EntityMetadata attributes"): expanding
+        `Attributes` gives only the properties every AttributeMetadata shares, so the column
+        types and the keys come in one request, and `MaxLength` from the Attributes
+        collection cast to StringAttributeMetadata (and MemoAttributeMetadata when a mapped
+        column is a memo). Asking the uncast collection for MaxLength is a 400.
+        """
+        definition = self._definition()
+        types = {
+            a["LogicalName"]: str(a.get("AttributeType") or "")
+            for a in definition.get("Attributes") or []
+            if isinstance(a, dict) and isinstance(a.get("LogicalName"), str)
+        }
+        lengths = self._max_lengths(types)
+        own = self._own_columns()
         known = {
-            name: {"length": a.get("MaxLength"), "options": None} for name, a in attributes.items()
+            name: {"length": lengths.get(name), "options": None}
+            for name in [*types, *own]  # own columns are checked below, with their type
         }
         problems = self.field_problems(known)
+        problems += self._own_column_problems(own, types, lengths)
+        problems += self._key_problems(definition.get("Keys") or [], types)
+        return problems
+
+    def _entity_path(self) -> str:
+        entity = self.config.entity_set.removesuffix("s")  # leads → lead
+        key = quote(batch.odata_string(entity), safe="'")
+        return f"{self.base}/EntityDefinitions(LogicalName={key})"
+
+    def _definition(self) -> dict[str, Any]:
+        """Column names and types, and the alternate keys, in one request."""
+        body = self._metadata(
+            "?$select=LogicalName"
+            "&$expand=Attributes($select=LogicalName,AttributeType),"
+            "Keys($select=LogicalName,KeyAttributes,EntityKeyIndexStatus)",
+            "the lead table's definition",
+        )
+        # The doc's own example wraps the one definition in `value`; the service sends it bare.
+        value = body.get("value")
+        if "LogicalName" not in body and isinstance(value, list) and value:
+            body = value[0] if isinstance(value[0], dict) else {}
+        return body
+
+    def _max_lengths(self, types: Mapping[str, str]) -> dict[str, int]:
+        """MaxLength per text column: one request per attribute type that carries it."""
+        casts = ["StringAttributeMetadata"]
+        if any(types.get(name) == "Memo" for name in self.fields.fields):
+            casts.append("MemoAttributeMetadata")
+        lengths: dict[str, int] = {}
+        for cast in casts:
+            body = self._metadata(
+                f"/Attributes/Microsoft.Dynamics.CRM.{cast}?$select=LogicalName,MaxLength",
+                f"the lead table's {cast}",
+            )
+            for attribute in body.get("value") or []:
+                if not isinstance(attribute, dict):
+                    continue
+                name, length = attribute.get("LogicalName"), attribute.get("MaxLength")
+                if isinstance(name, str) and isinstance(length, int):
+                    lengths[name] = length
+        return lengths
+
+    def _metadata(self, path: str, what: str) -> dict[str, Any]:
+        """A metadata read; a refusal names Dataverse's own error, so the operator sees why."""
+        response = self.transport.request("GET", self._entity_path() + path, headers=ODATA_HEADERS)
+        body = response_body(response)
+        if response.status_code >= 400:
+            error = body.get("error") if isinstance(body, dict) else None
+            error = error if isinstance(error, dict) else {}
+            detail = f"{error.get('code', '')} {error.get('message', '')}".strip()[:300]
+            raise PermanentError(
+                f"{self.name}: reading {what} HTTP {response.status_code} {detail}".strip(),
+                body=body,
+            )
+        if not isinstance(body, dict):
+            raise PermanentError(f"{self.name}: reading {what}: not a JSON object", body=body)
+        return body
+
+    def _own_columns(self) -> dict[str, tuple[str, str, str]]:
+        """leadbridge's own columns: name → (config key, AttributeType, how to create it)."""
         config, key = self.config, f"targets[{self.name}]"
-        if config.key_column not in attributes:
-            problems.append(
-                SchemaProblem(
-                    f"{key}.key_column",
-                    f"lead has no column {config.key_column}",
-                    f"create {config.key_column} (single line of text, 32) and an alternate key "
-                    "on it",
-                )
+        own = {
+            config.key_column: (
+                f"{key}.key_column",
+                "String",
+                f"create {config.key_column} (single line of text, 32) and an alternate key on it",
             )
-        keys = [k for k in body.get("Keys", []) if k.get("KeyAttributes") == [config.key_column]]
-        if config.key_column in attributes and not keys:
-            problems.append(
-                SchemaProblem(
-                    f"{key}.key_column",
-                    f"no alternate key on lead over {config.key_column}: upserts by key will fail",
-                    f"define an alternate key on lead with the single column {config.key_column}",
-                )
+        }
+        if config.stage_column and self.pushes_stage:
+            own[config.stage_column] = (
+                f"{key}.stage_column",
+                "Picklist",
+                f"create the choice column {config.stage_column} with the stage_values",
             )
-        for entity_key in keys:
-            status = entity_key.get("EntityKeyIndexStatus")
-            if status != "Active":
+        if DNC_COLUMN in self.fields.fields:
+            own[DNC_COLUMN] = (
+                f"{key}.fields.{DNC_COLUMN}",
+                "Boolean",
+                f"create the Yes/No column {DNC_COLUMN} on lead (leadbridge's marketplace DNC "
+                f"marker, default No), or set `{DNC_COLUMN}: null` under fields to stop sending it",
+            )
+        return own
+
+    @staticmethod
+    def _own_column_problems(
+        own: Mapping[str, tuple[str, str, str]],
+        types: Mapping[str, str],
+        lengths: Mapping[str, int],
+    ) -> list[SchemaProblem]:
+        problems = []
+        for column, (key, wanted, fix) in own.items():
+            found = types.get(column)
+            if found is None:
+                problems.append(SchemaProblem(key, f"lead has no column {column}", fix))
+            elif found != wanted:
                 problems.append(
                     SchemaProblem(
-                        f"{key}.key_column",
-                        f"the alternate key {entity_key.get('LogicalName')} index is {status}",
-                        "wait until it is Active; if it Failed, run ReactivateEntityKey",
+                        key,
+                        f"lead column {column} is of type {found}; leadbridge writes {wanted}",
+                        fix.replace("create", "recreate", 1),
                     )
                 )
-        if config.stage_column and self.pushes_stage and config.stage_column not in attributes:
-            problems.append(
-                SchemaProblem(
-                    f"{key}.stage_column",
-                    f"lead has no column {config.stage_column}",
-                    f"create the choice column {config.stage_column} with the stage_values",
+            elif wanted == "String" and lengths.get(column, LEAD_KEY_LENGTH) < LEAD_KEY_LENGTH:
+                problems.append(
+                    SchemaProblem(
+                        key,
+                        f"{column} holds {lengths[column]} characters; a lead key has "
+                        f"{LEAD_KEY_LENGTH}",
+                        f"raise the maximum length of {column} to at least {LEAD_KEY_LENGTH}",
+                    )
                 )
-            )
         return problems
+
+    def _key_problems(self, keys: list[Any], types: Mapping[str, str]) -> list[SchemaProblem]:
+        """The alternate key over the key column alone, and whether its index is built."""
+        column, key = self.config.key_column, f"targets[{self.name}].key_column"
+        if column not in types:
+            return []  # the missing column is reported already
+        ours = [k for k in keys if isinstance(k, dict) and k.get("KeyAttributes") == [column]]
+        if not ours:
+            return [
+                SchemaProblem(
+                    key,
+                    f"no alternate key on lead over {column}: upserts by key will fail",
+                    f"define an alternate key on lead with the single column {column}",
+                )
+            ]
+        return [
+            SchemaProblem(
+                key,
+                f"the alternate key {k.get('LogicalName')} index is "
+                f"{k.get('EntityKeyIndexStatus')}",
+                "wait until it is Active; if it Failed, run ReactivateEntityKey",
+            )
+            for k in ours
+            if k.get("EntityKeyIndexStatus") != "Active"
+        ]
 
     # --- stages read back ---------------------------------------------------------------
 

@@ -1,8 +1,13 @@
 """A HubSpot portal on loopback: contacts batch upsert by email, 207 partial results,
-forward-only lifecycle stage, and HubSpot's 429 with policyName when throttled."""
+forward-only lifecycle stage, search with opaque paging cursors, the contact properties API,
+HubSpot's 429 with policyName when throttled, and on demand (`Faults.statuses`) the 423, 477
+and Cloudflare 52x answers HubSpot's error-handling page lists."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import html
 import itertools
 import re
 import time
@@ -10,31 +15,73 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from leadbridge.connectors.hubspot.mapping import LIFECYCLE_VALUES
+from leadbridge.connectors.hubspot.mapping import (
+    DNC_PROPERTY,
+    LEAD_KEY_PROPERTY,
+    LIFECYCLE_VALUES,
+    OFFERS_PROPERTY,
+    STAGE_PROPERTY,
+)
 from leadbridge.connectors.sandbox import Request, Response, Sandbox
 
 REJECT_MARKER = "SANDBOX_REJECT"
 LIFECYCLE_ORDER = [*LIFECYCLE_VALUES.values(), "evangelist", "other"]
-KNOWN_PROPERTIES = {
-    "email",
-    "firstname",
-    "lastname",
-    "phone",
-    "mobilephone",
-    "company",
-    "jobtitle",
-    "country",
-    "message",
-    "lifecyclestage",
-    "hs_lead_status",
-    "hubspot_owner_id",
-    "leadbridge_lead_key",
-    "leadbridge_stage",
-    "leadbridge_offers",
-    "leadbridge_marketplace_dnc",
-    "hs_object_id",
-    "createdate",
-    "lastmodifieddate",
+LEAD_STATUSES = [
+    "NEW",
+    "OPEN",
+    "IN_PROGRESS",
+    "OPEN_DEAL",
+    "UNQUALIFIED",
+    "ATTEMPTED_TO_CONTACT",
+    "CONNECTED",
+    "BAD_TIMING",
+]
+# name -> (type, fieldType, options): the portal's contact properties. leadbridge's own are
+# there too (a portal after `config check --online --create-missing`); discard one from
+# `sandbox.properties` to try that command, add a name to give the portal a custom one.
+KNOWN_PROPERTIES: dict[str, tuple[str, str, list[str]]] = {
+    "email": ("string", "text", []),
+    "firstname": ("string", "text", []),
+    "lastname": ("string", "text", []),
+    "phone": ("string", "phonenumber", []),
+    "mobilephone": ("string", "phonenumber", []),
+    "company": ("string", "text", []),
+    "jobtitle": ("string", "text", []),
+    "country": ("string", "text", []),
+    "message": ("string", "textarea", []),
+    "lifecyclestage": ("enumeration", "radio", LIFECYCLE_ORDER),
+    "hs_lead_status": ("enumeration", "radio", LEAD_STATUSES),
+    "hubspot_owner_id": ("enumeration", "select", []),
+    LEAD_KEY_PROPERTY: ("string", "text", []),
+    STAGE_PROPERTY: ("string", "text", []),
+    OFFERS_PROPERTY: ("string", "text", []),
+    DNC_PROPERTY: ("bool", "booleancheckbox", ["true", "false"]),
+    "hs_object_id": ("number", "number", []),
+    "createdate": ("datetime", "date", []),
+    "lastmodifieddate": ("datetime", "date", []),
+}
+# Source for 423, 477, 502/503/504, 521-526: developers.hubspot.com/docs/api-reference/
+# error-handling. It gives each status and what to do, not the body; HubSpot's own answers
+# (423, 477, 502/503/504) use its documented common error shape (status, message,
+# correlationId; every field optional), 477 with the Retry-After the page promises.
+HUBSPOT_FAULTS = {
+    423: "The object is locked by a concurrent sync; wait at least 2 seconds between requests.",
+    477: "This HubSpot account is being migrated between data hosting locations.",
+    502: "Bad Gateway: processing limits reached; pause a few seconds, then retry.",
+    503: "Service temporarily unavailable; pause a few seconds, then retry.",
+    504: "Gateway Timeout: processing limits reached; pause a few seconds, then retry.",
+}
+# 521-526 come from Cloudflare, in front of api.hubapi.com, not from HubSpot: its error page
+# (HTML by default; RFC 9457 JSON when the client asks for JSON), with Retry-After on the
+# retryable ones (521-524) and none on the TLS ones (525, 526). Source:
+# developers.cloudflare.com/fundamentals/reference/error-responses/
+CLOUDFLARE_FAULTS = {
+    521: ("Web server is down", "origin"),
+    522: ("Connection timed out", "origin"),
+    523: ("Origin is unreachable", "origin"),
+    524: ("A timeout occurred", "origin"),
+    525: ("SSL handshake failed", "ssl"),
+    526: ("Invalid SSL certificate", "ssl"),
 }
 # HubSpot validates an email's form: INVALID_EMAIL (seen in 207 error bodies).
 EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -47,7 +94,10 @@ class HubSpotSandbox(Sandbox):
         self, port: int = 0, *, token: str = "sandbox-private-app-token", latency_ms: float = 0.0
     ) -> None:
         self.token = token
-        self.properties = set(KNOWN_PROPERTIES)
+        self.properties = set(KNOWN_PROPERTIES)  # the names upserts may write
+        self.definitions: dict[str, dict[str, Any]] = {
+            name: _property(name, *spec) for name, spec in KNOWN_PROPERTIES.items()
+        }
         self.ids = itertools.count(1001)
         self.search_cap = 10_000  # HubSpot's: no search pages past it
         super().__init__(port, latency_ms=latency_ms)
@@ -56,8 +106,60 @@ class HubSpotSandbox(Sandbox):
         self.route("POST", r"/crm/v3/objects/contacts/batch/upsert", self.batch_upsert)
         self.route("POST", r"/crm/v3/objects/contacts/search", self.search)
         self.route("POST", r"/crm/v3/objects/contacts/batch/read", self.batch_read)
+        self.route("GET", r"/crm/v3/properties/contacts", self.read_properties)
+        self.route("POST", r"/crm/v3/properties/contacts", self.create_property)
+
+    def fault_statuses(self) -> frozenset[int]:
+        return super().fault_statuses() | set(HUBSPOT_FAULTS) | set(CLOUDFLARE_FAULTS)
+
+    def fault_answer(self, status: int, request: Request) -> Response:
+        if status in CLOUDFLARE_FAULTS:
+            return self._cloudflare(status, request)
+        if status not in HUBSPOT_FAULTS:
+            return super().fault_answer(status, request)
+        body = {
+            "status": "error",
+            "message": HUBSPOT_FAULTS[status],
+            "correlationId": str(uuid.uuid4()),
+        }
+        # 477: "HubSpot will return a Retry-After response header indicating how many seconds
+        # to wait before retrying the request (typically up to 24 hours)" (error-handling).
+        headers = {"Retry-After": f"{self.faults.retry_after_s:g}"} if status == 477 else {}
+        return Response(status, body, headers)
+
+    def _cloudflare(self, status: int, request: Request) -> Response:
+        """Cloudflare's own error answer (developers.cloudflare.com/fundamentals/reference/
+        error-responses/): RFC 9457 JSON if the client's Accept asks for JSON, else its HTML
+        page; Retry-After only where a retry can help (origin errors, not TLS ones)."""
+        title, category = CLOUDFLARE_FAULTS[status]
+        ray = f"{self.random.getrandbits(64):016x}"
+        retryable = category == "origin"
+        wait = f"{self.faults.retry_after_s:g}"
+        headers = {"Retry-After": wait} if retryable else {}
+        if "json" in (request.header("accept") or ""):
+            problem: dict[str, Any] = {
+                "type": f"https://developers.cloudflare.com/support/troubleshooting/"
+                f"http-status-codes/cloudflare-5xx-errors/error-{status}/",
+                "status": status,
+                "title": f"Error {status}: {title}",
+                "detail": f"api.hubapi.com | {status}: {title}",
+                "instance": ray,
+                "error_code": status,
+                "error_category": category,
+            }
+            if retryable:
+                problem["retry_after"] = self.faults.retry_after_s
+            return Response(status, problem, headers)
+        page = (
+            f"<!DOCTYPE html><html><head><title>api.hubapi.com | {status}: "
+            f"{html.escape(title)}</title></head><body><h1>Error {status}</h1>"
+            f"<p>{html.escape(title)}</p><p>Cloudflare Ray ID: {ray}</p></body></html>"
+        )
+        return Response(status, raw=page.encode(), headers={"Content-Type": "text/html", **headers})
 
     def throttled(self) -> Response:
+        """The ten-secondly 429. Body: developers.hubspot.com/docs/api/usage-details (as quoted
+        in community.hubspot.com, "the 429 response will have the following format")."""
         return Response(
             429,
             {
@@ -239,10 +341,24 @@ class HubSpotSandbox(Sandbox):
         )
 
     def search(self, request: Request) -> Response:
+        """POST /crm/v3/objects/contacts/search (developers.hubspot.com/docs/api-reference/
+        2026-03/crm/search-the-crm): `paging.next.after` is an opaque cursor string — here
+        base64 of the offset, the way HubSpot's look — so a client doing arithmetic on it
+        fails here as it would there. No page reaches past the 10,000th result (a 400)."""
         if not self.bearer_ok(request):
             return self.token_expired()
         body = request.json() or {}
-        after = int(body.get("after") or 0)
+        after = _offset(body.get("after"))
+        if after is None:
+            return Response(
+                400,
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "Invalid input JSON on line 1: after is not a valid paging cursor",
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
         limit = min(int(body.get("limit") or 10), 200)
         if after + limit > self.search_cap:
             return Response(
@@ -264,8 +380,47 @@ class HubSpotSandbox(Sandbox):
             ]
         result: dict[str, Any] = {"total": len(rows), "results": page}
         if after + limit < len(rows):
-            result["paging"] = {"next": {"after": str(after + limit)}}
+            result["paging"] = {"next": {"after": _cursor(after + limit)}}
         return Response(200, result)
+
+    # --- properties API ------------------------------------------------------------------
+
+    def read_properties(self, request: Request) -> Response:
+        """GET /crm/v3/properties/contacts: `{"results": [property, ...]}`. Shape:
+        developers.hubspot.com/docs/api-reference/legacy/crm/properties/get-properties"""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        with self.lock:
+            listed = [
+                self.definitions.get(name) or _property(name, "string", "text", [], custom=True)
+                for name in sorted(self.properties)
+            ]
+        return Response(200, {"results": listed})
+
+    def create_property(self, request: Request) -> Response:
+        """POST /crm/v3/properties/contacts: 201 with the new property; 409 when the name is
+        taken; 400 when name, label, type, fieldType or groupName is missing. Shapes:
+        developers.hubspot.com/docs/api-reference/latest/crm/properties/create-property (and
+        the 409 on a taken name from developers.hubspot.com/docs/methods/contacts/v2/
+        create_contacts_property)."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        missing = [
+            key for key in ("name", "label", "type", "fieldType", "groupName") if not body.get(key)
+        ]
+        if missing:
+            return _error(400, "VALIDATION_ERROR", f"missing required fields: {missing}")
+        name = str(body["name"])
+        with self.lock:
+            if name in self.properties:
+                return _error(409, "CONFLICT", f"A property named '{name}' already exists.")
+            options = [o.get("value") for o in body.get("options") or [] if isinstance(o, dict)]
+            created = _property(name, body["type"], body["fieldType"], options, custom=True)
+            created |= {"label": body["label"], "groupName": body["groupName"]}
+            self.properties.add(name)
+            self.definitions[name] = created
+        return Response(201, created)
 
     def admin_extra(self, action: str, request: Request) -> Response | None:
         if action == "stage" and request.method == "POST":
@@ -292,6 +447,72 @@ class HubSpotSandbox(Sandbox):
         ):
             return current
         return requested
+
+
+def _cursor(offset: int) -> str:
+    """An opaque paging cursor the way HubSpot's look: base64 of the offset."""
+    return base64.b64encode(f"{offset}\n".encode()).decode()
+
+
+def _offset(cursor: Any) -> int | None:
+    """The offset a cursor of ours stands for; None when it isn't one (a 400)."""
+    if cursor in (None, ""):
+        return 0
+    try:
+        text = base64.b64decode(str(cursor), validate=True).decode().strip()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _property(
+    name: str, kind: str, field_type: str, options: list[str], *, custom: bool = False
+) -> dict[str, Any]:
+    """A contact property as the properties API describes it."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "name": name,
+        "label": name.replace("_", " ").title(),
+        "type": kind,
+        "fieldType": field_type,
+        "groupName": "contactinformation",
+        "description": "",
+        "displayOrder": -1,
+        "hasUniqueValue": False,
+        "hidden": False,
+        "formField": not custom and kind != "datetime",
+        "hubspotDefined": not custom,
+        "createdAt": now,
+        "updatedAt": now,
+        "archived": False,
+        "modificationMetadata": {
+            "archivable": custom,
+            "readOnlyDefinition": not custom,
+            "readOnlyValue": name in ("hs_object_id", "createdate", "lastmodifieddate"),
+        },
+        "options": [
+            {
+                "label": str(v).replace("_", " ").title(),
+                "value": v,
+                "displayOrder": i,
+                "hidden": False,
+            }
+            for i, v in enumerate(options)
+        ],
+    }
+
+
+def _error(status: int, category: str, message: str) -> Response:
+    """HubSpot's common error shape (developers.hubspot.com/docs/api-reference/error-handling)."""
+    return Response(
+        status,
+        {
+            "status": "error",
+            "message": message,
+            "correlationId": str(uuid.uuid4()),
+            "category": category,
+        },
+    )
 
 
 def _match(record: dict[str, Any], condition: dict[str, Any]) -> bool:

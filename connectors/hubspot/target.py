@@ -10,13 +10,14 @@ refuses to go back without a clear-then-set, which is the stage-sync's business)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from leadbridge.connectors.base import PermanentError, RetryableError
+from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.hubspot.mapping import (
     DNC_PROPERTY,
     FIELD_MAP,
@@ -29,12 +30,30 @@ from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, Targe
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
-from leadbridge.core.transport import response_body
+from leadbridge.core.transport import parse_retry_after, response_body
 
 SEARCH_PAGE = 200  # the search API's largest page
 SEARCH_CAP = 10_000  # no search returns more; past it, start again from the last timestamp
-DAILY_LIMIT_PAUSE_S = 3600.0
 TEN_SECONDLY_PAUSE_S = 10.0
+# developers.hubspot.com/docs/api-reference/error-handling, status by status:
+LOCKED_WAIT_S = 2.0  # 423: "Locks will last for 2 seconds … a delay of at least 2 seconds"
+MIGRATION_MAX_WAIT_S = 24 * 3600.0  # 477: a Retry-After "typically up to 24 hours"
+MIGRATION_WAIT_S = 600.0  # 477 without its Retry-After: look again in ten minutes
+# 502/504 ("pause your requests for a few seconds, then retry"), 503, 521, 523, 524 (and the
+# sporadic 500, 520 of Cloudflare's edge): transient, retried with the transport's back-off.
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504, 520, 521, 523, 524})
+# 522/525/526: "please reach out to HubSpot support" — no retry will fix them.
+SUPPORT_STATUS = {
+    522: "connection timed out",
+    525: "SSL handshake failed",
+    526: "invalid SSL certificate",
+}
+DAILY_RESET_MARGIN_S = 60.0  # past midnight, so a clock a little ahead doesn't ask too soon
+
+
+def now_utc() -> datetime:
+    """The wall clock the daily-limit pause is computed from (tests replace it)."""
+    return datetime.now(UTC)
 
 
 class HubSpotConfig(TargetConfig):
@@ -46,6 +65,21 @@ class HubSpotConfig(TargetConfig):
     stage_property: str | None = STAGE_PROPERTY
     offers_property: str | None = OFFERS_PROPERTY
     lifecycle_values: dict[str, str] = Field(default_factory=lambda: dict(LIFECYCLE_VALUES))
+    # HubSpot resets the daily API limit at midnight in the account's time zone
+    # (developers.hubspot.com/apisbytier): a 429 DAILY pauses the target until then.
+    account_timezone: str = "UTC"
+
+    @field_validator("account_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone; use the HubSpot account's own, as in "
+                "Settings > Account Defaults (e.g. America/New_York, Europe/Berlin)"
+            ) from None
+        return value
 
 
 class HubSpotTarget(HttpTarget):
@@ -195,9 +229,8 @@ class HubSpotTarget(HttpTarget):
             ]
             response = self.transport.request("POST", url, json={"inputs": clears})
             if response.status_code not in (200, 201, 207):
-                raise PermanentError(
-                    f"{self.name}: clearing lifecyclestage: HTTP {response.status_code}",
-                    body=_json(response),
+                raise _refused(
+                    response, f"{self.name}: clearing lifecyclestage: HTTP {response.status_code}"
                 )
 
     def _batch(
@@ -208,10 +241,10 @@ class HubSpotTarget(HttpTarget):
         response = self.transport.request("POST", url, json={"inputs": inputs})
         body = _json(response)
         if response.status_code not in (200, 201, 207):
-            raise PermanentError(
+            raise _refused(
+                response,
                 f"{self.name}: HTTP {response.status_code} "
                 f"{_field(body, 'category')}: {_field(body, 'message')}",
-                body=body,
             )
         by_trace: dict[str, dict[str, Any]] = {}
         for record in body.get("results", []):
@@ -336,10 +369,10 @@ class HubSpotTarget(HttpTarget):
                 {"label": "No", "value": "false", "displayOrder": 1},
             ]
         response = self.transport.request("POST", url, json=body)
+        if response.status_code == 409:
+            return  # created meanwhile (another replica, a person): it exists, as wanted
         if response.status_code not in (200, 201):
-            raise PermanentError(
-                f"{self.name}: creating {name}: HTTP {response.status_code}", body=_json(response)
-            )
+            raise _refused(response, f"{self.name}: creating {name}: HTTP {response.status_code}")
 
     # --- stages read back ---------------------------------------------------------------
 
@@ -347,7 +380,8 @@ class HubSpotTarget(HttpTarget):
         """Contacts modified since the watermark, through the CRM search API.
 
         A search stops at 10,000 results: near the cap the query starts again from the last
-        `lastmodifieddate` seen (keyset), and records read twice are deduplicated.
+        `lastmodifieddate` seen (keyset), and records read twice are deduplicated. The cap is
+        counted in results read: `paging.next.after` is an opaque cursor, passed back as is.
         """
         overlap_ms = int(self.config.overlap.total_seconds() * 1000)
         floor = max(0, int(since) - overlap_ms) if since else 0
@@ -355,21 +389,24 @@ class HubSpotTarget(HttpTarget):
         reverse = {v: Stage(k) for k, v in self.config.lifecycle_values.items()}
         changes: dict[str, StageChange] = {}
         after: str | None = None
+        read = 0  # results this query has returned so far
         while True:
             page = self._search(floor, after)
-            for record in page.get("results", []):
+            results = page.get("results") or []
+            read += len(results)
+            for record in results:
                 modified = _ms(record["properties"].get("lastmodifieddate"))
                 newest = max(newest, modified)
                 change = self._change(record, modified, reverse)
                 if change is not None:
                     changes[record["id"]] = change
             after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
+            if not after or not results:
                 break
-            if int(after) + SEARCH_PAGE > SEARCH_CAP:
+            if read + SEARCH_PAGE > SEARCH_CAP:
                 if newest <= floor:
                     break  # 10,000 contacts modified in one millisecond: nothing more to gain
-                floor, after = newest, None
+                floor, after, read = newest, None, 0
         return list(changes.values()), str(newest)
 
     def _search(self, floor: int, after: str | None) -> dict[str, Any]:
@@ -399,7 +436,7 @@ class HubSpotTarget(HttpTarget):
             "limit": SEARCH_PAGE,
         }
         if after:
-            body["after"] = after
+            body["after"] = str(after)  # opaque: sent back exactly as HubSpot gave it
         response = self.transport.request("POST", url, json=body)
         if response.status_code >= 400:
             raise RetryableError(
@@ -434,21 +471,68 @@ class HubSpotTarget(HttpTarget):
         )
 
     def classify(self, response: requests.Response) -> Any:
-        """429 with policyName: DAILY pauses the target for an hour; the rolling windows wait
-        the window out (HubSpot sends no Retry-After, but says the interval)."""
-        if response.status_code != 429:
-            return None
-        body = _json(response)
-        policy = _field(body, "policyName")
-        if policy == "DAILY":
+        """HubSpot's statuses as its error-handling page says to treat them, for every call
+        (batch read, batch upsert, search, properties): the transport retries what this calls
+        retryable, waiting `retry_after` when given. Source:
+        developers.hubspot.com/docs/api-reference/error-handling"""
+        status = response.status_code
+        if status == 429:
+            return self._rate_limited(response)
+        if status == 423:  # a lock lasts 2 s: wait at least that
+            hint = parse_retry_after(response.headers.get("Retry-After")) or 0.0
             return RetryableError(
-                f"{self.name}: HubSpot daily limit reached", retry_after=DAILY_LIMIT_PAUSE_S
+                f"{self.name}: HubSpot 423 Locked", retry_after=max(LOCKED_WAIT_S, hint)
+            )
+        if status == 477:
+            return self._migrating(response)
+        if status in SUPPORT_STATUS:
+            return FatalError(
+                f"{self.name}: HubSpot answered {status} ({SUPPORT_STATUS[status]}), which its "
+                "docs say only HubSpot support can resolve: the target is stopped, every lead "
+                "stays queued; contact HubSpot support, then restart delivery"
+            )
+        if status in TRANSIENT_STATUS:
+            # the transport's jittered back-off, or the Retry-After Cloudflare sends
+            return RetryableError(f"{self.name}: HubSpot HTTP {status}")
+        return None
+
+    def _rate_limited(self, response: requests.Response) -> RetryableError:
+        """DAILY pauses the target until the daily reset; the rolling windows wait the window
+        out (HubSpot sends no Retry-After, but says the interval)."""
+        policy = _field(_json(response), "policyName")
+        if policy == "DAILY":
+            wait, reset = self._until_daily_reset()
+            # the transport holds every call of this target for `retry_after`, not just this one
+            return RetryableError(
+                f"{self.name}: HubSpot daily limit reached; paused until {reset.isoformat()} "
+                f"(midnight, {self.config.account_timezone}: account_timezone)",
+                retry_after=wait,
             )
         interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
         wait = int(interval) / 1000 if interval and interval.isdigit() else TEN_SECONDLY_PAUSE_S
         if response.headers.get("Retry-After"):
             wait = None  # the transport reads the header itself
         return RetryableError(f"{self.name}: HubSpot {policy or 'rate'} limit", retry_after=wait)
+
+    def _until_daily_reset(self) -> tuple[float, datetime]:
+        """Seconds until the next midnight in the account's time zone (DST-aware: a day
+        there may be 23 or 25 hours long), and that midnight."""
+        zone = ZoneInfo(self.config.account_timezone)
+        now = now_utc().astimezone(zone)
+        reset = datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=zone)
+        seconds = (reset.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
+        return seconds + DAILY_RESET_MARGIN_S, reset
+
+    def _migrating(self, response: requests.Response) -> RetryableError:
+        """477: the account is moving data centres. The whole target waits the Retry-After
+        (hours, perhaps: set as `retry_after`, so not cut to the transport's clamp for a
+        header), and nothing is dead-lettered meanwhile."""
+        hint = parse_retry_after(response.headers.get("Retry-After"))
+        wait = min(hint if hint is not None else MIGRATION_WAIT_S, MIGRATION_MAX_WAIT_S)
+        return RetryableError(
+            f"{self.name}: HubSpot 477 migration in progress; retrying in {wait:.0f} s",
+            retry_after=wait,
+        )
 
 
 def _ms(value: Any) -> int:
@@ -469,6 +553,14 @@ def _json(response: requests.Response) -> Any:
 
 def _field(body: Any, key: str) -> Any:
     return body.get(key) if isinstance(body, dict) else None
+
+
+def _refused(response: requests.Response, message: str) -> RetryableError | PermanentError:
+    """A whole request refused. A server error says nothing about the records in it: they
+    wait and go again; anything else is about what was sent (split, then dead-lettered)."""
+    if response.status_code >= 500:
+        return RetryableError(message)
+    return PermanentError(message, body=_json(response))
 
 
 def _email_trace(record: dict[str, Any], inputs: list[dict[str, Any]]) -> str | None:

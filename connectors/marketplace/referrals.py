@@ -5,7 +5,9 @@ The API takes only a delegated (app + user) token. `leadbridge auth partner-cent
 Referrals admin in once with the device-code flow; msal keeps the refresh token in a token
 cache file (mode 0600) that survives restarts, and every later token comes from it silently.
 
-Reading: referrals polled by `updatedDateTime` with an overlap; only marketplace leads
+Reading: every page (`@odata.nextLink`) of the referrals updated since the cursor minus an
+overlap — filtered on `updatedDateTime` oldest first where Partner Center takes that filter,
+else newest first down to the watermark (docs/partner-center.md); only marketplace leads
 (type Independent, qualification Direct, invited by Microsoft or nobody) unless told
 otherwise. Writing back: the stage maps to status/substatus (below), sent as a JSON Patch
 with `If-Match`; a 412 (someone changed the referral meanwhile) re-reads it and decides
@@ -30,6 +32,7 @@ import msal
 from pydantic import Field
 
 from leadbridge.connectors.base import ConnectorConfig, FatalError, MalformedLead, RetryableError
+from leadbridge.connectors.marketplace.https import payload_key
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core.durations import Duration
@@ -40,6 +43,7 @@ from leadbridge.core.transport import Transport, VerifyingSession, response_body
 log = logging.getLogger("leadbridge.referrals")
 API_URL = "https://api.partner.microsoft.com/v1.0/engagements/referrals"
 REFERRAL_ID = "partner_center_referral"  # the attribution key linking a lead to its referral
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # "from the start" for a first read
 
 # Stage → (status, substatus). None: leave the referral alone. Documented in the example config.
 STATUS_MAP: dict[str, list[str] | None] = {
@@ -193,6 +197,10 @@ def _transport(name: str, token: DelegatedToken) -> Transport:
 # --- reading referrals -------------------------------------------------------------------
 
 
+class FilterRefused(Exception):
+    """Partner Center answered 400 to a filter on updatedDateTime, which it doesn't document."""
+
+
 class ReferralsSource:
     Config: ClassVar[type[ReferralsConfig]] = ReferralsConfig
     role: ClassVar[str] = "source"
@@ -202,58 +210,144 @@ class ReferralsSource:
         self.name = config.name
         self.token = DelegatedToken(config)
         self.transport = _transport(config.name, self.token)
+        self.filter_refused = False  # learnt once: later polls go straight to the fallback
 
     @classmethod
     def from_config(cls, config: ReferralsConfig) -> ReferralsSource:
         return cls(config)
 
     def fetch(self, cursor: str | None) -> Iterator[tuple[RawLead, str]]:
-        """Referrals updated since the cursor, oldest first; the cursor moves at the end."""
-        since = (
-            datetime.fromisoformat(cursor) - self.config.overlap
-            if cursor
-            else datetime(2000, 1, 1, tzinfo=UTC)
-        )
-        newest = datetime.fromisoformat(cursor) if cursor else since
-        pending: RawLead | None = None
-        for referral in self._referrals(since):
-            updated = _time(referral.get("updatedDateTime")) or newest
-            newest = max(newest, updated)
-            if self.config.marketplace_only and not is_marketplace_lead(referral):
-                continue
-            if pending is not None:
-                yield pending, cursor or ""
-            pending = RawLead(
-                source=self.name,
-                source_key=str(referral["id"]),
-                kind="referral",
-                payload=referral,
-                occurred_at=_time(referral.get("createdDateTime")),
-            )
-        if pending is not None:
-            yield pending, newest.isoformat()
+        """Referrals updated since the cursor minus the overlap, every page to the end, each
+        with the cursor that is safe to store once it and everything before it have landed.
 
-    def _referrals(self, since: datetime) -> Iterator[dict[str, Any]]:
+        Ordering by updatedDateTime is documented, a filter on it is not (get-a-list-of-
+        referrals). So the filter is tried first, oldest first, and the cursor follows the
+        referrals read. If Partner Center refuses it, the listing is read newest first with
+        no filter and stops at the first referral older than the watermark minus the
+        overlap; then the cursor moves only with the last referral yielded, because until
+        the end something newer than the old cursor may still be unread.
+        """
+        watermark = _time(cursor) if cursor else None
+        since = watermark - self.config.overlap if watermark else EPOCH
+        if not self.filter_refused:
+            try:
+                yield from self._cursored(self._oldest_first(since), cursor, ordered=True)
+                return
+            except FilterRefused as refused:
+                self.filter_refused = True
+                log.warning(
+                    "Partner Center refused a filter on updatedDateTime; reading newest "
+                    "first down to the watermark instead",
+                    extra={"source": self.name, "error": str(refused)},
+                )
+        yield from self._cursored(self._newest_first(since), cursor, ordered=False)
+
+    def _oldest_first(self, since: datetime) -> Iterator[Any]:
         stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        query = (
-            f"$filter={quote(f'updatedDateTime ge {stamp}')}"
-            f"&$orderby={quote('updatedDateTime asc')}&$top={self.config.page_size}"
+        return self._pages(
+            {"$filter": f"updatedDateTime ge {stamp}", "$orderby": "updatedDateTime asc"}
         )
-        url, skip = f"{self.config.api_url}?{query}", 0
+
+    def _newest_first(self, since: datetime) -> Iterator[Any]:
+        """Newest first, until the first referral last updated before `since`: everything
+        after it in this order is older still."""
+        for referral in self._pages({"$orderby": "updatedDateTime desc"}):
+            updated = _time(referral.get("updatedDateTime")) if isinstance(referral, dict) else None
+            if updated is not None and updated < since:
+                return
+            yield referral
+
+    def _cursored(
+        self, referrals: Iterator[Any], cursor: str | None, *, ordered: bool
+    ) -> Iterator[tuple[RawLead, str]]:
+        """Each raw lead with the cursor that covers it. Oldest first (`ordered`), that is the
+        newest time read before the next lead; otherwise, or once the order is seen not to
+        hold, the old cursor until the last lead, which carries the newest time read. A lead
+        is held back one step so the last one can carry the referrals skipped after it."""
+        now = datetime.now(UTC)  # a clock ahead of ours can't push the cursor into the future
+        newest = _time(cursor) if cursor else None
+        covered, pending, previous = cursor or "", None, None
+        for referral in referrals:
+            raw = self._raw(referral)
+            if raw is not None:
+                if pending is not None:
+                    yield pending, covered
+                pending = raw
+            updated = _time(referral.get("updatedDateTime")) if isinstance(referral, dict) else None
+            if updated is not None:
+                updated = min(updated, now)
+                ordered = ordered and (previous is None or updated >= previous)
+                previous = updated
+                newest = max(newest, updated) if newest else updated
+            if ordered and newest is not None:
+                covered = newest.isoformat()
+        if pending is not None:
+            yield pending, newest.isoformat() if newest else covered
+
+    def _raw(self, referral: Any) -> RawLead | None:
+        """A referral as a raw lead, or None when it isn't one to land. One without an id is
+        still landed (keyed by its content) so the parser quarantines it with the reason."""
+        if not isinstance(referral, dict):
+            log.warning("referrals page held a non-object; skipped", extra={"source": self.name})
+            return None
+        if self.config.marketplace_only and not is_marketplace_lead(referral):
+            return None
+        key = referral.get("id")
+        return RawLead(
+            source=self.name,
+            source_key=str(key)
+            if isinstance(key, str | int) and key != ""
+            else payload_key(referral),
+            kind="referral",
+            payload=referral,
+            occurred_at=_time(referral.get("createdDateTime")),
+        )
+
+    def _pages(self, params: Mapping[str, str]) -> Iterator[Any]:
+        """Every referral of one listing, following `@odata.nextLink` to the end.
+
+        `$top` is not sent: in OData it caps the whole result, not a page. Only the link's
+        query (its opaque `$skiptoken`) is followed, on the configured api_url: the link in
+        Partner Center's own example is `http://…/v1.0/referrals`, and a bearer token never
+        goes anywhere but the configured endpoint.
+        """
+        query = "&".join(f"{name}={quote(value)}" for name, value in params.items())
+        url, seen = f"{self.config.api_url}?{query}", {query}
+        headers = {"Prefer": f"odata.maxpagesize={self.config.page_size}"}
+        first = True
         while url:
-            response = self.transport.request("GET", url)
+            response = self.transport.request("GET", url, headers=headers)
+            if first and response.status_code == 400 and "$filter" in params:
+                raise FilterRefused(_error_text(response))
+            first = False
             if response.status_code >= 400:
                 raise RetryableError(f"{self.name}: referrals HTTP {response.status_code}")
-            page = response.json()
-            items = page.get("value", page if isinstance(page, list) else [])
+            page = response_body(response)
+            items = page.get("value") if isinstance(page, dict) else None
+            if not isinstance(items, list):
+                raise RetryableError(f"{self.name}: a referrals page without a value list")
             yield from items
-            if page.get("@odata.nextLink"):
-                url = page["@odata.nextLink"]
-            elif len(items) == self.config.page_size:
-                skip += len(items)
-                url = f"{self.config.api_url}?{query}&$skip={skip}"
-            else:
-                url = ""
+            url = self._next_page(page.get("@odata.nextLink"), seen)
+
+    def _next_page(self, link: Any, seen: set[str]) -> str:
+        if link is None or link == "":
+            return ""
+        query = urlsplit(link).query if isinstance(link, str) else ""
+        if not query or query in seen:  # a link that leads nowhere new would loop forever
+            raise RetryableError(f"{self.name}: unusable @odata.nextLink; the cursor stays")
+        seen.add(query)
+        return f"{self.config.api_url}?{query}"
+
+
+def _error_text(response: Any) -> str:
+    """The error's code and description, for the log: never the whole body."""
+    body = response_body(response)
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}"
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    code = error.get("code", response.status_code)
+    text = error.get("description") or error.get("message") or ""
+    return f"{code}: {str(text)[:200]}"
 
 
 def is_marketplace_lead(referral: Mapping[str, Any]) -> bool:

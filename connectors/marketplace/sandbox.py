@@ -1,8 +1,10 @@
 """A Partner Center on loopback, over TLS: its Entra ID sign-in (device code, refresh tokens)
-and the Referrals API (list by updatedDateTime, get, JSON Patch with If-Match and 412).
+and the Referrals API (list ordered by updatedDateTime in pages linked by `@odata.nextLink`
+with an opaque `$skiptoken`, get, JSON Patch with If-Match and 412).
 
 The device code is approved at once, as if the admin had signed in; the admin API adds
-referrals and makes the next PATCH lose a race (412), as a colleague editing would.
+referrals, makes the next PATCH lose a race (412), as a colleague editing would, and can make
+the list refuse a filter on updatedDateTime, which Partner Center doesn't document.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,6 +24,9 @@ from leadbridge.connectors.sandbox import EntraSandbox, Request, Response, form
 TENANT = "00000000-0000-0000-0000-0000000000pc"
 API = "/v1.0/engagements/referrals"
 ALLOWED = {"New": {"New", "Active", "Closed"}, "Active": {"Active", "Closed"}, "Closed": {"Closed"}}
+PAGE_SIZE = 100  # the server's page when the client states no odata.maxpagesize
+_UPDATED_SINCE = re.compile(r"^\s*updatedDateTime\s+(?P<op>ge|gt)\s+(?P<stamp>\S+)\s*$")
+_ORDER = re.compile(r"^\s*(?P<field>createdDateTime|updatedDateTime)(?:\s+(?P<dir>asc|desc))?\s*$")
 
 
 def _b64(data: dict[str, Any]) -> str:
@@ -31,12 +38,21 @@ class ReferralsSandbox(EntraSandbox):
     tenant = TENANT
 
     def __init__(
-        self, port: int = 0, *, client_id: str = "sandbox-pc-app", latency_ms: float = 0.0
+        self,
+        port: int = 0,
+        *,
+        client_id: str = "sandbox-pc-app",
+        latency_ms: float = 0.0,
+        refuse_updated_filter: bool = False,
     ) -> None:
         self.client_id = client_id
         self.refresh_tokens: set[str] = set()
         self.etags = itertools.count(1)
         self.conflict_next = 0
+        self.refuse_updated_filter = refuse_updated_filter
+        self._last_save = 0.0
+        self.list_queries: list[dict[str, str]] = []  # each list request's query, for tests
+        self._skiptokens: dict[str, dict[str, Any]] = {}  # opaque token → where a listing is
         super().__init__(port, latency_ms=latency_ms)
 
     @property
@@ -120,17 +136,94 @@ class ReferralsSandbox(EntraSandbox):
     # --- Referrals -----------------------------------------------------------------------
 
     def list_referrals(self, request: Request) -> Response:
+        """GET …/referrals with `$filter`, `$orderby` (createdDateTime / updatedDateTime),
+        `$top` and `$skip` (the OData options of Microsoft's Power Automate connector for this
+        API, learn.microsoft.com/connectors/partnercenterref), answered a page at a time
+        (learn.microsoft.com/partner-center/developer/get-a-list-of-referrals: "Use the
+        `@odata.nextLink` to get the next page of results"). The link has the shape of that
+        page's example,
+        `http://api.partner.microsoft.com/v1.0/referrals?$skiptoken=k181pEdP0ykypkieJfcxX`:
+        plain http, no `/engagements`, and only an opaque `$skiptoken` that stands for the
+        whole listing. The page is keyset-paged, so a referral updated while a client pages
+        moves, but nothing else is skipped. The filter on updatedDateTime is not
+        documented; with `refuse_updated_filter` it is a 400 in Partner Center's error
+        shape (learn.microsoft.com/partner-center/developer/error-codes: code, description,
+        data, source; the values here are the sandbox's own)."""
         if not self.bearer_ok(request):
             return self.token_expired()
         query = {k: v[0] for k, v in request.query.items()}
-        since = query.get("$filter", "").rpartition(" ")[2]
         with self.lock:
-            rows = sorted(
-                (r for r in self.records.values() if r["updatedDateTime"] >= since),
-                key=lambda r: r["updatedDateTime"],
-            )
-        skip, top = int(query.get("$skip", 0)), int(query.get("$top", 100))
-        return Response(200, {"value": rows[skip : skip + top]})
+            self.list_queries.append(query)
+            if "$skiptoken" in query:
+                listing = self._skiptokens.get(query["$skiptoken"])
+                if listing is None:
+                    return _error(400, "The skip token is not valid or has expired.")
+            else:
+                listing, refused = self._listing(query, request.header("prefer") or "")
+                if refused is not None:
+                    return refused
+            return Response(200, self._page(listing))
+
+    def _listing(
+        self, query: dict[str, str], prefer: str
+    ) -> tuple[dict[str, Any], Response | None]:
+        listing: dict[str, Any] = {"since": None, "strict": False, "after": None}
+        text = query.get("$filter")
+        if text:
+            match = _UPDATED_SINCE.match(text)
+            if match is None:
+                return listing, _error(
+                    400, f"The sandbox supports no $filter but updatedDateTime: {text}"
+                )
+            if self.refuse_updated_filter:
+                return listing, _error(
+                    400,
+                    "Invalid filter: the property 'updatedDateTime' is not supported in $filter.",
+                )
+            listing["since"] = _when(match["stamp"])
+            listing["strict"] = match["op"] == "gt"
+        order = _ORDER.match(query.get("$orderby") or "createdDateTime asc")
+        if order is None:
+            return listing, _error(400, f"Unsupported $orderby: {query['$orderby']}")
+        listing["field"], listing["desc"] = order["field"], order["dir"] == "desc"
+        size = re.search(r"odata\.maxpagesize=(\d+)", prefer)
+        listing["size"] = max(1, int(size[1])) if size else PAGE_SIZE
+        listing["left"] = int(query["$top"]) if query.get("$top", "").isdigit() else None
+        listing["skip"] = int(query["$skip"]) if query.get("$skip", "").isdigit() else 0
+        return listing, None
+
+    def _page(self, listing: dict[str, Any]) -> dict[str, Any]:
+        """One page of a listing, and the opaque link to the rest when there is more."""
+        field, desc = listing["field"], listing["desc"]
+
+        def key(referral: dict[str, Any]) -> tuple[datetime, str]:
+            return (_when(referral[field]), referral["id"])
+
+        since, strict = listing["since"], listing["strict"]
+        rows = [
+            r
+            for r in self.records.values()
+            if since is None or key(r)[0] > since or (not strict and key(r)[0] == since)
+        ]
+        rows.sort(key=key, reverse=desc)
+        if listing["after"] is not None:
+            after = listing["after"]
+            rows = [r for r in rows if (key(r) < after if desc else key(r) > after)]
+        else:
+            rows = rows[listing["skip"] :]
+        size = listing["size"] if listing["left"] is None else min(listing["size"], listing["left"])
+        page = rows[:size]
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.url}/v1.0/$metadata#Referrals",
+            "value": [json.loads(json.dumps(r)) for r in page],
+        }
+        left = None if listing["left"] is None else listing["left"] - len(page)
+        if len(rows) > len(page) and left != 0 and page:
+            token = secrets.token_urlsafe(15)
+            self._skiptokens[token] = {**listing, "after": key(page[-1]), "left": left}
+            host = self.url.removeprefix("https://")
+            body["@odata.nextLink"] = f"http://{host}/v1.0/referrals?$skiptoken={token}"
+        return body
 
     def get_referral(self, request: Request) -> Response:
         if not self.bearer_ok(request):
@@ -164,8 +257,13 @@ class ReferralsSandbox(EntraSandbox):
         return Response(204)
 
     def _touch(self, referral: dict[str, Any]) -> None:
+        """A save: a new eTag and updatedDateTime, a millisecond after the last save at least,
+        so the updatedDateTime order is the order things happened in."""
         referral["eTag"] = f'"{next(self.etags):08x}-0000-0000-0000-000000000000"'
-        referral["updatedDateTime"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        self._last_save = max(time.time(), self._last_save + 0.001)
+        referral["updatedDateTime"] = datetime.fromtimestamp(self._last_save, UTC).isoformat(
+            timespec="milliseconds"
+        )
 
     def add(self, referral: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -178,14 +276,33 @@ class ReferralsSandbox(EntraSandbox):
             }
             referral.setdefault("id", str(uuid.uuid4()))
             referral.setdefault("createdDateTime", datetime.now(UTC).isoformat())
+            updated = referral.get("updatedDateTime")  # a test may date a referral back
             self._touch(referral)
+            if updated:
+                referral["updatedDateTime"] = updated
             self.records[referral["id"]] = referral
             return referral
 
     def admin_extra(self, action: str, request: Request) -> Response | None:
         if action == "referral" and request.method == "POST":
             return Response(200, self.add(request.json() or {}))
+        if action == "refuse_updated_filter" and request.method == "POST":
+            self.refuse_updated_filter = bool((request.json() or {}).get("refuse", True))
+            return Response(200, {"refuse_updated_filter": self.refuse_updated_filter})
         if action == "conflict_next" and request.method == "POST":
             self.conflict_next = int((request.json() or {}).get("count", 1))
             return Response(200, {"conflict_next": self.conflict_next})
         return None
+
+
+def _error(status: int, description: str) -> Response:
+    """Partner Center's error body (learn.microsoft.com/partner-center/developer/error-codes)."""
+    return Response(
+        status,
+        {"code": str(status), "description": description, "data": [], "source": "PartnerCenter"},
+    )
+
+
+def _when(stamp: str) -> datetime:
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,9 +1,16 @@
-"""A Salesforce org on loopback: OAuth client credentials, Lead collections upsert, limits.
+"""A Salesforce org on loopback: OAuth client credentials, Lead describe, collections create
+and upsert, SOQL, limits, and (when switched on) State and Country/Territory Picklists.
 
-Speaks the subset leadbridge uses with Salesforce's own shapes: per-record UpsertResult
-objects, errorCode bodies, `Sforce-Limit-Info`, 403 REQUEST_LIMIT_EXCEEDED when throttled,
-401 INVALID_SESSION_ID for a stale token. A record can be converted (read-only) through the
-admin API, as a salesperson converting a Lead would.
+Speaks the subset leadbridge uses with Salesforce's own shapes: SaveResult / UpsertResult
+objects per record, errorCode bodies, `Sforce-Limit-Info`, 403 REQUEST_LIMIT_EXCEEDED when
+throttled, 401 INVALID_SESSION_ID for a stale token, DUPLICATE_VALUE when an insert repeats
+the unique External ID, FIELD_INTEGRITY_EXCEPTION for a country the picklists don't know. A
+record can be converted (read-only) through the admin API, as a salesperson converting a Lead
+would, and an admin can switch the country picklists on or off:
+
+    POST /_sandbox/org  {"country_picklists": true, "integration_values": {"US": "USA"},
+                         "disabled_countries": ["BO"]}
+    GET  /_sandbox/org  the org's settings
 """
 
 from __future__ import annotations
@@ -11,8 +18,11 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import pycountry
 
 from leadbridge.connectors.sandbox import Request, Response, Sandbox, form
 
@@ -28,35 +38,66 @@ LENGTHS = {
     "Description": 32000,
 }
 DAILY_LIMIT = 15000
-LEAD_FIELDS = (
-    "Id",
-    "FirstName",
-    "LastName",
-    "Email",
-    "Phone",
-    "MobilePhone",
-    "Company",
-    "Title",
-    "Country",
-    "CountryCode",
-    "Description",
-    "LeadSource",
-    "Status",
-    "Rating",
-    "HasOptedOutOfEmail",
-    "DoNotCall",
-    "OwnerId",
-    "IsConverted",
-    "ConvertedOpportunityId",
-    "SystemModstamp",
-    "Lead_Stage__c",
-    "HasOptedOutOfFax",
-    "LeadBridge_Marketplace_DNC__c",
-)
+# Lead's fields in this org: (describe type, length, extra describe attributes). The custom
+# ones are those leadbridge's default map uses. Types and lengths: Lead in the Object
+# Reference (sforce_api_objects_lead.htm); attribute names: DescribeFieldResult, SOAP API
+# guide (developer.salesforce.com/docs/atlas.en-us.api.meta/api/
+# sforce_api_calls_describesobjects_describesobjectresult.htm).
+STAGES = ("Subscriber", "Nurture", "MQL", "SQL", "Opportunity", "Customer", "Disqualified")
+FIELD_TYPES: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "Id": ("id", 18, {"nillable": False, "createable": False, "updateable": False}),
+    "FirstName": ("string", 40, {}),
+    "LastName": ("string", 80, {"nillable": False}),
+    "Email": ("email", 80, {"idLookup": True}),
+    "Phone": ("phone", 40, {}),
+    "MobilePhone": ("phone", 40, {}),
+    "Company": ("string", 255, {"nillable": False}),
+    "Title": ("string", 128, {}),
+    "Country": ("string", 80, {}),
+    "CountryCode": ("picklist", 10, {"restrictedPicklist": True}),
+    "State": ("string", 80, {}),
+    "StateCode": (
+        "picklist",
+        10,
+        {"restrictedPicklist": True, "dependentPicklist": True, "controllerName": "CountryCode"},
+    ),
+    "Description": ("textarea", 32000, {}),
+    "LeadSource": ("picklist", 255, {}),
+    "Status": ("picklist", 255, {"nillable": False}),
+    "Rating": ("picklist", 255, {}),
+    "HasOptedOutOfEmail": ("boolean", 0, {"nillable": False}),
+    "DoNotCall": ("boolean", 0, {"nillable": False}),
+    "HasOptedOutOfFax": ("boolean", 0, {"nillable": False}),
+    "OwnerId": ("reference", 18, {"nillable": False}),
+    "IsConverted": ("boolean", 0, {"nillable": False, "createable": False}),
+    "ConvertedOpportunityId": ("reference", 18, {"createable": False, "updateable": False}),
+    "SystemModstamp": ("datetime", 0, {"createable": False, "updateable": False}),
+    "Lead_Stage__c": ("picklist", 255, {"restrictedPicklist": True}),
+    "LeadBridge_Marketplace_DNC__c": ("boolean", 0, {"nillable": False}),
+}
+PICKLISTS: dict[str, tuple[str, ...]] = {
+    "LeadSource": ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"),
+    "Status": (
+        "Open - Not Contacted",
+        "Working - Contacted",
+        "Closed - Converted",
+        "Closed - Not Converted",
+    ),
+    "Rating": ("Hot", "Warm", "Cold"),
+    "Lead_Stage__c": STAGES,
+}
+COUNTRY_PICKLIST_FIELDS = ("CountryCode", "StateCode")  # exist only with the picklists on
+LEAD_FIELDS = tuple(f for f in FIELD_TYPES if f not in COUNTRY_PICKLIST_FIELDS)
 # Salesforce checks an email's form on write: INVALID_EMAIL_ADDRESS (REST errorcodes.htm).
 EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 IN_QUERY = re.compile(
     r"^SELECT (?P<columns>[\w, ]+) FROM Lead WHERE (?P<field>\w+) IN \((?P<values>.*)\)$"
+)
+# The picklist's refusal of a Country text that is no integration value, as Salesforce
+# answers it (github.com/verbb/formie/issues/963: a Lead over REST).
+COUNTRY_REFUSED = (
+    "There's a problem with this country, even though it may appear correct. Please select a "
+    "country/territory from the list of valid countries.: Country"
 )
 
 
@@ -71,20 +112,40 @@ class SalesforceSandbox(Sandbox):
         client_secret: str = "sandbox-secret",
         external_id_field: str = "LeadBridge_Key__c",
         latency_ms: float = 0.0,
+        country_picklists: bool = False,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.external_id_field = external_id_field
         self.ids = itertools.count(1)
         self.auto_assign_headers: list[str | None] = []
         self.page_size = 2000
-        self.fields = set(LEAD_FIELDS) | {external_id_field}  # what `describe` would list
+        self.fields = set(LEAD_FIELDS) | {external_id_field}  # what `describe` lists
         self.cursors: dict[str, list[dict[str, Any]]] = {}
+        # State and Country/Territory Picklists: every ISO 3166 country, its integration
+        # value defaulting to the ISO name (help.salesforce.com, xcloud.state_country_and_
+        # territory_picklist_fields.htm: "Integration values for standard states, countries,
+        # and territories default to the full ISO-standard names"); an admin may edit them.
+        self.country_picklists = False
+        self.integration_values = {c.alpha_2: c.name for c in pycountry.countries}
+        self.disabled_countries: set[str] = set()
         super().__init__(port, latency_ms=latency_ms)
+        self.set_country_picklists(country_picklists)
+
+    def set_country_picklists(self, enabled: bool) -> None:
+        """Switch the picklists: CountryCode and StateCode exist on Lead only while they're on."""
+        with self.lock:
+            self.country_picklists = enabled
+            if enabled:
+                self.fields |= set(COUNTRY_PICKLIST_FIELDS)
+            else:
+                self.fields -= set(COUNTRY_PICKLIST_FIELDS)
 
     def routes(self) -> None:
         self.route("POST", "/services/oauth2/token", self.token)
         self.route("GET", r"/services/data/v[\d.]+/query", self.query)
         self.route("GET", r"/services/data/v[\d.]+/query/(?P<cursor>[^/]+)", self.query_more)
+        self.route("GET", r"/services/data/v[\d.]+/sobjects/Lead/describe/?", self.describe)
+        self.route("POST", r"/services/data/v[\d.]+/composite/sobjects", self.create_collection)
         self.route(
             "PATCH",
             r"/services/data/v[\d.]+/composite/sobjects/Lead/(?P<field>[^/]+)",
@@ -95,17 +156,23 @@ class SalesforceSandbox(Sandbox):
         return not request.path.startswith("/services/oauth2/")
 
     def throttled(self) -> Response:
+        # REST API errorcodes.htm: the org's limits answer 403 REQUEST_LIMIT_EXCEEDED.
         return Response(
             403,
             [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
         )
 
     def token_expired(self) -> Response:
+        # REST API errorcodes.htm: 401 with errorCode INVALID_SESSION_ID.
         return Response(
             401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
         )
 
     def token(self, request: Request) -> Response:
+        """OAuth 2.0 client credentials (developer.salesforce.com/docs/atlas.en-us.
+        chatterapi.meta/chatterapi/quickstart_connecting.htm): access_token, instance_url,
+        token_type, id; no refresh token. Other grants are refused as Salesforce refuses an
+        unknown one (unsupported_grant_type)."""
         data = form(request)
         if data.get("grant_type") != "client_credentials":
             return Response(400, {"error": "unsupported_grant_type"})
@@ -126,17 +193,130 @@ class SalesforceSandbox(Sandbox):
             },
         )
 
+    # --- describe -----------------------------------------------------------------------
+
+    def describe(self, request: Request) -> Response:
+        """`GET …/sobjects/Lead/describe`: the DescribeSObjectResult (developer.salesforce.com/
+        docs/platform/api-rest/guide/dome-sobject-describe.html) with the attributes of each
+        field leadbridge and `config check` read; CountryCode and StateCode only while the
+        country picklists are on, as in a real org."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        with self.lock:
+            names = sorted(self.fields, key=lambda n: (n not in FIELD_TYPES, n))
+            fields = [self._describe_field(name) for name in names]
+        return Response(
+            200,
+            {
+                "name": "Lead",
+                "label": "Lead",
+                "labelPlural": "Leads",
+                "keyPrefix": "00Q",
+                "custom": False,
+                "createable": True,
+                "updateable": True,
+                "queryable": True,
+                "fields": fields,
+                "urls": {
+                    "sobject": "/services/data/v62.0/sobjects/Lead",
+                    "describe": "/services/data/v62.0/sobjects/Lead/describe",
+                    "rowTemplate": "/services/data/v62.0/sobjects/Lead/{ID}",
+                },
+            },
+        )
+
+    def _describe_field(self, name: str) -> dict[str, Any]:
+        """One DescribeFieldResult; an org's own custom field (added by a test) is Text(255)."""
+        kind, length, extra = FIELD_TYPES.get(name, ("string", 255, {}))
+        is_key = name == self.external_id_field
+        if is_key:
+            kind, length = "string", 32
+        return {
+            "name": name,
+            "label": name.removesuffix("__c").replace("_", " "),
+            "type": kind,
+            "length": length,
+            "custom": name.endswith("__c"),
+            "externalId": is_key,
+            "unique": is_key,
+            "caseSensitive": False,
+            "idLookup": is_key or bool(extra.get("idLookup")),
+            "nillable": extra.get("nillable", True),
+            "createable": extra.get("createable", True),
+            "updateable": extra.get("updateable", True),
+            "defaultValue": None,
+            "restrictedPicklist": extra.get("restrictedPicklist", False),
+            "dependentPicklist": extra.get("dependentPicklist", False),
+            "controllerName": extra.get("controllerName"),
+            "picklistValues": self._picklist(name),
+        }
+
+    def _picklist(self, name: str) -> list[dict[str, Any]]:
+        """PicklistEntry objects: active, defaultValue, label, validFor, value. (StateCode's
+        validFor is a bitmap over CountryCode's values in a real org; here it is left null.)"""
+        if name == "CountryCode":
+            values = [(code, _country_name(code)) for code in self._codes()]
+        elif name == "StateCode":
+            values = [
+                (s.code.removeprefix("US-"), s.name)
+                for s in pycountry.subdivisions.get(country_code="US") or []
+            ]
+        else:
+            values = [(v, v) for v in PICKLISTS.get(name, ())]
+        return [
+            {"active": True, "defaultValue": False, "label": label, "validFor": None, "value": v}
+            for v, label in sorted(values)
+        ]
+
+    def _codes(self) -> list[str]:
+        return sorted(set(self.integration_values) - self.disabled_countries)
+
+    def create_collection(self, request: Request) -> Response:
+        """`POST …/composite/sobjects`: insert up to 200 records, one SaveResult each, in order
+        (developer.salesforce.com/docs/platform/api-rest/guide/resources-composite-sobjects-
+        collections-create.html). An insert repeating the unique External ID is refused with
+        DUPLICATE_VALUE and leaves the existing record alone."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        records = body.get("records") or []
+        refused = self._refuse_request(records) or self._refuse_types(records)
+        if refused is not None:
+            return refused
+        self.auto_assign_headers.append(request.header("sforce-auto-assign"))
+        with self.lock:
+            results = [self._insert(record) for record in records]
+            if body.get("allOrNone") and not all(r["success"] for r in results):
+                results = self._roll_back(results)
+            used = len(self.request_log) + 1
+        return Response(200, results, {"Sforce-Limit-Info": f"api-usage={used}/{DAILY_LIMIT}"})
+
     def upsert_collection(self, request: Request) -> Response:
+        """`PATCH …/composite/sobjects/Lead/<External ID>`: one UpsertResult per record, in
+        order, `created` telling insert from update (developer.salesforce.com/docs/platform/
+        api-rest/guide/resources-composite-sobjects-collections-upsert.html)."""
         if not self.bearer_ok(request):
             return self.token_expired()
         field = request.match["field"]
         if field != self.external_id_field:
+            # REST errorcodes.htm: NOT_FOUND for a resource (here: the field) that isn't there.
             return Response(
                 404,
                 [{"errorCode": "NOT_FOUND", "message": f"Field {field} does not exist on Lead"}],
             )
         body = request.json() or {}
         records = body.get("records") or []
+        refused = self._refuse_request(records)
+        if refused is not None:
+            return refused
+        self.auto_assign_headers.append(request.header("sforce-auto-assign"))
+        with self.lock:
+            results = [self._upsert(record, field) for record in records]
+            used = len(self.request_log) + 1
+        return Response(200, results, {"Sforce-Limit-Info": f"api-usage={used}/{DAILY_LIMIT}"})
+
+    def _refuse_request(self, records: list[dict[str, Any]]) -> Response | None:
+        """What refuses a whole collections request (400, errorCode bodies: errorcodes.htm)."""
         if len(records) > 200:
             return Response(
                 400,
@@ -148,7 +328,8 @@ class SalesforceSandbox(Sandbox):
                     }
                 ],
             )
-        unknown = sorted({k for r in records for k in r} - self.fields - {"attributes"})
+        with self.lock:
+            unknown = sorted({k for r in records for k in r} - self.fields - {"attributes"})
         if unknown:  # like Salesforce: the whole request is refused
             return Response(
                 400,
@@ -159,11 +340,63 @@ class SalesforceSandbox(Sandbox):
                     }
                 ],
             )
-        self.auto_assign_headers.append(request.header("sforce-auto-assign"))
-        with self.lock:
-            results = [self._upsert(record, field) for record in records]
-            used = len(self.request_log) + 1
-        return Response(200, results, {"Sforce-Limit-Info": f"api-usage={used}/{DAILY_LIMIT}"})
+        return None
+
+    def _refuse_types(self, records: list[dict[str, Any]]) -> Response | None:
+        """Every record of a create names its type in `attributes`; this org speaks Lead."""
+        for record in records:
+            kind = (record.get("attributes") or {}).get("type")
+            if kind != "Lead":
+                return Response(
+                    400,
+                    [
+                        {
+                            "errorCode": "INVALID_TYPE",
+                            "message": f"sObject type '{kind}' is not supported.",
+                        }
+                    ],
+                )
+        return None
+
+    def _insert(self, record: dict[str, Any]) -> dict[str, Any]:
+        """One record of a create: a SaveResult (id, success, errors)."""
+        field = self.external_id_field
+        key = record.get(field)
+        fields = {k: v for k, v in record.items() if k not in ("attributes", field)}
+        if "Id" in fields:
+            return _failed("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call")
+        existing = self.records.get(key) if key is not None else None
+        if existing is not None:
+            # The unique index refuses a second record with the key, as Salesforce words it
+            # (github.com/sfb2csolutionarchitects/b2c-crm-sync/issues/98).
+            return _failed(
+                "DUPLICATE_VALUE",
+                f"duplicate value found: {field} duplicates value on record with id: "
+                f"{existing['Id']}",
+            )
+        errors = self._validate(fields, None)
+        if errors:
+            return {"id": None, "success": False, "errors": errors}
+        record_id = self._create(key, fields)
+        return {"id": record_id, "success": True, "errors": []}
+
+    def _roll_back(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """allOrNone: true and a record failed: nothing is kept; the records that would have
+        passed say they were rolled back (AllOrNoneHeader, sforce_api_header_allornoneheader.htm;
+        the statusCode is Salesforce's, the message wording is ours)."""
+        created = {r["id"] for r in results if r["success"]}
+        for key in [k for k, v in self.records.items() if v["Id"] in created]:
+            del self.records[key]
+        return [
+            r
+            if not r["success"]
+            else _failed(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "Record rolled back because not all records were valid and the request was "
+                "using AllOrNone header",
+            )
+            for r in results
+        ]
 
     def _upsert(self, record: dict[str, Any], field: str) -> dict[str, Any]:
         key = record.get(field)
@@ -173,21 +406,26 @@ class SalesforceSandbox(Sandbox):
         if errors:
             return {"id": existing["Id"] if existing else None, "success": False, "errors": errors}
         if existing is None:
-            record_id = f"00Q{next(self.ids):015d}"
-            self.records[key] = {
-                "Id": record_id,
-                field: key,
-                "IsConverted": False,
-                "_writes": 1,
-                "_created_at": time.time(),
-                "SystemModstamp": self._stamp(),
-                **fields,
-            }
+            record_id = self._create(key, fields)
             return {"id": record_id, "success": True, "errors": [], "created": True}
-        existing.update(fields)
+        existing.update(fields, **self._country_sync(fields))
         existing["_writes"] += 1
         existing["SystemModstamp"] = self._stamp()
         return {"id": existing["Id"], "success": True, "errors": [], "created": False}
+
+    def _create(self, key: Any, fields: dict[str, Any]) -> str:
+        record_id = f"00Q{next(self.ids):015d}"
+        self.records[key if key is not None else record_id] = {
+            "Id": record_id,
+            self.external_id_field: key,
+            "IsConverted": False,
+            "_writes": 1,
+            "_created_at": time.time(),
+            "SystemModstamp": self._stamp(),
+            **fields,
+            **self._country_sync(fields),
+        }
+        return record_id
 
     def _validate(
         self, fields: dict[str, Any], existing: dict[str, Any] | None
@@ -231,6 +469,9 @@ class SalesforceSandbox(Sandbox):
                         "fields": [name],
                     }
                 ]
+        country = self._country_errors(fields)
+        if country:
+            return country
         if any(isinstance(v, str) and REJECT_MARKER in v for v in fields.values()):
             return [
                 {
@@ -240,6 +481,50 @@ class SalesforceSandbox(Sandbox):
                 }
             ]
         return []
+
+    # --- State and Country/Territory Picklists -------------------------------------------
+
+    def _country_errors(self, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """With the picklists on, Country must be an integration value and CountryCode an
+        available code, or the write fails with FIELD_INTEGRITY_EXCEPTION (vendor-facts §2.1:
+        NPSP issue #994 and github.com/verbb/formie/issues/963 for Country; the CountryCode
+        wording from support.storeconnect.com)."""
+        if not self.country_picklists:
+            return []
+        code, name = fields.get("CountryCode"), fields.get("Country")
+        if code not in (None, "") and str(code) not in self._codes():
+            return [
+                {
+                    "statusCode": "FIELD_INTEGRITY_EXCEPTION",
+                    "message": f"The CountryCode field contains {code}, which isn't an "
+                    "available country/territory.",
+                    "fields": ["CountryCode"],
+                }
+            ]
+        if name not in (None, "") and str(name) not in self._by_integration_value():
+            return [
+                {
+                    "statusCode": "FIELD_INTEGRITY_EXCEPTION",
+                    "message": COUNTRY_REFUSED,
+                    "fields": ["Country"],
+                }
+            ]
+        return []
+
+    def _country_sync(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Salesforce keeps the pair in step: a code written fills Country with its
+        integration value, a valid Country fills CountryCode (help: admin_state_country_
+        picklists_integ_values.htm)."""
+        if not self.country_picklists:
+            return {}
+        if fields.get("CountryCode"):
+            return {"Country": self.integration_values[fields["CountryCode"]]}
+        if fields.get("Country"):
+            return {"CountryCode": self._by_integration_value()[fields["Country"]]}
+        return {}
+
+    def _by_integration_value(self) -> dict[str, str]:
+        return {self.integration_values[code]: code for code in self._codes()}
 
     # --- SOQL, the subset leadbridge sends ------------------------------------------------
 
@@ -325,6 +610,8 @@ class SalesforceSandbox(Sandbox):
         return Response(200, body)
 
     def admin_extra(self, action: str, request: Request) -> Response | None:
+        if action == "org":
+            return self._org_settings(request)
         if action == "stage" and request.method == "POST":
             # A salesperson setting the stage picklist on the Lead.
             body = request.json() or {}
@@ -350,6 +637,42 @@ class SalesforceSandbox(Sandbox):
                 self.records[key]["SystemModstamp"] = self._stamp()
             return Response(200, self.records[key])
         return None
+
+    def _org_settings(self, request: Request) -> Response:
+        """An admin's Setup: State and Country/Territory Picklists on or off, integration
+        values edited ({"US": "USA"}), countries made unavailable (["BO"])."""
+        if request.method == "POST":
+            body = request.json() or {}
+            with self.lock:
+                if "integration_values" in body:
+                    self.integration_values.update(body["integration_values"])
+                if "disabled_countries" in body:
+                    self.disabled_countries = set(body["disabled_countries"])
+                if "country_picklists" in body:
+                    self.set_country_picklists(bool(body["country_picklists"]))
+        with self.lock:
+            return Response(
+                200,
+                {
+                    "country_picklists": self.country_picklists,
+                    "disabled_countries": sorted(self.disabled_countries),
+                },
+            )
+
+
+def _failed(code: str, message: str, fields: Iterable[str] = ()) -> dict[str, Any]:
+    """A SaveResult for a record that was not written."""
+    return {
+        "id": None,
+        "success": False,
+        "errors": [{"statusCode": code, "message": message, "fields": list(fields)}],
+    }
+
+
+def _country_name(code: str) -> str:
+    """What the picklist shows for a code: the ISO name (or the code, for a custom one)."""
+    country = pycountry.countries.get(alpha_2=code)
+    return country.name if country is not None else code
 
 
 def _stamp_time(stamp: str) -> datetime:

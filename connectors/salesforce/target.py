@@ -1,72 +1,118 @@
-"""Salesforce target: Leads upserted on the External ID field in sObject Collections of ≤200.
+"""Salesforce target: Leads written in sObject Collections of ≤200, keyed on the External ID.
 
-`PATCH /services/data/vXX.X/composite/sobjects/Lead/<External_Id__c>` with `allOrNone:
-false`, so each record has its own result; records already known to leadbridge go with
+A lead leadbridge has never pushed here is inserted (`POST /services/data/vXX.X/composite/
+sobjects`, `allOrNone: false`): one call per 200 new leads and no read first, and an insert
+can't overwrite anything — a record that already holds the lead's key is refused with
+DUPLICATE_VALUE (the External ID is unique) and left as it is. Those, and the leads pushed
+before, are read (one SOQL per 200 keys), planned under the write policies and upserted
+(`PATCH …/composite/sobjects/Lead/<External_Id__c>`). Records already in Salesforce go with
 `Sforce-Auto-Assign: FALSE`, so an update never re-runs assignment rules (creates do, unless
 `assignment_rules_on_create: false`). Per-record errorCodes decide retry, dead letter or
 "converted" (a converted Lead is read-only: leadbridge stops pushing to it). 403
 REQUEST_LIMIT_EXCEEDED pauses the target; `Sforce-Limit-Info` usage is kept for `status`.
 
-Tokens: client credentials POSTed to `token_url` (works with any My Domain, sandbox or
-proxy); the JWT bearer and username-password flows go through simple-salesforce's
-`SalesforceLogin`.
+Countries: an org with State and Country/Territory Picklists gets `CountryCode` (ISO alpha-2),
+others the ISO name in `Country` (`country_field: auto | code | name`; auto reads Lead's
+describe once). A record refused for its country is sent again at once without it.
+
+Tokens: OAuth 2.0 client credentials POSTed to `token_url` (works with any My Domain, sandbox
+or proxy), or the JWT bearer flow through simple-salesforce's `SalesforceLogin`. The
+username-password flow (SOAP `login()`) is retired and refused by the config.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 import requests
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from simple_salesforce import Salesforce, SalesforceLogin, format_soql
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.salesforce.mapping import (
     CONVERTED_CODES,
+    COUNTRY_FIELDS,
     FIELD_MAP,
     RETRYABLE_CODES,
     STAGE_VALUES,
+    refuses_country,
+    with_country_codes,
 )
 from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
-from leadbridge.core.mapping import FieldMap
+from leadbridge.core.mapping import FieldMap, canonical
 from leadbridge.core.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.stages import rank
 from leadbridge.core.transport import response_body
 
+log = logging.getLogger("leadbridge.salesforce")
 TEXT_TYPES = ("string", "textarea", "email", "phone", "url")
 DAILY_LIMIT_PAUSE_S = 3600.0  # the org's 24 h allocation is spent: try again in an hour
 CONCURRENCY_PAUSE_S = 120.0  # too many long requests at once: back off a little
 
 
+# Setting up the flows Salesforce keeps (vendor-facts §2.2): SOAP login() is not available
+# from API 65.0 and retires for every version in Summer '27 (developer.salesforce.com/docs/
+# platform/api/guide/api-eol-soap.html; help article 005132110).
+PASSWORD_RETIRED = (
+    "auth: password signs in with the SOAP API login() call, which Salesforce is retiring "
+    "(not available from API 65.0, retired for every version in Summer '27, off by default "
+    "in new orgs), so leadbridge no longer offers it. Use auth: client_credentials (the "
+    "default): in Setup, create an External Client App (or connected app) with OAuth, enable "
+    "the Client Credentials Flow and choose its Run As user, then set client_id and "
+    "client_secret (or client_secret_file) and drop username, password and security_token. "
+    "Or auth: jwt: upload a certificate to the app, pre-authorise the integration user, then "
+    "set client_id, username and private_key (or private_key_file)"
+)
+CountryMode = Literal["code", "name"]
+
+
 class SalesforceConfig(TargetConfig):
     kind: str = "salesforce"
     instance_url: str = Field(pattern=r"^https?://")
-    auth: Literal["client_credentials", "jwt", "password"] = "client_credentials"
+    auth: Literal["client_credentials", "jwt"] = "client_credentials"
     token_url: str | None = None  # default: <instance_url>/services/oauth2/token
     client_id: str | None = None
     client_secret: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    security_token: SecretStr | None = None
+    username: str | None = None  # jwt: the pre-authorised integration user
     private_key: SecretStr | None = None  # PEM, for auth: jwt
-    domain: str = "login"  # login | test | <mydomain>.my (jwt and password flows)
+    domain: str = "login"  # login | test | <mydomain>.my (jwt flow)
     api_version: str = "62.0"
     external_id_field: str = "LeadBridge_Key__c"
     stage_field: str | None = "Lead_Stage__c"
     stage_values: dict[str, str] = Field(default_factory=lambda: dict(STAGE_VALUES))
     assignment_rules_on_create: bool = True
+    # auto: CountryCode where the org has State and Country/Territory Picklists (read from
+    # Lead's describe), else Country; code / name pin it and skip the describe.
+    country_field: Literal["auto", "code", "name"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_message_for_the_password_flow(cls, data: Any) -> Any:
+        """A password-flow config gets one clear error (on `auth`), not one per leftover key."""
+        if isinstance(data, dict) and data.get("auth") == "password":
+            retired = ("password", "security_token", "password_file", "security_token_file")
+            return {k: v for k, v in data.items() if k not in retired}
+        return data
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _password_flow_is_retired(cls, value: Any) -> Any:
+        if value == "password":
+            raise ValueError(PASSWORD_RETIRED)
+        return value
 
     @model_validator(mode="after")
     def _credentials_for_flow(self) -> SalesforceConfig:
         needed = {
             "client_credentials": ("client_id", "client_secret"),
             "jwt": ("client_id", "username", "private_key"),
-            "password": ("username", "password"),
         }[self.auth]
         missing = [k for k in needed if getattr(self, k) is None]
         if missing:
@@ -79,6 +125,8 @@ class SalesforceTarget(HttpTarget):
     max_batch: ClassVar[int] = 200
     default_rate: ClassVar[float | None] = 10.0
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    # reads_per_batch stays 1: a batch with leads that may exist is read once before it is
+    # written. A batch of new leads is inserted without a read.
 
     config: SalesforceConfig
 
@@ -89,8 +137,57 @@ class SalesforceTarget(HttpTarget):
         self._instance = config.instance_url.rstrip("/")
         self._token_lock = threading.Lock()
         self.api_usage: dict[str, int] | None = None
+        self.country_mode: CountryMode | None = None  # None: not read from the org yet
+        self.schema_notes: list[str] = []  # what `config check --online` learnt of the org
         super().__init__(config, placeholder, **kwargs)
+        self._org_fields = self.fields
+        if config.country_field != "auto":
+            self._use_country_mode(config.country_field)
         self.transport.on_response.append(self._track_usage)
+
+    # --- the org's shape: country picklists ----------------------------------------------
+
+    @property
+    def org_fields(self) -> FieldMap:
+        """The field map in this org's shape: `CountryCode` instead of leadbridge's `Country`
+        where country picklists are on. `payload()` (what a push is hashed on) stays on the
+        configured map, so an org switching picklists on doesn't make every lead look changed."""
+        return self._org_fields
+
+    def _use_country_mode(self, mode: CountryMode) -> None:
+        self.country_mode = mode
+        self._org_fields = with_country_codes(self.fields) if mode == "code" else self.fields
+
+    def _settle_country_mode(self) -> None:
+        """Learn, once per target instance, whether the org has State and Country/Territory
+        Picklists: Lead's describe lists `CountryCode` only then.
+
+        Cost: one `GET …/sobjects/Lead/describe` — one call against the org's daily API
+        allocation and some hundred kB of JSON — per target instance, made by its first
+        upsert: the daemon builds its targets once per process, a CLI command once per run,
+        and a run with nothing to send makes none. `country_field: code | name` skips it.
+        """
+        if self.country_mode is None:
+            self._learn_country_mode(self._describe())
+
+    def _learn_country_mode(self, fields: Mapping[str, Any]) -> None:
+        if self.config.country_field == "auto":
+            self._use_country_mode("code" if "CountryCode" in fields else "name")
+
+    def _describe(self) -> dict[str, dict[str, Any]]:
+        """Lead's fields by name, from the sObject Describe resource (dome-sobject-describe)."""
+        self.auth_headers(False)  # the token response names the instance to ask
+        url = f"{self._instance}/services/data/v{self.config.api_version}/sobjects/Lead/describe"
+        try:
+            body = self.read_json(url, "describe")
+        except ValueError as exc:  # not JSON: a proxy's error page, say
+            raise RetryableError(f"{self.name}: describe answered with no JSON") from exc
+        fields = body.get("fields") if isinstance(body, dict) else None
+        if not isinstance(fields, list):
+            raise RetryableError(f"{self.name}: unexpected describe response")
+        return {
+            f["name"]: f for f in fields if isinstance(f, dict) and isinstance(f.get("name"), str)
+        }
 
     # --- payloads and upsert -----------------------------------------------------------
 
@@ -103,10 +200,59 @@ class SalesforceTarget(HttpTarget):
             }
         return {}
 
+    def plan(self, lead: Lead, existing: Mapping[str, Any] | None) -> Write:
+        """As every target plans (create payload, or the update the write policies allow),
+        in the org's shape (`org_fields`)."""
+        fields, values = self.org_fields, canonical(lead)
+        if existing is None:
+            body = {
+                **fields.apply(values, self.placeholder),
+                **self.create_only_fields(lead),
+                **self.owned_fields(lead),
+            }
+            return Write(lead, body, created=True)
+        update, kept = fields.update(values, existing, self.placeholder)
+        return Write(lead, {**update, **self.owned_fields(lead)}, created=False, kept=kept)
+
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None
     ) -> list[PushResult]:
-        """Read what Salesforce holds for the batch (one SOQL per 200 keys), plan each record
+        """Insert the leads this target has no link for (no read: one call per 200); read,
+        plan and upsert the rest, and every insert Salesforce refused because the record
+        exists (DUPLICATE_VALUE on the unique External ID) — all within this call."""
+        self._settle_country_mode()
+        links = links or {}
+        results: dict[str, PushResult] = {}
+        fresh = [lead for lead in leads if lead.lead_key not in links]
+        known = [lead for lead in leads if lead.lead_key in links]
+        for lead, result in zip(fresh, self._insert(fresh), strict=True):
+            if result is None:
+                known.append(lead)  # it exists after all: read it, then update it
+            else:
+                results[lead.lead_key] = result
+        if known:
+            results.update(self._read_and_upsert(known))
+        return [results[lead.lead_key] for lead in leads]
+
+    def _insert(self, leads: Sequence[Lead]) -> list[PushResult | None]:
+        """Collections create; None for a lead whose record already exists."""
+        writes = [self.plan(lead, None) for lead in leads]
+        owners = {w.lead.lead_key: self.owner(w.lead) for w in writes}
+        routed = [w for w in writes if owners[w.lead.lead_key]]
+        unrouted = [w for w in writes if not owners[w.lead.lead_key]]
+        found: dict[str, PushResult | None] = {}
+        # A routed create has its owner; the rest let the org's assignment rules decide.
+        for group, auto_assign in (
+            (routed, False),
+            (unrouted, self.config.assignment_rules_on_create),
+        ):
+            if group:
+                sent = self._send(group, auto_assign, owners, insert=True)
+                found.update((w.lead.lead_key, r) for w, r in zip(group, sent, strict=True))
+        return [found[lead.lead_key] for lead in leads]
+
+    def _read_and_upsert(self, leads: Sequence[Lead]) -> dict[str, PushResult]:
+        """Read what Salesforce holds for these leads (one SOQL per 200 keys), plan each record
         as a create or an update under the write policies, then upsert in collections."""
         existing = self.existing(leads)
         results: dict[str, PushResult] = {}
@@ -134,16 +280,20 @@ class SalesforceTarget(HttpTarget):
             (routed, False),
             (new, self.config.assignment_rules_on_create),
         ):
-            if group:
-                for result in self._collection(group, auto_assign, owners):
-                    results[result.lead_key] = result
-        return [results[lead.lead_key] for lead in leads]
+            if not group:
+                continue
+            sent = self._send(group, auto_assign, owners)
+            for write, result in zip(group, sent, strict=True):
+                results[write.lead.lead_key] = result or write.result(
+                    ok=False, error_class="retryable", error="no result for this record"
+                )
+        return results
 
     def existing(self, leads: Sequence[Lead]) -> dict[str, dict[str, Any]]:
         """The Leads Salesforce holds for these keys, with the fields the write policies need."""
         key_field = self.config.external_id_field
         columns = ["Id", key_field, "IsConverted"]
-        columns += [f for f in self.fields.read_fields() if f not in columns]
+        columns += [f for f in self.org_fields.read_fields() if f not in columns]
         found: dict[str, dict[str, Any]] = {}
         keys = sorted({lead.lead_key for lead in leads})
         for start in range(0, len(keys), self.max_batch):
@@ -157,9 +307,43 @@ class SalesforceTarget(HttpTarget):
                 found[record[key_field]] = record
         return found
 
+    def _send(
+        self,
+        writes: Sequence[Write],
+        auto_assign: bool,
+        owners: Mapping[str, str | None],
+        *,
+        insert: bool = False,
+    ) -> list[PushResult | None]:
+        """One collections call, and one more for the records refused only for their country
+        (FIELD_INTEGRITY_EXCEPTION on Country/CountryCode): sent again at once without it,
+        and the result says so in `dropped`, so the lead lands and its history tells why its
+        country is missing. Never a dead letter for a country alone."""
+        answers = self._collection(writes, auto_assign, owners, insert)
+        results = [self._result(w, a, insert) for w, a in zip(writes, answers, strict=True)]
+        again = [
+            i
+            for i, (write, answer) in enumerate(zip(writes, answers, strict=True))
+            if not answer.get("success")
+            and refuses_country(_errors_of(answer))
+            and COUNTRY_FIELDS & set(write.body)
+        ]
+        if again:
+            retries = [_without_country(writes[i]) for i in again]
+            answers = self._collection(retries, auto_assign, owners, insert)
+            for i, write, answer in zip(again, retries, answers, strict=True):
+                results[i] = self._result(write, answer, insert)
+        return results
+
     def _collection(
-        self, writes: Sequence[Write], auto_assign: bool, owners: Mapping[str, str | None]
-    ) -> list[PushResult]:
+        self,
+        writes: Sequence[Write],
+        auto_assign: bool,
+        owners: Mapping[str, str | None],
+        insert: bool,
+    ) -> list[dict[str, Any]]:
+        """POST …/composite/sobjects (create) or PATCH …/composite/sobjects/Lead/<field>
+        (upsert): one SaveResult / UpsertResult per record, in order."""
         field = self.config.external_id_field
         body = {
             "allOrNone": False,
@@ -173,29 +357,52 @@ class SalesforceTarget(HttpTarget):
                 for w in writes
             ],
         }
-        url = (
-            f"{self._instance}/services/data/v{self.config.api_version}"
-            f"/composite/sobjects/Lead/{requests.utils.quote(field, safe='')}"
+        base = f"{self._instance}/services/data/v{self.config.api_version}/composite/sobjects"
+        method, url = (
+            ("POST", base)
+            if insert
+            else ("PATCH", f"{base}/Lead/{requests.utils.quote(field, safe='')}")
         )
         headers = {"Sforce-Auto-Assign": "TRUE" if auto_assign else "FALSE"}
-        response = self.transport.request("PATCH", url, json=body, headers=headers)
+        response = self.transport.request(method, url, json=body, headers=headers)
         if response.status_code >= 400:
-            raise PermanentError(
-                f"{self.name}: HTTP {response.status_code} {_codes(response)}",
-                body=response_body(response),
-            )
-        records = response_body(response)
-        if not isinstance(records, list) or len(records) != len(writes):
+            self._refuse_request(response)
+        answers = response_body(response)
+        if not isinstance(answers, list) or len(answers) != len(writes):
             raise RetryableError(f"{self.name}: unexpected collections response")
-        return [self._result(w, record) for w, record in zip(writes, records, strict=True)]
+        return [a if isinstance(a, dict) else {} for a in answers]
 
-    def _result(self, write: Write, record: dict[str, Any]) -> PushResult:
-        if record.get("success"):
-            return write.result(
-                ok=True, external_id=record.get("id"), created=record.get("created")
+    def _refuse_request(self, response: requests.Response) -> None:
+        """A whole request refused: a field this org lacks is configuration (every lead would
+        fail the same way), anything else is this batch's (the caller splits it per lead)."""
+        errors = _errors(response)
+        missing = " ".join(
+            str(e.get("message")) for e in errors if e.get("errorCode") == "INVALID_FIELD"
+        )
+        field = self.config.external_id_field
+        if f"'{field}'" in missing:
+            raise FatalError(
+                f"{self.name}: {field} not found on Lead: create it as a unique External ID "
+                "text field, or fix external_id_field"
             )
-        errors = record.get("errors") or []
+        if "'CountryCode'" in missing:
+            raise FatalError(
+                f"{self.name}: the org has no State and Country/Territory Picklists "
+                "(no CountryCode on Lead): set country_field: auto or name"
+            )
+        raise PermanentError(
+            f"{self.name}: HTTP {response.status_code} {_codes(response)}",
+            body=response_body(response),
+        )
+
+    def _result(self, write: Write, answer: Mapping[str, Any], insert: bool) -> PushResult | None:
+        if answer.get("success"):
+            created = True if insert else answer.get("created")
+            return write.result(ok=True, external_id=answer.get("id"), created=created)
+        errors = _errors_of(answer)
         codes = {e.get("statusCode") for e in errors}
+        if insert and self._names_the_key(errors):
+            return None  # the record exists: read it and update it, never overwrite
         message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
         if codes & CONVERTED_CODES:
             cls = "converted"
@@ -209,10 +416,20 @@ class SalesforceTarget(HttpTarget):
             cls = "permanent"
         return write.result(
             ok=False,
-            external_id=record.get("id"),
+            external_id=answer.get("id"),
             error_class=cls,
             error=message or "rejected",
             body=errors,
+        )
+
+    def _names_the_key(self, errors: Sequence[Mapping[str, Any]]) -> bool:
+        """DUPLICATE_VALUE on the External ID: "duplicate value found: <field> duplicates
+        value on record with id: <id>" (the unique index refused a second record)."""
+        field = self.config.external_id_field
+        return any(
+            e.get("statusCode") == "DUPLICATE_VALUE"
+            and (field in (e.get("fields") or []) or field in str(e.get("message", "")))
+            for e in errors
         )
 
     # --- HTTP policy ---------------------------------------------------------------------
@@ -225,10 +442,16 @@ class SalesforceTarget(HttpTarget):
             pause = DAILY_LIMIT_PAUSE_S if spent else CONCURRENCY_PAUSE_S
             return RetryableError(f"{self.name}: REQUEST_LIMIT_EXCEEDED", retry_after=pause)
         if response.status_code == 404 and "NOT_FOUND" in _codes(response):
+            url = response.request.url if response.request is not None else ""
+            if "/composite/sobjects/Lead/" in (url or ""):
+                return FatalError(
+                    f"{self.name}: {self.config.external_id_field} not found on Lead: "
+                    "create it as a unique External ID text field, or fix "
+                    "external_id_field"
+                )
             return FatalError(
-                f"{self.name}: {self.config.external_id_field} not found on Lead: "
-                "create it as a unique External ID text field, or fix "
-                "external_id_field"
+                f"{self.name}: Salesforce has no such resource: check instance_url and "
+                f"api_version ({self.config.api_version})"
             )
         return None
 
@@ -242,22 +465,18 @@ class SalesforceTarget(HttpTarget):
     # --- schema check ------------------------------------------------------------------
 
     def schema_problems(self, create_missing: bool = False) -> list[SchemaProblem]:
-        """Lead's describe: the external id, the stage picklist, every mapped field."""
-        self.auth_headers(False)  # the token response names the instance to ask
-        url = f"{self._instance}/services/data/v{self.config.api_version}/sobjects/Lead/describe"
-        fields = {f["name"]: f for f in self.read_json(url, "describe").get("fields", [])}
+        """Lead's describe: the external id, the stage picklist, every mapped field, and the
+        org's country mode (which it also settles for this instance: no second describe)."""
+        fields = self._describe()
+        self._learn_country_mode(fields)
         known = {
             name: {
                 "length": f.get("length") if f.get("type") in TEXT_TYPES else None,
-                "options": {
-                    p["value"] for p in f.get("picklistValues", []) if p.get("active", True)
-                }
-                if f.get("restrictedPicklist")
-                else None,
+                "options": _active_values(f) if f.get("restrictedPicklist") else None,
             }
             for name, f in fields.items()
         }
-        problems = self.field_problems(known)
+        problems = self.field_problems(known) + self._country_problems(fields)
         config, key = self.config, f"targets[{self.name}]"
         external = fields.get(config.external_id_field)
         if external is None:
@@ -298,6 +517,37 @@ class SalesforceTarget(HttpTarget):
                     )
                 )
         return problems
+
+    def _country_problems(self, fields: Mapping[str, Any]) -> list[SchemaProblem]:
+        """Say which country mode this org is in (`schema_notes`, and the log), and refuse a
+        pinned `country_field: code` in an org that has no CountryCode to write."""
+        picklists = "CountryCode" in fields
+        pinned = self.config.country_field != "auto"
+        if picklists:
+            note = (
+                f"{self.name}: State and Country/Territory Picklists are on: leadbridge sends "
+                "CountryCode (ISO alpha-2) and leaves Country to Salesforce"
+            )
+        else:
+            note = (
+                f"{self.name}: no State and Country/Territory Picklists: leadbridge sends "
+                "Country as the ISO 3166 English short name"
+            )
+        if pinned:
+            note += f" (country_field: {self.config.country_field} decides: it sends "
+            note += "CountryCode)" if self.country_mode == "code" else "Country)"
+        self.schema_notes.append(note)
+        log.info(note, extra={"target": self.name, "country_mode": self.country_mode})
+        if self.country_mode == "code" and not picklists:
+            return [
+                SchemaProblem(
+                    f"targets[{self.name}].country_field",
+                    "country_field is code, but the org has no State and Country/Territory "
+                    "Picklists (no CountryCode on Lead): every lead would be refused",
+                    "set country_field: auto (or name), or enable the picklists in Setup",
+                )
+            ]
+        return []
 
     # --- stages read back ---------------------------------------------------------------
 
@@ -371,25 +621,26 @@ class SalesforceTarget(HttpTarget):
         config = self.config
         if config.auth == "client_credentials":
             return self._client_credentials()
+        return self._jwt_bearer()
+
+    def _jwt_bearer(self) -> str:
+        """OAuth 2.0 JWT bearer flow (help: remoteaccess_oauth_jwt_flow): a JWT signed with the
+        app's certificate key, for a pre-authorised user; no secret, no refresh token."""
+        config = self.config
         try:
-            if config.auth == "jwt":
-                session_id, instance = SalesforceLogin(
-                    username=config.username,
-                    consumer_key=config.client_id,
-                    privatekey=config.private_key.get_secret_value(),
-                    domain=config.domain,
-                )
-            else:
-                session_id, instance = SalesforceLogin(
-                    username=config.username,
-                    password=config.password.get_secret_value(),
-                    security_token=(
-                        config.security_token.get_secret_value() if config.security_token else None
-                    ),
-                    domain=config.domain,
-                )
+            session_id, instance = SalesforceLogin(
+                username=config.username,
+                consumer_key=config.client_id,
+                privatekey=config.private_key.get_secret_value() if config.private_key else None,
+                domain=config.domain,
+            )
         except SalesforceAuthenticationFailed as exc:
-            raise FatalError(f"{self.name}: Salesforce login failed ({exc.code})") from None
+            raise FatalError(
+                f"{self.name}: JWT bearer sign-in refused ({exc.code}): check client_id, "
+                "username, private_key and that the user is pre-authorised for the app"
+            ) from None
+        except requests.RequestException as exc:
+            raise RetryableError(f"{self.name}: token endpoint unreachable") from exc
         self._instance = f"https://{instance}"
         return session_id
 
@@ -440,8 +691,37 @@ def _sf_stage(record: dict[str, Any], column: str, reverse: dict[str, Stage]) ->
     return stage
 
 
-def _codes(response: requests.Response) -> str:
+def _errors(response: requests.Response) -> list[dict[str, Any]]:
+    """A refused request's body: `[{"message", "errorCode", "fields"}]` (REST errorcodes.htm)."""
     body = response_body(response)
-    if isinstance(body, list):
-        return ",".join(str(e.get("errorCode")) for e in body if isinstance(e, dict))
-    return ""
+    return [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+
+
+def _codes(response: requests.Response) -> str:
+    return ",".join(str(e.get("errorCode")) for e in _errors(response))
+
+
+def _errors_of(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One record's errors in a collections answer: `[{"statusCode", "message", "fields"}]`."""
+    errors = answer.get("errors")
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _without_country(write: Write) -> Write:
+    """The same write with no country: what a record refused for its country is sent as."""
+    dropped = {
+        name: "refused by the org's country picklist"
+        for name in sorted(COUNTRY_FIELDS & set(write.body))
+    }
+    body = {k: v for k, v in write.body.items() if k not in COUNTRY_FIELDS}
+    return replace(write, body=body, dropped={**write.dropped, **dropped})
+
+
+def _active_values(field: Mapping[str, Any]) -> set[str]:
+    entries = field.get("picklistValues")
+    listed = entries if isinstance(entries, list) else []
+    return {
+        str(p["value"])
+        for p in listed
+        if isinstance(p, dict) and "value" in p and p.get("active", True)
+    }

@@ -82,8 +82,8 @@ class SingleEngine:
             while True:
                 trigger = "wake" if self._wanted[job_id].is_set() else "periodic"
                 self._wanted[job_id].clear()
-                with self.replica.running(job_id, trigger):
-                    self.jobs.run(job_id)
+                if not self._run_once(job_id, trigger):
+                    break
                 if self.stop.is_set() or not self._wanted[job_id].is_set():
                     break
         finally:
@@ -91,6 +91,23 @@ class SingleEngine:
                 self._running.discard(job_id)
             if self._wanted[job_id].is_set():  # woken between the last pass and here
                 self._poke(job_id)
+
+    def _run_once(self, job_id: str, trigger: str) -> bool:
+        """One pass of the job body. A failure is counted (readiness) and said in one log
+        line — a source whose file is missing must not print a page of traceback every
+        minute — with the traceback at debug level for whoever investigates."""
+        try:
+            with self.replica.running(job_id, trigger):
+                self.jobs.run(job_id)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            log.error(
+                "job failed; it runs again at its next period",
+                extra={"job": job_id, "error": type(exc).__name__, "reason": reason[:300]},
+            )
+            log.debug("job failure traceback", extra={"job": job_id}, exc_info=True)
+            return False
+        return True
 
     def wake(self, job_id: str) -> None:
         """Run a job now rather than at its next tick; a running job goes round once more."""

@@ -29,7 +29,7 @@ from leadbridge.core.delivery import deliver
 from leadbridge.core.pipeline import ingest, process_pending
 from leadbridge.core.settings import Settings
 from leadbridge.core.stagesync import pull_stages
-from leadbridge.core.store import repo, runs
+from leadbridge.core.store import runs
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.whoami import replica_name
 
@@ -40,10 +40,6 @@ KEEP_GONE_REPLICAS = timedelta(days=1)
 PRUNE_EVERY_S = 3600.0
 
 Wake = Callable[[str, datetime | None], None]
-
-
-def pause_key(target: str) -> str:
-    return f"target:{target}:paused_until"
 
 
 @dataclass(frozen=True)
@@ -70,11 +66,8 @@ class Jobs:
         store: Store,
         stop: threading.Event,
         wake: Wake,
-        *,
-        share_pauses: bool = False,
     ):
         self.settings, self.store, self.stop, self.wake = settings, store, stop, wake
-        self.share_pauses = share_pauses  # several processes deliver to each target
         self.sources = [build(c) for c in settings.source_configs()]
         self.targets = [
             build(c, placeholder=settings.placeholder) for c in settings.target_configs()
@@ -125,6 +118,8 @@ class Jobs:
             self.wake_delivery()
 
     def _pull(self, target) -> None:
+        """A stage read calls the same CRM as delivery: a vendor's pause holds it too
+        (pull_stages honours it; the next periodic run reads again)."""
         report = pull_stages(
             self.targets, self.store, self.settings, only=[target.name], stop=self.stop
         )
@@ -132,40 +127,17 @@ class Jobs:
             self.wake_delivery()
 
     def _deliver(self, target) -> None:
+        """Deliver, unless credentials were refused lately. A vendor's pause, whichever
+        process was told, is honoured inside `deliver` (it reads the store), and the next
+        run is planned for when it ends."""
         if time.monotonic() < self._fatal_until.get(target.name, 0.0):
             return  # credentials were refused: try again after `delivery.fatal_retry`
-        if self.share_pauses:
-            paused_until = self._shared_pause(target)
-            if paused_until is not None:
-                self.wake(f"deliver:{target.name}", paused_until)
-                return
         report = deliver(target, self.store, self.settings, stop=self.stop)
-        if self.share_pauses:
-            self._share_pause(target)
         if report.fatal:
             retry = self.settings.delivery.fatal_retry.total_seconds()
             self._fatal_until[target.name] = time.monotonic() + retry
-        elif report.retrying and report.paused_until is not None:
+        elif (report.pause or report.retrying) and report.paused_until is not None:
             self.wake(f"deliver:{target.name}", report.paused_until)
-
-    def _shared_pause(self, target) -> datetime | None:
-        """A vendor's wait (Retry-After, REQUEST_LIMIT_EXCEEDED) binds every replica: the one
-        that was told records it in the store, and the next delivery, wherever it runs,
-        holds its own transport until then. Returns the end of a pause still running."""
-        with self.store.connect() as conn:
-            value = repo.get_cursor(conn, pause_key(target.name))
-        until = datetime.fromisoformat(value) if value else None
-        if until is None or until <= utcnow():
-            return None
-        target.transport.hold((until - utcnow()).total_seconds())
-        return until
-
-    def _share_pause(self, target) -> None:
-        held = target.transport.held_for()
-        if held > 0:
-            until = utcnow() + timedelta(seconds=held)
-            with self.store.begin() as conn:
-                repo.set_cursor(conn, pause_key(target.name), until.isoformat(), utcnow())
 
 
 class Replica:

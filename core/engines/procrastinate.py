@@ -25,8 +25,8 @@ thread pool (procrastinate runs sync tasks in threads). If PostgreSQL goes away 
 stops; the loop here restarts it with back-off until the database is back or the daemon
 stops, and what was deferred stays in the queue.
 
-A vendor's pause (Retry-After) is shared through the store (jobs.py), so the next delivery
-to that CRM waits for it whichever replica runs it.
+A vendor's pause (Retry-After, REQUEST_LIMIT_EXCEEDED) is kept in the store (core/delivery.py),
+so the next delivery or stage read of that CRM waits for it whichever replica runs it.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class ClusterEngine:
     def __init__(self, settings: Settings, store: Store, stop: threading.Event) -> None:
         self.settings, self.store, self.stop = settings, store, stop
         self.cluster = settings.cluster
-        self.jobs = Jobs(settings, store, stop, wake=self._wake_at, share_pauses=True)
+        self.jobs = Jobs(settings, store, stop, wake=self._wake_at)
         self.sources, self.targets = self.jobs.sources, self.jobs.targets
         self.replica = Replica(store, "cluster", self.cluster.heartbeat)
         self.schedules = [*self.jobs.schedules(), Schedule(SWEEP, self.cluster.sweep_every)]

@@ -1,4 +1,8 @@
-"""The engine: SQLite (WAL, busy timeout) by default, PostgreSQL (psycopg 3) by URL."""
+"""The engine: SQLite (WAL, busy timeout) by default, PostgreSQL (psycopg 3) by URL.
+
+A store that can't be opened is one `StoreUnavailable` with the reason and the fix, never
+a driver's traceback: it is the first thing a new installation gets wrong.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 log = logging.getLogger("leadbridge.store")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -20,6 +25,51 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 STORE_FILE_MODE = 0o600
 STORE_DIR_MODE = 0o700
 _SQLITE_FILES = {"": "database", "-wal": "WAL", "-shm": "shared-memory"}
+# What leadbridge is built and tested on: backend → the drivers it ships ("" = the default).
+SUPPORTED_STORES = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg")}
+STORE_EXAMPLES = "sqlite:///path/leadbridge.db or postgresql://user:password@host/db"
+STORE_FIX = (
+    "check `store` in the config (or LEADBRIDGE_STORE): the database must be running, "
+    "reachable from here, and accept that user and password"
+)
+
+
+class StoreUnavailable(Exception):
+    """The store can't be opened: `reason` says what the driver said (one line, no URL),
+    `fix` what the operator can do about it."""
+
+    def __init__(self, reason: str, fix: str = STORE_FIX) -> None:
+        super().__init__(f"{reason} — {fix}")
+        self.reason = reason
+        self.fix = fix
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> StoreUnavailable:
+        """The driver's own words, first lines only: SQLAlchemy's wrapper adds the SQL and
+        a link, which say nothing to an operator whose database is down."""
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        reason = "; ".join(lines[:2]) or type(cause).__name__
+        if isinstance(cause, ImportError):
+            return cls(f"its driver is not installed ({reason})", f"use {STORE_EXAMPLES}")
+        return cls(reason[:300])
+
+
+# What opening a store raises when the store, not leadbridge, is at fault: the driver's
+# errors, a missing driver, a folder the SQLite file can't be created in.
+OPEN_ERRORS = (SQLAlchemyError, ImportError, OSError)
+
+
+def unsupported_store(url: URL) -> str | None:
+    """Why leadbridge can't use this database, or None. Said before any connection is
+    tried, so `config check` catches a `mysql://` store."""
+    backend, _, driver = url.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    if backend not in SUPPORTED_STORES:
+        return f"{backend} is not supported as a store"
+    if driver not in SUPPORTED_STORES[backend]:
+        return f"the {backend} driver {driver} is not supported"
+    return None
 
 
 def dumps(value: object) -> str:
@@ -33,6 +83,9 @@ JSON_OPTIONS = {"json_serializer": dumps, "json_deserializer": orjson.loads}
 def make_engine(url: str) -> Engine:
     """Create the engine for a store URL; `postgresql://` is read as psycopg 3."""
     parsed = make_url(url)
+    unsupported = unsupported_store(parsed)
+    if unsupported:
+        raise StoreUnavailable(unsupported, f"use {STORE_EXAMPLES}")
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":

@@ -8,24 +8,23 @@ from typing import Any
 
 import responses
 import yaml
-from typer.testing import CliRunner
 
-from leadbridge.core.cli import app
+from tests.clihelp import EXIT_USAGE, run_cli
 
-runner = CliRunner()
 SF = "https://acme.my.salesforce.com"
 HS = "https://api.hubapi.com"
 ENV = "https://contoso.crm.dynamics.com"
 AUTHORITY = "https://login.sovereign.example/t"
 
 
-def _check(tmp_path: Path, target: dict[str, Any], *flags: str) -> Any:
+def _check_online(tmp_path: Path, target: dict[str, Any]) -> list[str | Path]:
+    """Write a config with this one target; the `config check --online` command line for it."""
     path = tmp_path / "lb.yaml"
     path.write_text(
         yaml.safe_dump({"store": f"sqlite:///{tmp_path / 'lb.db'}", "targets": [target]}),
         encoding="utf-8",
     )
-    return runner.invoke(app, ["--config", str(path), "config", "check", "--online", *flags])
+    return ["--config", path, "config", "check", "--online"]
 
 
 def _sf_field(name: str, kind: str = "string", length: int = 0, **extra: Any) -> dict:
@@ -72,7 +71,7 @@ def test_salesforce_describe(tmp_path: Path) -> None:
             ]
         },
     )
-    result = _check(
+    check = _check_online(
         tmp_path,
         {
             "name": "sales",
@@ -83,7 +82,7 @@ def test_salesforce_describe(tmp_path: Path) -> None:
             "fields": {"LeadSource": "=AppSource", "Campaign_Code__c": "attribution.mktcmpid"},
         },
     )
-    assert result.exit_code == 2, result.output
+    result = run_cli(check, expect=EXIT_USAGE)
     out = result.output
     assert (
         "targets[sales].fields.LeadSource: the restricted picklist LeadSource refuses AppSource"
@@ -134,16 +133,15 @@ def test_hubspot_properties_and_create_missing(tmp_path: Path) -> None:
     url = f"{HS}/crm/v3/properties/contacts"
     responses.get(url, json=_hs_properties(*standard))
     target = {"name": "marketing", "kind": "hubspot", "token": "pat"}
-    result = _check(tmp_path, target)
-    assert result.exit_code == 2
+    check = _check_online(tmp_path, target)
+    result = run_cli(check, expect=EXIT_USAGE)
     own = ("leadbridge_lead_key", "leadbridge_stage", "leadbridge_offers")
     for name in (*own, "leadbridge_marketplace_dnc"):
         assert result.output.count(f"the contact property {name} does not exist") == 1
 
     responses.get(url, json=_hs_properties(*standard))
     responses.post(url, json={"name": "created"}, status=201)
-    created = _check(tmp_path, target, "--create-missing")
-    assert created.exit_code == 0, created.output
+    created = run_cli([*check, "--create-missing"])
     assert "created the contact property leadbridge_lead_key" in created.output
     bodies = [json.loads(c.request.body) for c in responses.calls if c.request.method == "POST"]
     assert [b["name"] for b in bodies] == [
@@ -170,27 +168,32 @@ def test_dataverse_entity_definition_and_key_index(tmp_path: Path) -> None:
         f"{AUTHORITY}/oauth2/v2.0/token",
         json={"access_token": "t", "token_type": "Bearer", "expires_in": 3600},
     )
-    columns = {
-        "firstname": 50,
-        "lastname": 50,
-        "subject": 300,
-        "emailaddress1": 100,
-        "telephone1": 50,
-        "companyname": 100,
-        "jobtitle": 100,
-        "address1_country": 80,
-        "description": 2000,
-        "donotemail": None,
-        "donotbulkemail": None,
-        "donotphone": None,
-        "lb_leadkey": 32,
-        "lb_leadstage": None,
+    columns = {  # name: (AttributeType, MaxLength)
+        "firstname": ("String", 50),
+        "lastname": ("String", 50),
+        "subject": ("String", 300),
+        "emailaddress1": ("String", 100),
+        "telephone1": ("String", 50),
+        "companyname": ("String", 100),
+        "jobtitle": ("String", 100),
+        "address1_country": ("String", 80),
+        "description": ("Memo", 2000),
+        "donotemail": ("Boolean", None),
+        "donotbulkemail": ("Boolean", None),
+        "donotphone": ("Boolean", None),
+        "lb_marketplacednc": ("Boolean", None),
+        "lb_leadkey": ("String", 32),
+        "lb_leadstage": ("Picklist", None),
     }
+    # Shapes: learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api
+    # (expanded Attributes carry AttributeMetadata's common properties; MaxLength comes from
+    # the collection cast to StringAttributeMetadata / MemoAttributeMetadata).
+    definition = f"{ENV}/api/data/v9.2/EntityDefinitions(LogicalName='lead')"
     responses.get(
-        f"{ENV}/api/data/v9.2/EntityDefinitions(LogicalName='lead')",
+        definition,
         json={
             "LogicalName": "lead",
-            "Attributes": [{"LogicalName": n, "MaxLength": m} for n, m in columns.items()],
+            "Attributes": [{"LogicalName": n, "AttributeType": t} for n, (t, _) in columns.items()],
             "Keys": [
                 {
                     "LogicalName": "lb_leadkey_key",
@@ -200,7 +203,16 @@ def test_dataverse_entity_definition_and_key_index(tmp_path: Path) -> None:
             ],
         },
     )
-    result = _check(
+    for cast, kind in (("StringAttributeMetadata", "String"), ("MemoAttributeMetadata", "Memo")):
+        responses.get(
+            f"{definition}/Attributes/Microsoft.Dynamics.CRM.{cast}",
+            json={
+                "value": [
+                    {"LogicalName": n, "MaxLength": m} for n, (t, m) in columns.items() if t == kind
+                ]
+            },
+        )
+    check = _check_online(
         tmp_path,
         {
             "name": "d365",
@@ -211,7 +223,7 @@ def test_dataverse_entity_definition_and_key_index(tmp_path: Path) -> None:
             "client_secret": "s",
         },
     )
-    assert result.exit_code == 2
+    result = run_cli(check, expect=EXIT_USAGE)
     assert "the alternate key lb_leadkey_key index is Pending" in result.output
     assert "ReactivateEntityKey" in result.output
-    assert result.output.count("schema problem") == 1  # only that one
+    assert "d365: 1 schema problem(s)" in result.output  # only that one

@@ -32,6 +32,9 @@ LAST_NAME = {"salesforce": "LastName", "hubspot": "lastname", "dataverse": "last
 PHONE = {"salesforce": "Phone", "hubspot": "phone", "dataverse": "telephone1"}
 EMAIL = {"salesforce": "Email", "hubspot": "email", "dataverse": "emailaddress1"}
 OWNER = {"salesforce": "OwnerId", "hubspot": "hubspot_owner_id", "dataverse": "ownerid@odata.bind"}
+# Call counts that differ from "reads_per_batch reads, then one write" per batch.
+NO_READ_FOR_NEW_LEADS = {"salesforce": 0}  # collections create; a duplicate is read after
+FIRST_BATCH_SETUP = {"salesforce": 1}  # Lead's describe, once per target instance
 # The person's opt-outs as each CRM stores them. HubSpot's is a read-only property there
 # (subscriptions are changed through their own API), so it must simply never be sent.
 OPT_OUTS = {
@@ -104,8 +107,12 @@ def test_duplicates_become_one_record(world: World) -> None:
     world.add("ada@contoso.com", action="PLT", FirstName="Ada")
     world.add("  ADA@Contoso.com ", action="INS", FirstName="ada")
     report = world.deliver()
-    # One read of what the CRM holds for the whole batch, one write.
-    assert report.pushed == 1 and report.api_calls == 1 + world.target.reads_per_batch
+    # One read of what the CRM holds for the whole batch, one write. Salesforce reads
+    # nothing before inserting a lead it has no link for (an insert can't overwrite), but a
+    # target's first batch reads Lead's describe once (are country picklists on?).
+    reads = NO_READ_FOR_NEW_LEADS.get(world.kind, world.target.reads_per_batch)
+    first_batch = FIRST_BATCH_SETUP.get(world.kind, 0)
+    assert report.pushed == 1 and report.api_calls == 1 + reads + first_batch
     assert len(world.records()) == 1
 
 
@@ -113,7 +120,10 @@ def test_an_update_fills_gaps_and_writes_what_leadbridge_owns(world: World) -> N
     world.add("ada@contoso.com")
     world.deliver()
     world.add("ada@contoso.com", action="PLT", Title="CTO")  # Contact me: now an MQL
-    assert world.deliver().pushed == 1
+    report = world.deliver()
+    assert report.pushed == 1
+    if world.kind == "salesforce":  # a linked lead: one read, one upsert, no second describe
+        assert report.api_calls == 1 + world.target.reads_per_batch
     [record] = world.records()
     assert record[TITLE[world.kind]] == "CTO"  # it was empty: filled
     assert record["_writes"] == 2

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from leadbridge.core.cli import app
-
-runner = CliRunner()
+from tests.clihelp import EXIT_ATTENTION, run_cli
 
 
 def test_leads_without_a_usable_email_are_listed_and_counted(tmp_path: Path) -> None:
@@ -26,20 +22,17 @@ def test_leads_without_a_usable_email_are_listed_and_counted(tmp_path: Path) -> 
         encoding="utf-8",
     )
 
-    def run(*args: str):
-        return runner.invoke(app, ["--config", str(config), *args])
+    lb = ["--config", config]
 
-    ingested = run("ingest")
-    assert ingested.exit_code == 1, ingested.output  # finished; one record needs a look
-    listed = run("leads", "quarantine", "--reason", "invalid_email", "--format", "json")
-    assert listed.exit_code == 0, listed.output
+    ingested = run_cli([*lb, "ingest"], expect=EXIT_ATTENTION)  # finished; one needs a look
+    assert "1 quarantined" in ingested.output
+    listed = run_cli([*lb, "leads", "quarantine", "--reason", "invalid_email", "--format", "json"])
     [row] = json.loads(listed.stdout)
     assert (row["reason"], row["field"], row["source"]) == ("invalid_email", "Email", "capture")
     assert "not a valid address" in row["message"]
-    table = run("leads", "quarantine")
-    assert table.exit_code == 0 and "1 quarantined raw leads" in table.output
-    csv_out = run("leads", "quarantine", "--format", "csv")
-    assert csv_out.exit_code == 0 and ",invalid_email,Email," in csv_out.stdout
-    status = run("status", "--format", "json")
-    assert status.exit_code == 0, status.output
+    table = run_cli([*lb, "leads", "quarantine"])
+    assert "1 quarantined raw leads" in table.output
+    csv_out = run_cli([*lb, "leads", "quarantine", "--format", "csv"])
+    assert ",invalid_email,Email," in csv_out.stdout
+    status = run_cli([*lb, "status", "--format", "json"])
     assert json.loads(status.stdout)["quarantine"] == {"invalid_email": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from leadbridge.connectors.base import FatalError
 from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.core import pipeline
-from leadbridge.core.delivery import deliver
+from leadbridge.core.delivery import deliver, read_pause
 from leadbridge.core.mapping import FieldMap
 from leadbridge.core.models import Lead, PushResult, RawLead
 from leadbridge.core.settings import Settings
@@ -130,3 +131,18 @@ def test_a_change_while_a_batch_is_in_flight_is_not_lost(setup: Any) -> None:
     deliver(target, store, settings)
     assert [c for c in target.calls] == [["ok1@x.io"], ["ok1@x.io"]]  # the newer state went too
     assert _rows(store, outbox) == []
+
+
+def test_a_pause_told_outside_delivery_is_written_down_and_obeyed(setup: Any) -> None:
+    """A schema check or a stage read was told to wait: delivery sends nothing, and the
+    store learns the pause, so the other processes obey it too."""
+    store, settings, target = setup
+    _add(store, settings, "o1@x.io")
+    target.transport.hold(600, "HTTP 429, Retry-After 600 s")
+    report = deliver(target, store, settings)
+    assert report.pause is not None and report.paused_until == report.pause.until
+    assert target.calls == [] and report.api_calls == 0
+    with store.connect() as conn:
+        stored = read_pause(conn, "crm", repo.utcnow())
+    assert stored is not None and stored.why == "HTTP 429, Retry-After 600 s"
+    assert abs(stored.until - report.pause.until) < timedelta(seconds=1)

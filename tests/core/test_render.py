@@ -83,3 +83,28 @@ def test_console_print_and_tables_send_nothing_raw(capsys: pytest.CaptureFixture
     assert ":rocket:" in out and "[bold]x[/bold]" in out  # printed as typed
     squeezed = out.replace("\n", "").replace("│", "").replace(" ", "")
     assert "lineone\\x0alinetwo" in squeezed  # a value can't start a table line of its own
+
+
+def test_a_table_never_cuts_a_value(capsys: pytest.CaptureFixture[str]) -> None:
+    """Into a pipe (not a terminal) a table takes the width its values need: a key and an
+    email stay whole, so they can be copied into the next command."""
+    key, email = "0123456789abcdef" * 2, "m***@wideworldimporters.example.com"
+    render.emit_table(
+        [{"lead_key": key, "email": email, "company": "x" * 60}], ("lead_key", "email", "company")
+    )
+    out = capsys.readouterr().out
+    assert key in out and email in out and "x" * 60 in out and "…" not in out
+
+
+def test_booleans_read_the_same_in_every_format() -> None:
+    assert render.csv_cell(False) == "false" and render.csv_cell(True) == "true"
+    assert render.safe(True) == "true"
+    [row] = list(csv.DictReader(io.StringIO(render.csv_text([{"dnc": False}], ("dnc",)))))
+    assert row == {"dnc": "false"}
+
+
+def test_counts_read_as_words() -> None:
+    assert render.counts_text({"quarantined": 2, "processed": 11}) == "11 processed, 2 quarantined"
+    assert (
+        render.counts_text({"sql": 1, "lead": 7}, order=["lead", "mql", "sql"]) == "7 lead, 1 sql"
+    )

@@ -223,11 +223,18 @@ def test_the_quarter_by_hand(history: Store, tmp_path: Path) -> None:
     assert sla["breaches"] == [
         {
             "lead_key": "a" * 32,
+            "name": None,
+            "company": None,
+            "email": "a***@x.io",
+            "offer": "o.one",
+            "offer_title": None,
             "asked_at": t(4, 1, 10).isoformat(),
+            "due_by": t(4, 2, 10).isoformat(),
             "first_touch_at": t(4, 3, 10).isoformat(),
             "hours": 48.0,
         }
     ]
+    assert sla["open"] == []
     # Spend Apr 10 + May 15 + Jun 25 = 1600 for 4 SQLs; lagged by round(8.67) = 9 days:
     # Mar 23 .. Jun 22 → 400 + 200 = 600.
     assert total["cost"] == {
@@ -303,3 +310,87 @@ def test_raw_leads_without_a_usable_email_are_counted_not_leads(
     assert [(g["group"], g["raw_leads"], g["invalid_email_leads"]) for g in report["groups"]] == [
         ("c.o", 1, 0)  # no lead, so no offer to count them under
     ]
+
+
+def _contact_me(store: Store, key: str, at: datetime, **person: str) -> None:
+    """One more Contact-me lead, asked at `at`, nobody touched it yet."""
+    lead = Lead(
+        lead_key=key * 32,
+        offer_key="o.two",
+        offer_title="Contoso Two",
+        email=f"{key}.person@contoso.com",
+        first_seen=at,
+        last_seen=at,
+        first_action="PLT",
+        actions=["PLT"],
+        stage=Stage.MQL,
+        **person,
+    )
+    with store.begin() as conn:
+        repo.save_leads(conn, [lead], at)
+        repo.add_events(
+            conn,
+            [
+                Event(
+                    lead_key=lead.lead_key,
+                    kind="action",
+                    actor="hook",
+                    at=at,
+                    data={"action": "PLT"},
+                )
+            ],
+        )
+
+
+def test_a_contact_me_lead_inside_its_window_is_open_not_a_breach(history: Store) -> None:
+    """Two minutes after the customer asked, nobody is late: the lead is open, listed with who
+    it is and when it is due; 25 hours after, untouched, it is a breach."""
+    now = t(5, 20, 12)
+    _contact_me(
+        history,
+        "h",
+        datetime(2026, 5, 20, 11, 58, tzinfo=UTC),
+        first_name="Ana",
+        last_name="Pereira",
+        company="Fabrikam",
+    )
+    _contact_me(history, "i", t(5, 19, 11), first_name="Lars", last_name="Jensen")
+    with history.connect() as conn:
+        report = reports.funnel(conn, reports.period_for("quarter", now.date()), now=now)
+    sla = report["total"]["sla"]
+    assert report["as_of"] == now.isoformat()
+    assert [o["lead_key"] for o in sla["open"]] == ["h" * 32]
+    [fresh] = sla["open"]
+    assert fresh == {
+        "lead_key": "h" * 32,
+        "name": "Ana Pereira",
+        "company": "Fabrikam",
+        "email": "h***@contoso.com",  # a report is passed around: the address is masked
+        "offer": "o.two",
+        "offer_title": "Contoso Two",
+        "asked_at": "2026-05-20T11:58:00+00:00",
+        "due_by": "2026-05-21T11:58:00+00:00",
+        "hours_left": 23.97,
+    }
+    late = {b["lead_key"]: b for b in sla["breaches"]}
+    assert set(late) == {"a" * 32, "i" * 32}
+    assert late["i" * 32]["first_touch_at"] is None and late["i" * 32]["name"] == "Lars Jensen"
+    # a (late), c (on time), h (open), i (never touched): the share is of the decided ones.
+    assert (sla["contact_me"], sla["within"], sla["share"]) == (4, 1, round(1 / 3, 4))
+    rows = reports.follow_up_rows(sla)
+    assert [(r["status"], r["lead_key"][0]) for r in rows] == [
+        ("breach", "a"),
+        ("breach", "i"),
+        ("open", "h"),
+    ]
+
+
+def test_a_touch_after_now_is_not_known_yet(history: Store) -> None:
+    """Judged as of an earlier moment, c's touch (3 h after asking) has not happened yet:
+    c is open then, and within once the touch is in the past."""
+    period = reports.period_for("quarter", date(2026, 5, 1))
+    with history.connect() as conn:
+        before = reports.funnel(conn, period, now=t(4, 7, 10))["total"]["sla"]
+        after = reports.funnel(conn, period, now=t(4, 7, 13))["total"]["sla"]
+    assert [o["lead_key"] for o in before["open"]] == ["c" * 32]
+    assert after["open"] == [] and after["within"] == 1

@@ -144,8 +144,9 @@ def test_secrets_never_echoed_in_problems(make_settings) -> None:
 
 
 def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) -> None:
-    """config/leadbridge.example.yaml documents every option: it must load, and name each one."""
-    from leadbridge.core.settings import QualificationSettings, Settings
+    """config/leadbridge.example.yaml documents every option: it must load, and name each one
+    (every config error points to it as the reference)."""
+    from leadbridge.core.settings import HttpSettings, QualificationSettings, Settings
 
     example = Path(__file__).resolve().parents[2] / "config" / "leadbridge.example.yaml"
     text = example.read_text(encoding="utf-8")
@@ -158,10 +159,12 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
         "DATAVERSE_CLIENT_SECRET",
         "WEBHOOK_SECRET",
         "PC_CLIENT_ID",
+        "LEADBRIDGE_WEBHOOK_TOKEN",
     ):
         monkeypatch.setenv(var, f"{var.lower()}-value")
     settings = make_settings(text)
-    assert {s.name for s in settings.sources} == {"table", "export", "referrals"}
+    assert {s.name for s in settings.sources} == {"table", "webhook", "export", "referrals"}
+    assert settings.source("webhook").kind == "marketplace_https"
     assert {t.name for t in settings.targets} == {
         "sales",
         "marketing",
@@ -169,8 +172,14 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
         "hook",
         "referrals",
     }  # the referrals' write-back
-    for name in [*Settings.model_fields, *QualificationSettings.model_fields]:
+    for name in [
+        *Settings.model_fields,
+        *QualificationSettings.model_fields,
+        *HttpSettings.model_fields,
+    ]:
         assert f"{name}:" in text, f"{name} is not documented in the example config"
+    for policy in ("update:", "always", "if_empty", "on_create", "never"):
+        assert policy in text, f"the field write policy ({policy}) is not documented"
 
 
 def test_the_example_config_documents_every_connector_key() -> None:
@@ -355,3 +364,72 @@ targets:
     )
     assert "Funct10n-k3y" not in line and "head3r-ap1-k3y" not in line
     assert "fn.example.net" in line
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "mysql://lb:pw@db.internal/leads",
+        "oracle://lb:pw@db.internal/leads",
+        "postgresql+asyncpg://lb@db.internal/leads",
+        "sqlite+aiosqlite:///leads.db",
+    ],
+)
+def test_a_store_leadbridge_cannot_use_is_a_problem(make_settings, store: str) -> None:
+    problems = _problems(make_settings, f"store: '{store}'\n")
+    assert "not supported" in problems["store"] and "postgresql://" in problems["store"]
+    assert "pw" not in problems["store"]
+
+
+@pytest.mark.parametrize(
+    "store",
+    [
+        "sqlite:///lb.db",
+        "postgresql://lb@db/leads",
+        "postgres://lb@db/leads",
+        "postgresql+psycopg://lb@db/leads",
+    ],
+)
+def test_the_stores_leadbridge_runs_on_load(make_settings, store: str) -> None:
+    assert make_settings(f"store: '{store}'\n").store == store
+
+
+def test_an_unknown_kind_hint_names_only_the_kinds_of_its_section(make_settings) -> None:
+    problems = _problems(
+        make_settings,
+        "sources:\n  - {name: a, kind: nope}\ntargets:\n  - {name: b, kind: nope}\n",
+    )
+    assert problems["sources[a].kind"].endswith(
+        "use one of: leads_file, marketplace_https, marketplace_table, partner_center_referrals"
+    )
+    target_hint = problems["targets[b].kind"]
+    assert "salesforce" in target_hint and "leads_file" not in target_hint
+
+
+@pytest.mark.parametrize(("first", "second"), [("my-src", "my_src"), ("Sales", "sales")])
+def test_names_that_collide_for_env_overrides_are_refused(
+    make_settings, first: str, second: str
+) -> None:
+    problems = _problems(
+        make_settings,
+        f"targets:\n"
+        f"  - {{name: {first}, kind: webhook, url: 'https://a.example/x', secret: s3cret-a}}\n"
+        f"  - {{name: {second}, kind: webhook, url: 'https://b.example/x', secret: s3cret-b}}\n",
+    )
+    problem = problems[f"targets[{second}]"]
+    assert f"the same as {first!r}" in problem and "rename one of them" in problem
+
+
+def test_a_source_file_not_there_yet_is_a_warning_not_an_error(make_settings, tmp_path) -> None:
+    from leadbridge.core.settings import config_warnings
+
+    present = tmp_path / "present.jsonl"
+    present.write_text("", encoding="utf-8")
+    settings = make_settings(
+        "sources:\n"
+        f"  - {{name: drop, kind: leads_file, path: {tmp_path / 'later.jsonl'}}}\n"
+        f"  - {{name: here, kind: leads_file, path: {present}}}\n"
+    )  # loads: a drop folder's file may come later
+    (warning,) = config_warnings(settings)
+    assert warning.key == "sources[drop].path" and "does not exist" in warning.message
+    assert config_warnings(settings, sources=["here"]) == []

@@ -245,3 +245,25 @@ def test_sql_in_salesforce_marks_the_partner_center_referral_active_accepted(
             store.dispose()
         finally:
             sandboxes.stop(crm)
+
+
+def test_a_pause_a_vendor_gave_another_process_holds_a_one_off_stage_read(world: World) -> None:
+    """`leadbridge sync-stages` in a new process: the pause the daemon was given (in the
+    store) holds the read of that CRM — no call — and the others are read as usual."""
+    from datetime import timedelta
+
+    from leadbridge.core.delivery import Pause, record_pause
+    from leadbridge.core.store.repo import utcnow
+
+    now = utcnow()
+    with world.store.begin() as conn:
+        record_pause(
+            conn, Pause("sales", now + timedelta(minutes=5), "REQUEST_LIMIT_EXCEEDED"), now
+        )
+    fresh = [
+        build(c, placeholder=world.settings.placeholder) for c in world.settings.target_configs()
+    ]
+    report = pull_stages(fresh, world.store, world.settings)
+    assert "sales" not in report.read and report.api_calls.get("sales", 0) == 0
+    assert "REQUEST_LIMIT_EXCEEDED" in report.paused["sales"]
+    assert not report.errors and report.read  # the other CRMs were read

@@ -59,6 +59,41 @@ def test_a_long_retry_after_is_not_slept_inline_but_held(fake_clock) -> None:
 
 
 @responses.activate
+def test_inside_a_long_pause_nothing_is_sent_and_the_vendors_reason_is_kept(fake_clock) -> None:
+    """A later request of the same target is refused at once, without a call and without
+    holding the worker for ten minutes; the reason is what `status` will show."""
+    responses.post(URL, status=429, headers={"Retry-After": "600"})
+    transport = Transport("crm", max_inline_wait=60)
+    with pytest.raises(RetryableError):
+        transport.request("POST", URL)
+    fake_clock.now += 100
+    with pytest.raises(RetryableError) as err:
+        transport.request("POST", URL)
+    assert len(responses.calls) == 1 and fake_clock.sleeps == []
+    assert err.value.retry_after == pytest.approx(500)
+    assert transport.pause.why == "HTTP 429, Retry-After 600 s"
+    assert transport.paused_for() == pytest.approx(500)
+
+
+@responses.activate
+def test_a_connectors_pause_keeps_its_length_and_a_shorter_one_never_cuts_it(fake_clock) -> None:
+    """A classifier's pause (HubSpot's daily limit: an hour) is not cut to the Retry-After
+    clamp, which guards against broken headers; a later, shorter pause leaves it as it is."""
+    responses.post(URL, status=429)
+
+    def daily(response: requests.Response) -> RetryableError:
+        return RetryableError("crm: HubSpot daily limit reached", retry_after=3600)
+
+    transport = Transport("crm", classify=daily, max_retry_after=900)
+    with pytest.raises(RetryableError):
+        transport.request("POST", URL)
+    assert transport.paused_for() == pytest.approx(3600)
+    transport.hold(60, "HTTP 503, Retry-After 60 s")
+    assert transport.paused_for() == pytest.approx(3600)
+    assert transport.pause.why == "HubSpot daily limit reached"
+
+
+@responses.activate
 def test_retry_after_is_clamped(fake_clock) -> None:
     responses.post(URL, status=503, headers={"Retry-After": "99999"})
     transport = Transport("crm", max_retry_after=300, max_inline_wait=10_000)

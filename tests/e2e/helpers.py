@@ -140,10 +140,17 @@ def cluster_config(
     return write_config(tmp, pg_url, [source], targets, **(settings | extra))
 
 
+def stop_sandboxes(sandbox: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to `leadbridge sandbox`: it stops cleanly, exit 0 (docs/cli-json.md)."""
+    sandbox.terminate()
+    code = sandbox.wait(timeout=30)
+    assert code == 0, f"leadbridge sandbox exited {code} on SIGTERM"
+
+
 def stop_all(procs: list[subprocess.Popen[bytes]], sandbox: subprocess.Popen[bytes]) -> None:
-    """A test's cleanup: kill what still runs of its replicas, stop its sandboxes."""
+    """A test's cleanup: kill what still runs of its replicas (the test has already checked
+    the exit code of each it stopped), stop its sandboxes."""
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
-    sandbox.terminate()
-    sandbox.wait(timeout=30)
+    stop_sandboxes(sandbox)

@@ -14,7 +14,14 @@ import pytest
 
 from leadbridge.core.synthetic import write_jsonl
 
-from .helpers import LEADBRIDGE, env, sandbox_records, start_sandboxes, write_config
+from .helpers import (
+    LEADBRIDGE,
+    env,
+    sandbox_records,
+    start_sandboxes,
+    stop_sandboxes,
+    write_config,
+)
 
 COUNT = 1_500
 
@@ -48,7 +55,8 @@ def test_sigkill_mid_delivery_then_restart_delivers_each_lead_once(tmp_path: Pat
         while time.monotonic() < deadline and len(sandbox_records(targets[0])) < 200:
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        code = proc.wait(timeout=30)
+        assert code == -signal.SIGKILL, f"deliver exited {code} before it was killed"
         partial = len(sandbox_records(targets[0]))
         assert 0 < partial < len(keys), "the kill must land mid-run"
 
@@ -82,5 +90,4 @@ def test_sigkill_mid_delivery_then_restart_delivers_each_lead_once(tmp_path: Pat
             )
         assert all(json.loads(v)["state"] == "ok" for v in health.values())
     finally:
-        sandbox_proc.terminate()
-        sandbox_proc.wait(timeout=30)
+        stop_sandboxes(sandbox_proc)

@@ -50,7 +50,8 @@ def test_sigkill_mid_ingest_then_rerun_loses_and_duplicates_nothing(tmp_path: Pa
             if landed >= 2_000:
                 break
     proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    code = proc.wait(timeout=30)
+    assert code == -signal.SIGKILL, f"ingest exited {code} before it was killed"
     landed_at_kill = _counts(db)[0]
     assert 0 < landed_at_kill < COUNT, "the kill must land mid-run for this test to mean anything"
 

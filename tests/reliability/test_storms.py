@@ -1,8 +1,11 @@
 """Throttling storms and outages, in real time: 30 % of API requests throttled (429/503 with
-Retry-After, or Salesforce's 403 REQUEST_LIMIT_EXCEEDED), a token that expires every 50
-requests, dropped connections, and one CRM down for a while. Afterwards: everything
-delivered, no request sent before the Retry-After it was given, no retry storm, and the other
-CRMs unaffected while one was down. LEADBRIDGE_RELIABILITY=full runs the full sizes."""
+Retry-After, or Salesforce's 403 REQUEST_LIMIT_EXCEEDED), HubSpot also answering with the
+other transient statuses its error-handling page lists (423 Locked, 477 Migration in
+Progress, 502, and Cloudflare's 521/523/524), a token that expires every 50 requests, dropped
+connections, and one CRM down for a while. Afterwards: everything delivered, nothing
+dead-lettered, every lead in HubSpot once, no request sent before the Retry-After it was
+given, no retry storm, and the other CRMs unaffected while one was down.
+LEADBRIDGE_RELIABILITY=full runs the full sizes."""
 
 from __future__ import annotations
 
@@ -23,12 +26,15 @@ from leadbridge.core import pipeline, transport
 from leadbridge.core.delivery import deliver
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store.repo import Store
-from leadbridge.core.store.tables import outbox
+from leadbridge.core.store.tables import dead_letters, outbox
 from leadbridge.core.synthetic import write_jsonl
 
 FULL = os.environ.get("LEADBRIDGE_RELIABILITY") == "full"
 LEADS = 5_000 if FULL else 400
 DOWN_S = 60.0 if FULL else 4.0
+# On top of the 30 % throttling: HubSpot's transient statuses, through `--faults`' mechanism.
+# A 423 holds the target 2 s ("Locks will last for 2 seconds"), so its share stays small.
+HUBSPOT_FAULTS = {423: 0.02, 477: 0.02, 502: 0.02, 521: 0.02, 523: 0.02, 524: 0.02}
 
 
 def _count(store: Store, target: str) -> int:
@@ -36,6 +42,11 @@ def _count(store: Store, target: str) -> int:
         return conn.execute(
             select(func.count()).select_from(outbox).where(outbox.c.target == target)
         ).scalar_one()
+
+
+def _dead(store: Store) -> int:
+    with store.connect() as conn:
+        return conn.execute(select(func.count()).select_from(dead_letters)).scalar_one()
 
 
 def _early_requests(log: list[dict[str, Any]]) -> int:
@@ -60,6 +71,7 @@ def test_a_storm_of_throttling_expiry_drops_and_an_outage(
     for box in crm.values():
         box.faults.fail_rate, box.faults.retry_after_s = 0.3, 0.2
         box.faults.token_ttl_requests, box.faults.drop_rate = 50, 0.05
+    crm["hubspot"].set_faults(HUBSPOT_FAULTS)
     leads_file = tmp_path / "leads.jsonl"
     write_jsonl(leads_file, LEADS, returning=0.0)
     settings = load_settings(
@@ -107,6 +119,11 @@ def test_a_storm_of_throttling_expiry_drops_and_an_outage(
         assert set(finished) == set(targets), f"not everything was delivered: {finished}"
         assert others_done_while_down == {"sales", "marketing", "hook"}, finished
         assert finished["d365"] > down_for  # Dynamics caught up once it was back
+        assert _dead(store) == 0  # nothing a later try would land was given up on
+        hubspot_statuses = {e["status"] for e in crm["hubspot"].request_log}
+        assert hubspot_statuses & set(HUBSPOT_FAULTS), "no HubSpot fault was injected"
+        keys = [r.get("leadbridge_lead_key") for r in crm["hubspot"].records.values()]
+        assert len(set(keys)) == len(keys) == LEADS  # every lead in HubSpot, once
         figures = {
             "leads": LEADS,
             "down_s": round(down_for, 1),
@@ -123,6 +140,7 @@ def test_a_storm_of_throttling_expiry_drops_and_an_outage(
                 "records": len(records),
                 "api_requests": calls,
                 "throttled": sum(1 for e in box.request_log if e["status"] in (403, 429, 503)),
+                "transient": sum(1 for e in box.request_log if e["status"] in HUBSPOT_FAULTS),
                 "early": _early_requests(box.request_log),
             }
         if os.environ.get("LEADBRIDGE_RELIABILITY_REPORT"):

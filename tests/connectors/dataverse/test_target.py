@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
+import requests
 import responses
 
-from leadbridge.connectors.base import FatalError
+from leadbridge.connectors.base import FatalError, PermanentError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget
 from leadbridge.core.models import Lead, Stage
@@ -14,6 +19,7 @@ ENV = "https://contoso.crm.dynamics.com"
 AUTHORITY = "https://login.sovereign.example/tenant-1"  # not a Microsoft host: no discovery
 TOKEN = f"{AUTHORITY}/oauth2/v2.0/token"
 BATCH = f"{ENV}/api/data/v9.2/$batch"
+DEFINITION = f"{ENV}/api/data/v9.2/EntityDefinitions(LogicalName='lead')"
 
 
 def _target() -> DataverseTarget:
@@ -223,3 +229,166 @@ def test_batch_codec_round_trip() -> None:
         ("PATCH", "u1", {"x": "ü"}),
         ("PATCH", "u2", {"y": 1}),
     ]
+
+
+# --- schema check: the lead table's definition ----------------------------------------------
+
+# The columns the default map, the key and the stage write: (AttributeType, MaxLength).
+LEAD_COLUMNS: dict[str, tuple[str, int | None]] = {
+    "firstname": ("String", 50),
+    "lastname": ("String", 50),
+    "subject": ("String", 300),
+    "emailaddress1": ("String", 100),
+    "telephone1": ("String", 50),
+    "companyname": ("String", 100),
+    "jobtitle": ("String", 100),
+    "address1_country": ("String", 80),
+    "description": ("Memo", 2000),
+    "leadsourcecode": ("Picklist", None),
+    "donotemail": ("Boolean", None),
+    "donotbulkemail": ("Boolean", None),
+    "donotphone": ("Boolean", None),
+    "lb_marketplacednc": ("Boolean", None),
+    "lb_leadkey": ("String", 100),
+    "lb_leadstage": ("Picklist", None),
+}
+
+
+def _definitions(columns: dict[str, tuple[str, int | None]], key_status: str = "Active") -> None:
+    """The lead table's definition in the Web API's documented shapes
+    (https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api):
+    `EntityDefinitions(LogicalName='lead')` expands Attributes with the properties every
+    AttributeMetadata shares, and Keys; MaxLength comes only from the Attributes collection
+    cast to StringAttributeMetadata or MemoAttributeMetadata. MaxLength asked of the uncast
+    collection is the Web API's 400 for an unknown property (https://learn.microsoft.com/
+    troubleshoot/power-platform/dataverse/dataverse-web-api-and-sdk/web-api-client-errors)."""
+
+    def entity(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        expand = parse_qs(urlsplit(request.url or "").query).get("$expand", [""])[0]
+        if "MaxLength" in expand:
+            error = {
+                "code": "0x0",
+                "message": "Could not find a property named 'MaxLength' on type "
+                "'Microsoft.Dynamics.CRM.AttributeMetadata'.",
+            }
+            return 400, {}, json.dumps({"error": error})
+        body = {
+            "@odata.context": f"{ENV}/api/data/v9.2/$metadata#EntityDefinitions"
+            "(LogicalName,Attributes(LogicalName,AttributeType),"
+            "Keys(LogicalName,KeyAttributes,EntityKeyIndexStatus))/$entity",
+            "LogicalName": "lead",
+            "MetadataId": "608861bc-50a4-4c5f-a02c-21fe1943e2cf",
+            "Attributes": [
+                {"LogicalName": name, "AttributeType": kind, "MetadataId": f"m-{name}"}
+                for name, (kind, _) in columns.items()
+            ],
+            "Keys": [
+                {
+                    "LogicalName": "lb_leadkey_key",
+                    "KeyAttributes": ["lb_leadkey"],
+                    "EntityKeyIndexStatus": key_status,
+                    "MetadataId": "k-1",
+                }
+            ],
+        }
+        return 200, {}, json.dumps(body)
+
+    responses.add_callback(responses.GET, DEFINITION, callback=entity)
+    for cast, kind in (("StringAttributeMetadata", "String"), ("MemoAttributeMetadata", "Memo")):
+        responses.get(
+            f"{DEFINITION}/Attributes/Microsoft.Dynamics.CRM.{cast}",
+            json={
+                "@odata.context": f"{ENV}/api/data/v9.2/$metadata#EntityDefinitions('lead')"
+                f"/Attributes/Microsoft.Dynamics.CRM.{cast}(LogicalName,MaxLength)",
+                "value": [
+                    {
+                        "@odata.type": f"#Microsoft.Dynamics.CRM.{cast}",
+                        "LogicalName": name,
+                        "MaxLength": length,
+                        "MetadataId": f"m-{name}",
+                    }
+                    for name, (found, length) in columns.items()
+                    if found == kind
+                ],
+            },
+        )
+
+
+def _metadata_urls() -> list[str]:
+    return [c.request.url for c in responses.calls if "EntityDefinitions" in c.request.url]
+
+
+@responses.activate
+def test_schema_check_reads_max_length_from_the_cast_attribute_collections() -> None:
+    _authority()
+    _definitions(LEAD_COLUMNS)
+    assert _target().schema_problems() == []
+    entity, strings, memos = _metadata_urls()
+    expand = parse_qs(urlsplit(entity).query)["$expand"][0]
+    assert "MaxLength" not in expand and "Keys(" in expand
+    assert strings == (
+        f"{DEFINITION}/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata"
+        "?$select=LogicalName,MaxLength"
+    )
+    assert memos.startswith(f"{DEFINITION}/Attributes/Microsoft.Dynamics.CRM.MemoAttributeMetadata")
+
+
+@responses.activate
+def test_schema_check_names_each_missing_or_wrong_column_with_its_type() -> None:
+    columns: dict[str, tuple[str, Any]] = dict(LEAD_COLUMNS)
+    del columns["lb_marketplacednc"]  # the DNC marker the default map now writes
+    columns["lb_leadkey"] = ("String", 20)  # too short for a 32-character lead key
+    columns["lb_leadstage"] = ("String", 100)  # not a choice column
+    columns["jobtitle"] = ("String", 60)  # customised shorter than leadbridge cuts at
+    _authority()
+    _definitions(columns, key_status="Pending")
+    problems = {(p.key, p.message): p.fix for p in _target().schema_problems()}
+    dnc = problems.pop(
+        ("targets[d365].fields.lb_marketplacednc", "lead has no column lb_marketplacednc")
+    )
+    assert dnc.startswith("create the Yes/No column lb_marketplacednc on lead")
+    key = problems.pop(
+        ("targets[d365].key_column", "lb_leadkey holds 20 characters; a lead key has 32")
+    )
+    assert "at least 32" in key
+    stage = problems.pop(
+        (
+            "targets[d365].stage_column",
+            "lead column lb_leadstage is of type String; leadbridge writes Picklist",
+        )
+    )
+    assert stage.startswith("recreate the choice column lb_leadstage")
+    title = problems.pop(
+        (
+            "targets[d365].fields.jobtitle",
+            "jobtitle holds 60 characters; leadbridge would send up to 100",
+        )
+    )
+    assert "truncate: 60" in title
+    index = problems.pop(
+        ("targets[d365].key_column", "the alternate key lb_leadkey_key index is Pending")
+    )
+    assert "ReactivateEntityKey" in index
+    assert problems == {}
+
+
+@responses.activate
+def test_a_refused_metadata_read_names_dataverses_own_error() -> None:
+    """A 403 privilege error: status per https://learn.microsoft.com/power-apps/developer/
+    data-platform/webapi/compose-http-requests-handle-errors, body as Dataverse sends it
+    (code 0x80040220, seen in https://community.dynamics.com/forums/thread/details/
+    ?threadid=ec47c577-6b11-f111-8406-7c1e520d531e)."""
+    _authority()
+    responses.get(
+        DEFINITION,
+        status=403,
+        json={
+            "error": {
+                "code": "0x80040220",
+                "message": "Principal user (Id=00000000-0000-0000-0000-000000000001, type=8, "
+                "roleCount=1, privilegeCount=20), is missing prvReadEntity privilege",
+            }
+        },
+    )
+    with pytest.raises(PermanentError, match="HTTP 403 0x80040220 Principal user"):
+        _target().schema_problems()

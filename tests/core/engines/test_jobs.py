@@ -3,6 +3,7 @@ them; and the single engine recording its runs."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 import responses as responses_lib
 
+from leadbridge.connectors import sandboxes
 from leadbridge.core import pipeline, views
+from leadbridge.core.delivery import read_pause
 from leadbridge.core.engines.apscheduler import SingleEngine
 from leadbridge.core.engines.jobs import Jobs, JobStreak, Replica
 from leadbridge.core.models import RawLead
@@ -155,22 +158,54 @@ targets:
     responses_lib.add(responses_lib.POST, url, status=503, headers={"Retry-After": "120"})
     add_lead(1)
     woken: list[tuple[str, object]] = []
-    replica_a = Jobs(
-        settings, store, threading.Event(), wake=lambda *a: woken.append(a), share_pauses=True
-    )
+    replica_a = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
     replica_a.run("deliver:hook")
     assert len(responses_lib.calls) >= 1
     calls = len(responses_lib.calls)
 
     add_lead(2)  # due now, and never tried: only the shared pause holds it back
-    replica_b = Jobs(
-        settings, store, threading.Event(), wake=lambda *a: woken.append(a), share_pauses=True
-    )
+    replica_b = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
     replica_b.run("deliver:hook")
     assert len(responses_lib.calls) == calls  # not one request before the Retry-After
     job, until = woken[-1]
     assert job == "deliver:hook"
     assert timedelta(seconds=110) < until - utcnow() <= timedelta(seconds=120)
+
+
+def test_a_pause_a_stage_read_was_given_holds_delivery_and_the_next_reads(
+    tmp_path: Path,
+) -> None:
+    """Stage reads call the same CRM: a REQUEST_LIMIT_EXCEEDED met by a read is kept in the
+    store, and a daemon started afterwards neither reads nor delivers until it ends."""
+    running = sandboxes.start(["salesforce"])
+    crm = running["salesforce"]
+    try:
+        settings = load_settings(
+            None,
+            store=f"sqlite:///{tmp_path / 'lb.db'}",
+            targets=[sandboxes.target_entry("salesforce", crm)],
+        )
+        store = Store(settings.store)
+        payload = {"LeadSource": "AzurePortal-Create|c.o", "UserDetails": {"Email": "p@x.io"}}
+        pipeline.land_one(store, RawLead(source="s", source_key="1", kind="https", payload=payload))
+        pipeline.process_pending(store, settings)
+        crm.faults.throttle_next = 1
+        first = Jobs(settings, store, threading.Event(), wake=lambda *a: None)
+        first.run("pull:sales")
+        assert crm.api_calls() == 1
+        with store.connect() as conn:
+            pause = read_pause(conn, "sales", utcnow())
+        assert pause is not None and "REQUEST_LIMIT_EXCEEDED" in pause.why
+
+        woken: list[tuple[str, object]] = []
+        restarted = Jobs(settings, store, threading.Event(), wake=lambda *a: woken.append(a))
+        restarted.run("pull:sales")
+        restarted.run("deliver:sales")
+        assert crm.api_calls() == 1  # nothing read, nothing sent inside the pause
+        [(job, until)] = woken  # the next delivery is planned for when the pause ends
+        assert job == "deliver:sales" and abs(until - pause.until) < timedelta(seconds=1)
+    finally:
+        sandboxes.stop(running)
 
 
 def _wait_for(condition, what: str, seconds: float = 30) -> None:
@@ -193,6 +228,9 @@ def test_the_single_engine_counts_a_jobs_failures_in_a_row_until_it_recovers(
         sources=[{"name": "file", "kind": "leads_file", "path": str(leads), "every": "1s"}],
     )
     engine = SingleEngine(settings, Store(settings.store), threading.Event())
+    records: list[logging.LogRecord] = []
+    handler = _Collect(records)
+    logging.getLogger().addHandler(handler)
     engine.start()
     try:
 
@@ -201,8 +239,22 @@ def test_the_single_engine_counts_a_jobs_failures_in_a_row_until_it_recovers(
 
         _wait_for(lambda: streak().failures >= 3, "three failures in a row")
         assert streak().error == "FileNotFoundError"
+        # Said in one line per run, not a page of traceback every period.
+        failed = [r for r in records if r.levelno >= logging.ERROR]
+        assert failed and all(r.exc_info is None for r in failed)
+        assert {getattr(r, "job", None) for r in failed} == {"ingest:file"}
         assert engine.replica.streaks()["process"].failures == 0
         write_jsonl(leads, 3)
         _wait_for(lambda: streak().failures == 0, "a run that succeeds")
     finally:
+        logging.getLogger().removeHandler(handler)
         assert engine.shutdown(20)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
