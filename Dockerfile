@@ -31,7 +31,7 @@ EXPOSE 8080
 
 # Follows the configured port (http.port, or http.health_port when the probes have their own).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "leadbridge.core.healthcheck"]
+    CMD ["python", "-m", "leadbridge.core.app.healthcheck"]
 
 ENTRYPOINT ["leadbridge"]
 CMD ["run"]

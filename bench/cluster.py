@@ -33,9 +33,9 @@ import psycopg
 import requests
 import yaml
 
-from leadbridge.connectors import sandboxes
 from leadbridge.connectors.webhook.sandbox import WebhookSandbox
-from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.connector import sandboxes
 
 TARGETS = 8
 PG = os.environ.get("LEADBRIDGE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -28,7 +28,7 @@ from typing import Any
 import requests
 import yaml
 
-from leadbridge.connectors import sandboxes
+from leadbridge.core.connector import sandboxes
 
 TOKEN = "bench-webhook-token-0123456789"
 KINDS = ["salesforce", "hubspot", "dataverse", "webhook"]

@@ -22,15 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
-from leadbridge.core.delivery import deliver
-from leadbridge.core.pipeline import ingest
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.ingest.pipeline import ingest
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import outbox
-from leadbridge.core.synthetic import write_jsonl
 
 KINDS = ["salesforce", "hubspot", "dataverse", "webhook"]
 

@@ -25,10 +25,10 @@ from pathlib import Path
 def run_one(size: int, batch_size: int, workdir: Path) -> dict[str, float]:
     """Ingest `size` synthetic leads into a fresh SQLite store; runs inside the child."""
     from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
-    from leadbridge.core.pipeline import ingest
+    from leadbridge.core.app.synthetic import write_jsonl
+    from leadbridge.core.ingest.pipeline import ingest
     from leadbridge.core.settings import load_settings
     from leadbridge.core.store.repo import Store
-    from leadbridge.core.synthetic import write_jsonl
 
     leads_file = workdir / f"leads-{size}.jsonl"
     unique = write_jsonl(leads_file, size)

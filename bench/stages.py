@@ -19,14 +19,13 @@ from pathlib import Path
 
 import requests
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
-from leadbridge.core.delivery import deliver
-from leadbridge.core.pipeline import ingest
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.ingest.pipeline import ingest
 from leadbridge.core.settings import load_settings
-from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store.repo import Store
-from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.sync.stagesync import pull_stages
 
 
 def main() -> None:

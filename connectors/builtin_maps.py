@@ -1,26 +1,27 @@
-"""Every target's built-in field map in one place; docs/mapping.md's tables come from here."""
+"""The built-in field maps as docs/mapping.md shows them (a test keeps the doc in step)."""
 
 from __future__ import annotations
 
 import json
 
-from leadbridge.connectors.dataverse.mapping import FIELD_MAP as DATAVERSE
-from leadbridge.connectors.hubspot.mapping import FIELD_MAP as HUBSPOT
-from leadbridge.connectors.salesforce.mapping import FIELD_MAP as SALESFORCE
-from leadbridge.connectors.webhook.mapping import FIELD_MAP as WEBHOOK
-from leadbridge.core.mapping import FieldMap, WritePolicy
+from leadbridge.core.connector import HttpTarget, connector_class, kinds_of
+from leadbridge.core.domain.mapping import FieldMap, WritePolicy
 
-BUILT_IN: dict[str, FieldMap] = {
-    "salesforce": SALESFORCE,
-    "hubspot": HUBSPOT,
-    "dataverse": DATAVERSE,
-    "webhook": WEBHOOK,
-}
+
+def built_in() -> dict[str, FieldMap]:
+    """Every installed target's built-in map, by kind (found through the registry, so a new
+    connector's map appears in the docs test without a line here)."""
+    maps = {}
+    for kind in kinds_of("target"):
+        cls = connector_class(kind)
+        if isinstance(cls, type) and issubclass(cls, HttpTarget) and cls.field_map.fields:
+            maps[kind] = cls.field_map
+    return maps
 
 
 def table(kind: str) -> str:
     """The built-in map as docs/mapping.md shows it, with each field's write policy."""
-    fmap = BUILT_IN[kind]
+    fmap = built_in()[kind]
     rows = [
         "| CRM field | from | on an existing record | required | max length |",
         "|---|---|---|---|---:|",

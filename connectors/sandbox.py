@@ -38,6 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import trustme
 
+from leadbridge.core.connector.sandboxes import parse_faults
+
 log = logging.getLogger("leadbridge.sandbox")
 
 # The answers of a server in trouble that any HTTP API can give, in a plain body.
@@ -82,61 +84,6 @@ class Faults:
     # status -> share of API requests answered with it, in the vendor's shape (`--faults`)
     statuses: dict[int, float] = field(default_factory=dict)
     seed: int = 1
-
-
-def parse_faults(spec: str | Mapping[Any, Any]) -> dict[int, float]:
-    """`423:0.1,521:0.05` (or {"423": 0.1, ...}) as {status: share}. Shares are of all API
-    requests, so together they can't pass 1; a status is an HTTP error status (400-599)."""
-    pairs = (
-        [tuple(part.split(":", 1)) for part in spec.split(",") if part.strip()]
-        if isinstance(spec, str)
-        else list(spec.items())
-    )
-    statuses: dict[int, float] = {}
-    for pair in pairs:
-        if len(pair) != 2:
-            raise ValueError(f"{':'.join(map(str, pair))!r}: write status:share, e.g. 423:0.1")
-        status, share = _fault_pair(*pair)
-        if status in statuses:
-            raise ValueError(f"{status} is given twice")
-        statuses[status] = share
-    if sum(statuses.values()) > 1:
-        raise ValueError("the shares add up to more than 1 (they are shares of every request)")
-    return statuses
-
-
-def _fault_pair(status: Any, share: Any) -> tuple[int, float]:
-    try:
-        code, part = int(str(status).strip()), float(str(share).strip())
-    except ValueError:
-        raise ValueError(f"{status}:{share}: write status:share, e.g. 423:0.1") from None
-    if not 400 <= code <= 599:
-        raise ValueError(f"{code}: only error statuses (400-599) can be injected")
-    if not 0 <= part <= 1:
-        raise ValueError(f"{code}:{share}: a share is between 0 and 1")
-    return code, part
-
-
-def apply_faults(
-    sandboxes: Mapping[str, Sandbox], statuses: Mapping[int, float]
-) -> dict[str, list[int]]:
-    """Give each sandbox the statuses it can answer; returns, per sandbox, the ones it can't
-    (left out there). A status no sandbox can answer is an error: nothing would inject it."""
-    skipped = {
-        kind: sorted(set(statuses) - box.fault_statuses()) for kind, box in sandboxes.items()
-    }
-    nowhere = sorted(set(statuses).intersection(*map(set, skipped.values())))
-    if nowhere and sandboxes:
-        raise ValueError(
-            f"no running sandbox answers {', '.join(map(str, nowhere))}; they answer: "
-            + "; ".join(
-                f"{kind} {', '.join(map(str, sorted(box.fault_statuses())))}"
-                for kind, box in sandboxes.items()
-            )
-        )
-    for kind, box in sandboxes.items():
-        box.set_faults({s: v for s, v in statuses.items() if s not in skipped[kind]})
-    return {kind: left for kind, left in skipped.items() if left}
 
 
 Handler = Callable[[Request], Response]

@@ -1,5 +1,5 @@
 """`python -m leadbridge.core` runs the CLI (used by tests that need a real subprocess)."""
 
-from leadbridge.core.cli import main
+from leadbridge.core.app.cli import main
 
 main()

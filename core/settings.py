@@ -25,10 +25,17 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from leadbridge.connectors.base import ConnectorConfig, connector_class, connector_kinds
-from leadbridge.core import logs
-from leadbridge.core.durations import Duration
+from leadbridge.core.connector import (
+    ConnectorConfig,
+    WritesBack,
+    connector_class,
+    connector_kinds,
+    kinds_of,
+)
+from leadbridge.core.domain.durations import Duration
+from leadbridge.core.domain.qualify import QualificationSettings
 from leadbridge.core.store.db import STORE_EXAMPLES, unsupported_store
+from leadbridge.core.support import logs
 
 ENV_PREFIX = "LEADBRIDGE_"
 CONFIG_ENV = "LEADBRIDGE_CONFIG"
@@ -101,62 +108,6 @@ class HttpSettings(_Strict):
     # a connection silent this long is closed
     idle_timeout: Duration = Field(default=timedelta(seconds=30), gt=timedelta(0))
     unready_after_failures: int = Field(default=3, ge=1)  # a job failing this often in a row
-
-
-class TitleRule(_Strict):
-    pattern: str
-    points: int
-
-
-_DEFAULT_TITLES = [
-    TitleRule(
-        pattern=r"(?i)\b(c[etiofm]o|chief|vp|vice[- ]president|president|founder|"
-        r"owner|head|director|partner|gesch(ä|ae)ftsf(ü|ue)hrer\w*)\b",
-        points=15,
-    ),
-    TitleRule(pattern=r"(?i)\b(manager|lead|architect|principal|部長|課長)", points=10),
-]
-_PERSONAL_DOMAINS = [
-    "gmail.com",
-    "googlemail.com",
-    "outlook.com",
-    "hotmail.com",
-    "live.com",
-    "yahoo.com",
-    "icloud.com",
-    "me.com",
-    "aol.com",
-    "gmx.de",
-    "web.de",
-    "proton.me",
-    "protonmail.com",
-    "qq.com",
-    "163.com",
-    "mail.ru",
-    "yandex.ru",
-]
-
-
-class QualificationSettings(_Strict):
-    """Scoring: explicit fit (title, company, country) plus implicit interest (actions).
-
-    With the defaults a Contact-me (PLT) lead is an MQL at once — those customers expect a
-    call within 24 hours — and an install becomes one when the fit or repeat engagement
-    adds up (see docs in config/leadbridge.example.yaml).
-    """
-
-    mql_at: int = 50
-    actions: dict[str, int] = Field(
-        default_factory=lambda: {"PLT": 50, "Create": 30, "INS": 25, "StartTestDrive": 20, "DNC": 0}
-    )
-    other_action: int = 10
-    repeat_engagement: int = 10
-    repeat_engagement_max: int = 3
-    company_present: int = 5
-    titles: list[TitleRule] = Field(default_factory=lambda: list(_DEFAULT_TITLES))
-    countries: dict[str, int] = Field(default_factory=dict)
-    personal_email: int = -10
-    personal_email_domains: list[str] = Field(default_factory=lambda: list(_PERSONAL_DOMAINS))
 
 
 class DeliverySettings(_Strict):
@@ -540,12 +491,14 @@ def _store_problems(store: str) -> list[ConfigProblem]:
 
 
 def _add_write_back_targets(settings: Settings, problems: list[ConfigProblem]) -> None:
-    """A source that writes stages back (Partner Center referrals with `write_back: true`)
-    is also a target, under its own name, so write-back rides the outbox like any push."""
+    """A source that writes stages back (`WritesBack`, e.g. with `write_back: true`) is also
+    a target, under its own name, so write-back rides the outbox like any push."""
     names = {t.name for t in settings.targets}
     for entry in settings.sources:
         config = settings._connectors[f"sources:{entry.name}"]
-        if not getattr(config, "write_back", False):
+        cls = connector_class(entry.kind)
+        kind = cls.write_back_kind(config) if issubclass(cls, WritesBack) else None
+        if kind is None:
             continue
         if entry.name in names:
             problems.append(
@@ -556,11 +509,11 @@ def _add_write_back_targets(settings: Settings, problems: list[ConfigProblem]) -
                 )
             )
             continue
-        cls = connector_class("partner_center_writeback")
-        settings._connectors[f"targets:{entry.name}"] = cls.Config.model_validate(
-            {**config.model_dump(), "kind": "partner_center_writeback"}
+        target_cls = connector_class(kind)
+        settings._connectors[f"targets:{entry.name}"] = target_cls.Config.model_validate(
+            {**config.model_dump(), "kind": kind}
         )
-        settings.targets.append(ConnectorEntry(name=entry.name, kind="partner_center_writeback"))
+        settings.targets.append(ConnectorEntry(name=entry.name, kind=kind))
 
 
 def _register_secrets(config: BaseModel) -> None:
@@ -634,12 +587,6 @@ def _validate_connectors(data: dict[str, Any], problems: list[ConfigProblem]) ->
             except ValueError as exc:
                 problems.append(ConfigProblem(key, str(exc), "see the message"))
     return configs
-
-
-def kinds_of(role: str) -> list[str]:
-    """The installed connector kinds that can stand under `sources:` ("source") or
-    `targets:` ("target"): a hint that offers a CRM for a source only misleads."""
-    return sorted(kind for kind in connector_kinds() if connector_class(kind).role == role)
 
 
 def _name_clash(section: str, name: str, earlier: str | None) -> ConfigProblem | None:

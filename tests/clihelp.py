@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from leadbridge.core.cli import EXIT_ATTENTION, EXIT_USAGE, app
+from leadbridge.core.app.cli import EXIT_ATTENTION, EXIT_USAGE, app
 
 EXIT_OK = 0
 __all__ = ["EXIT_ATTENTION", "EXIT_OK", "EXIT_USAGE", "run_cli"]

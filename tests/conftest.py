@@ -49,7 +49,7 @@ class FakeClock:
 @pytest.fixture(autouse=True)
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """No test waits for real: every transport sleeps on this clock (dlt's pattern)."""
-    from leadbridge.core import transport
+    from leadbridge.core.connector import transport
 
     fake = FakeClock()
     monkeypatch.setattr(transport, "default_sleep", fake.sleep)
@@ -73,7 +73,7 @@ KNOWN_SECRETS = (
 def logs_carry_no_secrets_or_emails() -> Iterator[None]:
     """Every log line of every test, formatted exactly as production formats it, is checked:
     no raw email address, no configured secret."""
-    from leadbridge.core.logs import JsonFormatter, RedactingFilter
+    from leadbridge.core.support.logs import JsonFormatter, RedactingFilter
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

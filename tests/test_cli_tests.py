@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leadbridge.core import views
+from leadbridge.core.app import views
 from tests.clihelp import EXIT_ATTENTION, run_cli
 
 TESTS = Path(__file__).resolve().parent

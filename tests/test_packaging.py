@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from leadbridge.core import healthcheck
+from leadbridge.core.app import healthcheck
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_the_health_check_follows_the_configured_port(tmp_path: Path, monkeypatc
     assert healthcheck.probe_url() == "http://127.0.0.1:9124/healthz"
     # Nothing listens there: unhealthy, exit 1, one line saying why.
     result = subprocess.run(
-        [sys.executable, "-m", "leadbridge.core.healthcheck"],
+        [sys.executable, "-m", "leadbridge.core.app.healthcheck"],
         capture_output=True,
         text=True,
         env={"LEADBRIDGE_CONFIG": str(config), "PATH": "/usr/bin:/bin"},

@@ -9,7 +9,7 @@ new lead always gets a topic.
 
 from __future__ import annotations
 
-from leadbridge.core.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, WritePolicy
 
 DNC_COLUMN = "lb_marketplacednc"
 

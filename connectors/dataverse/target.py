@@ -25,7 +25,6 @@ import msal
 import requests
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.mapping import (
     DNC_COLUMN,
@@ -33,11 +32,24 @@ from leadbridge.connectors.dataverse.mapping import (
     LEAD_SOURCE_WEB,
     STAGE_VALUES,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
-from leadbridge.core.mapping import FieldMap
-from leadbridge.core.models import Lead, PushResult, Stage, StageChange
-from leadbridge.core.stages import rank
-from leadbridge.core.transport import VerifyingSession, response_body
+from leadbridge.core.connector import (
+    FatalError,
+    HttpTarget,
+    Link,
+    PermanentError,
+    RetryableError,
+    Sandboxed,
+    SandboxRecord,
+    SchemaChecker,
+    SchemaProblem,
+    StageReader,
+    TargetConfig,
+    Write,
+)
+from leadbridge.core.connector.transport import VerifyingSession, response_body
+from leadbridge.core.domain.mapping import FieldMap
+from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.domain.stages import SALES_STAGES, rank
 
 log = logging.getLogger("leadbridge.dataverse")
 
@@ -67,8 +79,10 @@ class DataverseConfig(TargetConfig):
     change_query: Literal["track_changes", "modifiedon"] = "track_changes"
 
 
-class DataverseTarget(HttpTarget):
+class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
     Config: ClassVar[type[DataverseConfig]] = DataverseConfig
+    default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
+    owner_field: ClassVar[str | None] = "ownerid@odata.bind"
     max_batch: ClassVar[int] = 1000
     default_rate: ClassVar[float | None] = 15.0  # 6,000 per 5 minutes per user is 20/s
     field_map: ClassVar[FieldMap] = FIELD_MAP
@@ -499,3 +513,62 @@ class DataverseTarget(HttpTarget):
                 "the application user in the environment"
             )
         return {"Authorization": f"Bearer {result['access_token']}"}
+
+    # --- sandbox (demo, `leadbridge sandbox`, tests): the server is loaded only when asked for
+
+    default_name: ClassVar[str] = "d365"
+
+    @classmethod
+    def sandbox(cls, *, port: int = 0, latency_ms: float = 0.0) -> Any:
+        from leadbridge.connectors.dataverse import sandbox
+
+        return sandbox.DataverseSandbox(port=port, latency_ms=latency_ms)
+
+    @classmethod
+    def sandbox_entry(cls, sandbox: Any, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "kind": "dataverse",
+            "environment_url": sandbox.url,
+            "authority": sandbox.authority,
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+            "ca_bundle": str(sandbox.ca_file),
+        }
+
+    @classmethod
+    def sandbox_records(cls, sandbox: Any, config: Any) -> list[SandboxRecord]:
+        """The stage column holds a choice's number, which says nothing to a reader: shown
+        with the stage it stands for, `mql (100000002)`."""
+        names = {value: stage for stage, value in config.stage_values.items()}
+        column = config.stage_column
+
+        def shown(value: Any) -> str:
+            return (
+                ""
+                if value is None
+                else f"{names[value]} ({value})"
+                if value in names
+                else str(value)
+            )
+
+        return [
+            SandboxRecord(
+                name=str(r.get("lastname") or ""),
+                email=str(r.get("emailaddress1") or ""),
+                stage=shown(r.get(column)) if column else "",
+            )
+            for r in list(sandbox.records.values())
+        ]
+
+    @classmethod
+    def move_stage(cls, sandbox: Any, config: Any, lead_key: str, stage: str) -> bool:
+        """A Dynamics user setting the stage column (the sandbox's admin API)."""
+        if not config.stage_column or stage not in config.stage_values:
+            return False
+        body = {"key": lead_key, "columns": {config.stage_column: config.stage_values[stage]}}
+        response = requests.post(
+            f"{sandbox.url}/_sandbox/stage", json=body, timeout=10, verify=str(sandbox.ca_file)
+        )
+        response.raise_for_status()
+        return True

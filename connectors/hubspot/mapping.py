@@ -7,7 +7,7 @@ is in this map. The marketplace DNC action goes to leadbridge's own property.
 
 from __future__ import annotations
 
-from leadbridge.core.mapping import FieldMap
+from leadbridge.core.domain.mapping import FieldMap
 
 FIELD_MAP = FieldMap(
     fields={
@@ -21,6 +21,9 @@ FIELD_MAP = FieldMap(
         "message": "notes",
         "leadbridge_marketplace_dnc": "marketplace_dnc",
     },
+    # Read-only through the CRM API (subscriptions change through their own API): listed so
+    # nothing a field map says can ever send them.
+    consent=frozenset({"hs_email_optout"}),
 )
 
 # lifecyclestage internal values; `disqualified` has no lifecycle stage (it is kept in the

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 from pydantic import Field, SecretStr, field_validator
 
-from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.hubspot.mapping import (
     DNC_PROPERTY,
     FIELD_MAP,
@@ -26,11 +25,24 @@ from leadbridge.connectors.hubspot.mapping import (
     OFFERS_PROPERTY,
     STAGE_PROPERTY,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
-from leadbridge.core.mapping import FieldMap
-from leadbridge.core.models import Lead, PushResult, Stage, StageChange
-from leadbridge.core.stages import rank
-from leadbridge.core.transport import parse_retry_after, response_body
+from leadbridge.core.connector import (
+    FatalError,
+    HttpTarget,
+    Link,
+    PermanentError,
+    RetryableError,
+    Sandboxed,
+    SandboxRecord,
+    SchemaChecker,
+    SchemaProblem,
+    StageReader,
+    TargetConfig,
+    Write,
+)
+from leadbridge.core.connector.transport import parse_retry_after, response_body
+from leadbridge.core.domain.mapping import FieldMap
+from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.domain.stages import rank
 
 SEARCH_PAGE = 200  # the search API's largest page
 SEARCH_CAP = 10_000  # no search returns more; past it, start again from the last timestamp
@@ -82,12 +94,13 @@ class HubSpotConfig(TargetConfig):
         return value
 
 
-class HubSpotTarget(HttpTarget):
+class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
     Config: ClassVar[type[HubSpotConfig]] = HubSpotConfig
     max_batch: ClassVar[int] = 100
     default_rate: ClassVar[float | None] = 10.0  # private apps: 100–190 per 10 s
     field_map: ClassVar[FieldMap] = FIELD_MAP
     contact_level: ClassVar[bool] = True
+    owner_field: ClassVar[str | None] = "hubspot_owner_id"
 
     config: HubSpotConfig
 
@@ -299,12 +312,12 @@ class HubSpotTarget(HttpTarget):
         the lifecycle stages."""
         url = f"{self.config.base_url.rstrip('/')}/crm/v3/properties/contacts"
         found = {p["name"]: p for p in self.read_json(url, "properties").get("results", [])}
-        self.created: list[str] = []
+        self.schema_notes.clear()
         missing_own = [own for own in self._own_properties() if own[0] not in found]
         if create_missing:
             for name, kind in missing_own:
                 self._create_property(url, name, kind)
-                self.created.append(name)
+                self.schema_notes.append(f"created the contact property {name}")
                 found[name] = {"name": name, "type": kind}
             missing_own = []
         known = {
@@ -533,6 +546,31 @@ class HubSpotTarget(HttpTarget):
             f"{self.name}: HubSpot 477 migration in progress; retrying in {wait:.0f} s",
             retry_after=wait,
         )
+
+    # --- sandbox (demo, `leadbridge sandbox`, tests): the server is loaded only when asked for
+
+    default_name: ClassVar[str] = "marketing"
+
+    @classmethod
+    def sandbox(cls, *, port: int = 0, latency_ms: float = 0.0) -> Any:
+        from leadbridge.connectors.hubspot import sandbox
+
+        return sandbox.HubSpotSandbox(port=port, latency_ms=latency_ms)
+
+    @classmethod
+    def sandbox_entry(cls, sandbox: Any, name: str) -> dict[str, Any]:
+        return {"name": name, "kind": "hubspot", "base_url": sandbox.url, "token": sandbox.token}
+
+    @classmethod
+    def sandbox_records(cls, sandbox: Any, config: Any) -> list[SandboxRecord]:
+        return [
+            SandboxRecord(
+                name=str(r.get("lastname") or ""),
+                email=str(r.get("email") or ""),
+                stage=str(r.get("lifecyclestage") or ""),
+            )
+            for r in list(sandbox.records.values())
+        ]
 
 
 def _ms(value: Any) -> int:

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from leadbridge.core.models import MarketplaceLead
+from leadbridge.core.connector import PayloadParser
+from leadbridge.core.domain.models import MarketplaceLead
 
 
 def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> MarketplaceLead:
     """Dispatch a landed payload to the parser for its shape ("https", "table", "csv")."""
-    from leadbridge.connectors.base import MalformedLead
     from leadbridge.connectors.marketplace.file import parse_csv_row
     from leadbridge.connectors.marketplace.https import UNPARSED, parse_https_payload
     from leadbridge.connectors.marketplace.referrals import parse_referral
     from leadbridge.connectors.marketplace.table import parse_table_row
-    from leadbridge.core.normalize import MAX_JSON_DEPTH, nesting_depth
+    from leadbridge.core.connector import MalformedLead
+    from leadbridge.core.domain.normalize import MAX_JSON_DEPTH, nesting_depth
 
     parsers = {
         "https": parse_https_payload,
@@ -41,3 +42,14 @@ def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> Mark
     if kind not in parsers:
         raise ValueError(f"unknown raw lead kind {kind!r}")
     return parsers[kind](payload, occurred_at)
+
+
+class MarketplacePayloads(PayloadParser):
+    """The marketplace sources' raw leads, parsed when core processes them: each source
+    names the raw kinds it lands in `payload_kinds`."""
+
+    @classmethod
+    def parse_payload(
+        cls, kind: str, payload: Any, occurred_at: datetime | None
+    ) -> MarketplaceLead:
+        return parse_payload(kind, payload, occurred_at)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from leadbridge.connectors.base import ConnectorConfig, MalformedLead
+from leadbridge.connectors.marketplace import MarketplacePayloads
 from leadbridge.connectors.marketplace.https import (
     MAX_RECORD_CHARS,
     payload_key,
@@ -28,8 +28,9 @@ from leadbridge.connectors.marketplace.https import (
 )
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.connectors.marketplace.table import parse_table_row, parse_time
-from leadbridge.core.durations import Duration
-from leadbridge.core.models import MarketplaceLead, RawLead
+from leadbridge.core.connector import ConnectorConfig, MalformedLead
+from leadbridge.core.domain.durations import Duration
+from leadbridge.core.domain.models import MarketplaceLead, RawLead
 
 # Partner Center's export headers are not documented; these are the spellings seen in
 # exports, the Table columns and the HTTPS schema, compared without case, spaces or punctuation.
@@ -78,11 +79,12 @@ class LeadsFileConfig(ConnectorConfig):
     every: Duration = Field(default=timedelta(minutes=5))
 
 
-class LeadsFileSource:
+class LeadsFileSource(MarketplacePayloads):
     """Reads a JSONL or CSV file of marketplace leads; resumable by record count."""
 
     Config: ClassVar[type[LeadsFileConfig]] = LeadsFileConfig
     role: ClassVar[str] = "source"
+    payload_kinds: ClassVar[frozenset[str]] = frozenset({"https", "csv"})
 
     def __init__(self, config: LeadsFileConfig) -> None:
         self.config = config

@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.base import ConnectorConfig, MalformedLead
-from leadbridge.connectors.marketplace import parse_payload
+from leadbridge.connectors.marketplace import MarketplacePayloads, parse_payload
 from leadbridge.connectors.marketplace.leadsource import build_lead
-from leadbridge.core.models import MarketplaceLead, RawLead
-from leadbridge.core.normalize import MAX_JSON_DEPTH, nesting_depth
+from leadbridge.core.connector import ConnectorConfig, MalformedLead, PushReceiver
+from leadbridge.core.domain.models import MarketplaceLead, RawLead
+from leadbridge.core.domain.normalize import MAX_JSON_DEPTH, nesting_depth
 
 # A landed-but-unreadable record is kept as {UNPARSED: its original text, "_error": why}:
 # processing quarantines it with that reason, and the text is there to fix and re-send.
@@ -128,12 +128,12 @@ class MarketplaceHttpsConfig(ConnectorConfig):
     token: SecretStr = Field(min_length=16)
 
 
-class MarketplaceHttpsSource:
+class MarketplaceHttpsSource(MarketplacePayloads, PushReceiver):
     """A push source: raw leads arrive through the daemon's HTTP server, not by polling."""
 
     Config: ClassVar[type[MarketplaceHttpsConfig]] = MarketplaceHttpsConfig
     role: ClassVar[str] = "source"
-    push: ClassVar[bool] = True
+    payload_kinds: ClassVar[frozenset[str]] = frozenset({"https"})
 
     def __init__(self, config: MarketplaceHttpsConfig) -> None:
         self.config = config

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from leadbridge.connectors.base import MalformedLead
-from leadbridge.core import normalize
-from leadbridge.core.models import Action, Channel, MarketplaceLead
+from leadbridge.core.connector import MalformedLead
+from leadbridge.core.domain import normalize
+from leadbridge.core.domain.models import Action, Channel, MarketplaceLead
 
 TEST_MARKER = "MSFT_TEST_"
 

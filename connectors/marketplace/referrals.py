@@ -1,7 +1,7 @@
 """Partner Center Referrals: marketplace leads read from referrals, and the lead's stage
 written back to the referral's status (reference §6).
 
-The API takes only a delegated (app + user) token. `leadbridge auth partner-center` signs a
+The API takes only a delegated (app + user) token. `leadbridge auth sign-in --source NAME` signs a
 Referrals admin in once with the device-code flow; msal keeps the refresh token in a token
 cache file (mode 0600) that survives restarts, and every later token comes from it silently.
 
@@ -22,7 +22,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,14 +31,24 @@ from urllib.parse import quote, urlsplit
 import msal
 from pydantic import Field
 
-from leadbridge.connectors.base import ConnectorConfig, FatalError, MalformedLead, RetryableError
+from leadbridge.connectors.marketplace import MarketplacePayloads
 from leadbridge.connectors.marketplace.https import payload_key
 from leadbridge.connectors.marketplace.leadsource import build_lead
-from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
-from leadbridge.core.durations import Duration
-from leadbridge.core.mapping import FieldMap
-from leadbridge.core.models import Lead, MarketplaceLead, PushResult, RawLead
-from leadbridge.core.transport import Transport, VerifyingSession, response_body
+from leadbridge.core.connector import (
+    ConnectorConfig,
+    FatalError,
+    HttpTarget,
+    InteractiveSignIn,
+    Link,
+    MalformedLead,
+    RetryableError,
+    TargetConfig,
+    WritesBack,
+)
+from leadbridge.core.connector.transport import Transport, VerifyingSession, response_body
+from leadbridge.core.domain.durations import Duration
+from leadbridge.core.domain.mapping import FieldMap
+from leadbridge.core.domain.models import Lead, MarketplaceLead, PushResult, RawLead
 
 log = logging.getLogger("leadbridge.referrals")
 API_URL = "https://api.partner.microsoft.com/v1.0/engagements/referrals"
@@ -125,7 +135,7 @@ class DelegatedToken:
         if not result or "access_token" not in result:
             raise FatalError(
                 f"{self.config.name}: no Partner Center token: run `leadbridge auth "
-                f"partner-center --source {self.config.name}` once"
+                f"sign-in --source {self.config.name}` once"
             )
         return {"Authorization": f"Bearer {result['access_token']}"}
 
@@ -172,7 +182,7 @@ def _refuse_symlink(path: Path) -> None:
         raise FatalError(
             f"token cache {path} is a symbolic link; refusing to read or write a refresh "
             "token through it. Remove the link (or set token_cache to a plain file path) "
-            "and sign in again with `leadbridge auth partner-center`"
+            "and sign in again with `leadbridge auth sign-in --source NAME`"
         )
 
 
@@ -201,9 +211,13 @@ class FilterRefused(Exception):
     """Partner Center answered 400 to a filter on updatedDateTime, which it doesn't document."""
 
 
-class ReferralsSource:
+class ReferralsSource(MarketplacePayloads, InteractiveSignIn, WritesBack):
+    """Partner Center referrals: read by a signed-in admin's delegated token, and written
+    back (status, substatus) by the target it adds when `write_back` is on."""
+
     Config: ClassVar[type[ReferralsConfig]] = ReferralsConfig
     role: ClassVar[str] = "source"
+    payload_kinds: ClassVar[frozenset[str]] = frozenset({"referral"})
 
     def __init__(self, config: ReferralsConfig) -> None:
         self.config = config
@@ -215,6 +229,20 @@ class ReferralsSource:
     @classmethod
     def from_config(cls, config: ReferralsConfig) -> ReferralsSource:
         return cls(config)
+
+    def sign_in(self, say: Callable[[str], None]) -> str:
+        """`leadbridge auth sign-in`: the device-code flow, once; the cache renews itself."""
+        who = self.token.sign_in(say)
+        say(f"token cache: {self.config.token_cache} (mode 0600)")
+        return who
+
+    @classmethod
+    def write_back_kind(cls, config: ConnectorConfig) -> str | None:
+        return (
+            ReferralsWriteBackConfig.model_fields["kind"].default
+            if getattr(config, "write_back", False)
+            else None
+        )
 
     def fetch(self, cursor: str | None) -> Iterator[tuple[RawLead, str]]:
         """Referrals updated since the cursor minus the overlap, every page to the end, each
@@ -404,6 +432,8 @@ class ReferralsWriteBackConfig(ReferralsConfig, TargetConfig):
 
 class ReferralsWriteBack(HttpTarget):
     """The stage of a lead that came from a referral, written to that referral's status."""
+
+    listed: ClassVar[bool] = False  # added by its source (`write_back: true`), never by hand
 
     Config: ClassVar[type[ReferralsWriteBackConfig]] = ReferralsWriteBackConfig
     max_batch: ClassVar[int] = 50

@@ -18,13 +18,14 @@ import orjson
 from azure.data.tables import TableClient
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.base import ConnectorConfig, MalformedLead
+from leadbridge.connectors.marketplace import MarketplacePayloads
 from leadbridge.connectors.marketplace.https import unparsed
 from leadbridge.connectors.marketplace.leadsource import build_lead
-from leadbridge.core import normalize
-from leadbridge.core.durations import Duration
-from leadbridge.core.models import MarketplaceLead, RawLead
-from leadbridge.core.whoami import user_agent
+from leadbridge.core.connector import ConnectorConfig, MalformedLead
+from leadbridge.core.domain import normalize
+from leadbridge.core.domain.durations import Duration
+from leadbridge.core.domain.models import MarketplaceLead, RawLead
+from leadbridge.core.support.whoami import user_agent
 
 SOURCE_KEY_CHARS = 200  # the store's raw_leads.source_key column
 
@@ -38,11 +39,12 @@ class MarketplaceTableConfig(ConnectorConfig):
     page_size: int = Field(default=1000, ge=1, le=1000)
 
 
-class MarketplaceTableSource:
+class MarketplaceTableSource(MarketplacePayloads):
     """Reads marketplace leads from Azure Table storage (or Azurite)."""
 
     Config: ClassVar[type[MarketplaceTableConfig]] = MarketplaceTableConfig
     role: ClassVar[str] = "source"
+    payload_kinds: ClassVar[frozenset[str]] = frozenset({"table"})
 
     def __init__(self, config: MarketplaceTableConfig, client: TableClient | None = None) -> None:
         self.config = config

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from leadbridge.core.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, WritePolicy
 
 DNC_FIELD = "LeadBridge_Marketplace_DNC__c"
 COUNTRY_NAME = "country_iso_name"  # the built-in source of `Country`

@@ -35,7 +35,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from simple_salesforce import Salesforce, SalesforceLogin, format_soql
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
-from leadbridge.connectors.base import FatalError, PermanentError, RetryableError
 from leadbridge.connectors.salesforce.mapping import (
     CONVERTED_CODES,
     COUNTRY_FIELDS,
@@ -45,11 +44,25 @@ from leadbridge.connectors.salesforce.mapping import (
     refuses_country,
     with_country_codes,
 )
-from leadbridge.connectors.targets import HttpTarget, Link, SchemaProblem, TargetConfig, Write
-from leadbridge.core.mapping import FieldMap, canonical
-from leadbridge.core.models import Lead, PushResult, Stage, StageChange
-from leadbridge.core.stages import rank
-from leadbridge.core.transport import response_body
+from leadbridge.core.connector import (
+    FatalError,
+    HttpTarget,
+    Link,
+    PermanentError,
+    RetryableError,
+    Sandboxed,
+    SandboxRecord,
+    SchemaChecker,
+    SchemaProblem,
+    StageReader,
+    StateReporter,
+    TargetConfig,
+    Write,
+)
+from leadbridge.core.connector.transport import response_body
+from leadbridge.core.domain.mapping import FieldMap, canonical
+from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
+from leadbridge.core.domain.stages import SALES_STAGES, rank
 
 log = logging.getLogger("leadbridge.salesforce")
 TEXT_TYPES = ("string", "textarea", "email", "phone", "url")
@@ -120,8 +133,11 @@ class SalesforceConfig(TargetConfig):
         return self
 
 
-class SalesforceTarget(HttpTarget):
+class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sandboxed):
     Config: ClassVar[type[SalesforceConfig]] = SalesforceConfig
+    default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
+    owner_field: ClassVar[str | None] = "OwnerId"
+    reads_for_new_leads: ClassVar[int | None] = 0  # inserted: a duplicate is read after
     max_batch: ClassVar[int] = 200
     default_rate: ClassVar[float | None] = 10.0
     field_map: ClassVar[FieldMap] = FIELD_MAP
@@ -138,7 +154,6 @@ class SalesforceTarget(HttpTarget):
         self._token_lock = threading.Lock()
         self.api_usage: dict[str, int] | None = None
         self.country_mode: CountryMode | None = None  # None: not read from the org yet
-        self.schema_notes: list[str] = []  # what `config check --online` learnt of the org
         super().__init__(config, placeholder, **kwargs)
         self._org_fields = self.fields
         if config.country_field != "auto":
@@ -153,6 +168,11 @@ class SalesforceTarget(HttpTarget):
         where country picklists are on. `payload()` (what a push is hashed on) stays on the
         configured map, so an org switching picklists on doesn't make every lead look changed."""
         return self._org_fields
+
+    @property
+    def setup_calls(self) -> int:
+        """Lead's describe, once, unless the country mode is pinned (or already learnt)."""
+        return 1 if self.country_mode is None else 0
 
     def _use_country_mode(self, mode: CountryMode) -> None:
         self.country_mode = mode
@@ -671,6 +691,46 @@ class SalesforceTarget(HttpTarget):
             )
         self._instance = body.get("instance_url", self._instance).rstrip("/")
         return body["access_token"]
+
+    # --- sandbox (demo, `leadbridge sandbox`, tests): the server is loaded only when asked for
+
+    default_name: ClassVar[str] = "sales"
+
+    @classmethod
+    def sandbox(cls, *, port: int = 0, latency_ms: float = 0.0) -> Any:
+        from leadbridge.connectors.salesforce import sandbox
+
+        return sandbox.SalesforceSandbox(port=port, latency_ms=latency_ms)
+
+    @classmethod
+    def sandbox_entry(cls, sandbox: Any, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "kind": "salesforce",
+            "instance_url": sandbox.url,
+            "client_id": sandbox.client_id,
+            "client_secret": sandbox.client_secret,
+        }
+
+    @classmethod
+    def sandbox_records(cls, sandbox: Any, config: Any) -> list[SandboxRecord]:
+        return [
+            SandboxRecord(
+                name=str(r.get("LastName") or ""),
+                email=str(r.get("Email") or ""),
+                stage=str(r.get(config.stage_field) or "") if config.stage_field else "",
+            )
+            for r in list(sandbox.records.values())
+        ]
+
+    @classmethod
+    def move_stage(cls, sandbox: Any, config: Any, lead_key: str, stage: str) -> bool:
+        """A salesperson setting the stage picklist on the Lead (the sandbox's admin API)."""
+        if not config.stage_field or stage not in config.stage_values:
+            return False
+        body = {"key": lead_key, "field": config.stage_field, "value": config.stage_values[stage]}
+        requests.post(f"{sandbox.url}/_sandbox/stage", json=body, timeout=10).raise_for_status()
+        return True
 
 
 def _parse_time(value: str) -> datetime:

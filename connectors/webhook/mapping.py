@@ -7,7 +7,7 @@ opt-out; `opted_out` is present, as true, only after an explicit withdrawal.
 
 from __future__ import annotations
 
-from leadbridge.core.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, WritePolicy
 
 NAMES = (
     "lead_key",

@@ -18,12 +18,18 @@ import orjson
 import requests
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.base import PermanentError
-from leadbridge.connectors.targets import HttpTarget, Link, TargetConfig
 from leadbridge.connectors.webhook.mapping import FIELD_MAP
-from leadbridge.core.mapping import FieldMap, payload_hash
-from leadbridge.core.models import Lead, PushResult
-from leadbridge.core.transport import response_body
+from leadbridge.core.connector import (
+    HttpTarget,
+    Link,
+    PermanentError,
+    Sandboxed,
+    SandboxRecord,
+    TargetConfig,
+)
+from leadbridge.core.connector.transport import response_body
+from leadbridge.core.domain.mapping import FieldMap, payload_hash
+from leadbridge.core.domain.models import Lead, PushResult
 
 SCHEMA_VERSION = 1
 
@@ -40,7 +46,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"v1={digest.hexdigest()}"
 
 
-class WebhookTarget(HttpTarget):
+class WebhookTarget(HttpTarget, Sandboxed):
     Config: ClassVar[type[WebhookConfig]] = WebhookConfig
     max_batch: ClassVar[int] = 500
     field_map: ClassVar[FieldMap] = FIELD_MAP
@@ -112,6 +118,36 @@ class WebhookTarget(HttpTarget):
                     )
                 )
         return results
+
+    # --- sandbox (demo, `leadbridge sandbox`, tests): the server is loaded only when asked for
+
+    default_name: ClassVar[str] = "hook"
+
+    @classmethod
+    def sandbox(cls, *, port: int = 0, latency_ms: float = 0.0) -> Any:
+        from leadbridge.connectors.webhook import sandbox
+
+        return sandbox.WebhookSandbox(port=port, latency_ms=latency_ms)
+
+    @classmethod
+    def sandbox_entry(cls, sandbox: Any, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "kind": "webhook",
+            "url": f"{sandbox.url}/leads",
+            "secret": sandbox.secret,
+        }
+
+    @classmethod
+    def sandbox_records(cls, sandbox: Any, config: Any) -> list[SandboxRecord]:
+        return [
+            SandboxRecord(
+                name=str(r.get("last_name") or ""),
+                email=str(r.get("email") or ""),
+                stage=str(r.get("stage") or ""),
+            )
+            for r in list(sandbox.records.values())
+        ]
 
 
 def _is_json(response: requests.Response) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from leadbridge.core.models import Event, Lead, RawLead, lead_from_json, lead_to_json
+from leadbridge.core.domain.models import Event, Lead, RawLead, lead_from_json, lead_to_json
 from leadbridge.core.store import migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
 from leadbridge.core.store.tables import (

@@ -10,12 +10,11 @@ from typing import Any
 
 import pytest
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
-from leadbridge.core import pipeline
-from leadbridge.core.delivery import deliver
-from leadbridge.core.mapping import TRUNCATION_MARK
-from leadbridge.core.models import RawLead
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.domain.mapping import TRUNCATION_MARK
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store.repo import Store
 

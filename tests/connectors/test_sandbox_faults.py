@@ -18,8 +18,8 @@ import yaml
 
 from leadbridge.connectors.hubspot.sandbox import HubSpotSandbox
 from leadbridge.connectors.salesforce.sandbox import SalesforceSandbox
-from leadbridge.connectors.sandbox import apply_faults, parse_faults
 from leadbridge.connectors.webhook.sandbox import WebhookSandbox
+from leadbridge.core.connector.sandboxes import apply_faults, parse_faults
 from tests.clihelp import EXIT_USAGE, run_cli
 
 

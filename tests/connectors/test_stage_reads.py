@@ -14,7 +14,7 @@ from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTar
 from leadbridge.connectors.hubspot import target as hubspot
 from leadbridge.connectors.hubspot.target import HubSpotConfig, HubSpotTarget
 from leadbridge.connectors.salesforce.target import SalesforceConfig, SalesforceTarget
-from leadbridge.core.models import Stage
+from leadbridge.core.domain.models import Stage
 
 SF = "https://acme.my.salesforce.com"
 KEY = "a" * 32

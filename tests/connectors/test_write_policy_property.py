@@ -13,12 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
-from leadbridge.core import pipeline
-from leadbridge.core.delivery import deliver
-from leadbridge.core.mapping import WritePolicy
-from leadbridge.core.models import RawLead
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.domain.mapping import WritePolicy
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store.repo import Store
 

@@ -183,7 +183,7 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
 
 
 def test_the_example_config_documents_every_connector_key() -> None:
-    from leadbridge.connectors.base import connector_class, connector_kinds
+    from leadbridge.core.connector import connector_class, connector_kinds
 
     example = Path(__file__).resolve().parents[2] / "config" / "leadbridge.example.yaml"
     text = example.read_text(encoding="utf-8")
@@ -195,7 +195,7 @@ def test_the_example_config_documents_every_connector_key() -> None:
 def test_the_store_password_is_redacted_from_logs(make_settings) -> None:
     """Its URL goes to SQLAlchemy and, in cluster mode, to procrastinate's pool: whatever
     either logs, the password does not reach a log line, plain or URL-encoded."""
-    from leadbridge.core.logs import redact
+    from leadbridge.core.support.logs import redact
 
     make_settings("store: postgresql://lb:Tr0ub4dor%263@db.internal/leads\nengine: cluster\n")
     assert "Tr0ub4dor&3" not in redact("auth failed for lb with Tr0ub4dor&3")
@@ -281,7 +281,7 @@ def test_a_store_password_with_a_bare_at_sign_is_a_problem_not_echoed(make_setti
 
 
 def test_a_store_password_in_the_query_is_redacted_from_logs(make_settings) -> None:
-    from leadbridge.core.logs import redact
+    from leadbridge.core.support.logs import redact
 
     make_settings("store: postgresql://lb@db/leads?password=Qu3ry-pa55%26x\n")
     assert "Qu3ry-pa55&x" not in redact("auth failed: Qu3ry-pa55&x")
@@ -347,7 +347,7 @@ targets:
 def test_secrets_inside_ordinary_values_are_redacted_from_logs(make_settings) -> None:
     """A webhook URL's `?code=` and a credential header are plain strings, not SecretStr:
     they are found the way `config show` finds them, and kept out of every log line."""
-    from leadbridge.core.logs import redact
+    from leadbridge.core.support.logs import redact
 
     make_settings(
         """

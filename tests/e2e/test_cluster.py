@@ -28,7 +28,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.app.synthetic import write_jsonl
 
 from .helpers import (
     LEADBRIDGE,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.app.synthetic import write_jsonl
 
 from .helpers import (
     LEADBRIDGE,

@@ -8,6 +8,7 @@ import re
 import shlex
 from pathlib import Path
 
+from leadbridge.core.connector import sandboxes
 from tests.clihelp import run_cli
 
 
@@ -24,12 +25,16 @@ def test_the_demo_runs_twice_in_one_folder_and_tells_the_same_story(tmp_path: Pa
 
     assert "13 raw leads = 10 new leads + 1 merged into a lead" in first
     assert "12 unique leads" in first
-    for crm in ("salesforce", "hubspot", "dataverse", "webhook"):
-        assert f"{crm} sandbox now holds 12 records" in first
+    for kind in sandboxes.kinds():  # every installed CRM's sandbox, a new one included
+        cls = sandboxes.sandboxed_kinds()[kind]
+        assert f"{cls.default_name} ({kind}) sandbox now holds 12 records" in first
     assert "mql (100000002)" in first and "100000002 │" not in first  # the stage, not a code
     assert "Delivering every lead again: 0 API calls" in first
-    assert "HubSpot shows salesqualifiedlead, Dynamics sql (100000003)" in first
-    assert "mql → sql by sales" in first
+    accepted = re.search(r"to SQL in (\S+) \((\w+)\)\. One stage sync \(1 change accepted\)", first)
+    assert accepted, "a salesperson accepts an MQL in a CRM that owns SQL"
+    assert "marketing (hubspot) shows salesqualifiedlead" in first
+    assert "hook (webhook) shows sql" in first
+    assert f"mql → sql by {accepted.group(1)}" in first
 
 
 def test_the_demo_ends_with_commands_that_work_as_printed(tmp_path: Path) -> None:

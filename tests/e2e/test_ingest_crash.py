@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.app.synthetic import write_jsonl
 
 COUNT = 20_000
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from leadbridge.core.synthetic import write_jsonl
+from leadbridge.core.app.synthetic import write_jsonl
 
 from ..e2e.helpers import LEADBRIDGE, env, sandbox_records, start_sandboxes, write_config
 

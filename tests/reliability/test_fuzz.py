@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace import parse_payload
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
 from leadbridge.connectors.marketplace.leadsource import parse_lead_source
-from leadbridge.core import pipeline
+from leadbridge.core.connector import MalformedLead
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import ConfigError, load_settings
 from leadbridge.core.store.repo import Store
 

@@ -24,8 +24,8 @@ from werkzeug.test import Client
 
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
 from leadbridge.connectors.marketplace.https import MarketplaceHttpsConfig, MarketplaceHttpsSource
-from leadbridge.core import pipeline
-from leadbridge.core.http.app import App
+from leadbridge.core.app.http_app import App
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store.repo import Store
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import requests
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
-from leadbridge.core import pipeline
-from leadbridge.core.delivery import deliver
-from leadbridge.core.models import RawLead
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import load_settings
-from leadbridge.core.stagesync import pull_stages
 from leadbridge.core.store.repo import Store
+from leadbridge.core.sync.stagesync import pull_stages
 
 NASTY = {
     "FirstName": 'O\'Brien "The" \\ Boss',

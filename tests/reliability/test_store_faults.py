@@ -20,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
-from leadbridge.core import pipeline
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store.repo import Store
-from leadbridge.core.synthetic import write_jsonl
 
 from ..conftest import need
 from ..e2e.helpers import (

@@ -19,15 +19,14 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
 from leadbridge.connectors.salesforce import target as salesforce
-from leadbridge.core import pipeline, transport
-from leadbridge.core.delivery import deliver
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.connector import build, sandboxes, transport
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import dead_letters, outbox
-from leadbridge.core.synthetic import write_jsonl
 
 FULL = os.environ.get("LEADBRIDGE_RELIABILITY") == "full"
 LEADS = 5_000 if FULL else 400

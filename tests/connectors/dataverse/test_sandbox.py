@@ -11,7 +11,7 @@ import yaml
 
 from leadbridge.connectors.dataverse.sandbox import DataverseSandbox
 from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget
-from leadbridge.connectors.sandboxes import target_entry
+from leadbridge.core.connector.sandboxes import target_entry
 from tests.clihelp import EXIT_USAGE, run_cli
 
 

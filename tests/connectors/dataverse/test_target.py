@@ -10,10 +10,10 @@ import pytest
 import requests
 import responses
 
-from leadbridge.connectors.base import FatalError, PermanentError
 from leadbridge.connectors.dataverse import batch
 from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget
-from leadbridge.core.models import Lead, Stage
+from leadbridge.core.connector import FatalError, PermanentError
+from leadbridge.core.domain.models import Lead, Stage
 
 ENV = "https://contoso.crm.dynamics.com"
 AUTHORITY = "https://login.sovereign.example/tenant-1"  # not a Microsoft host: no discovery

@@ -16,18 +16,17 @@ import requests
 import yaml
 from sqlalchemy import func, select
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
 from leadbridge.connectors.hubspot import target as hubspot
 from leadbridge.connectors.hubspot.sandbox import HubSpotSandbox
 from leadbridge.connectors.hubspot.target import HubSpotConfig, HubSpotTarget
-from leadbridge.core import pipeline
-from leadbridge.core.delivery import deliver
-from leadbridge.core.models import Lead, Stage
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.domain.models import Lead, Stage
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import dead_letters, outbox
-from leadbridge.core.synthetic import write_jsonl
 from tests.clihelp import EXIT_USAGE, run_cli
 
 

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
-from leadbridge.connectors.base import FatalError, RetryableError
 from leadbridge.connectors.hubspot import target as hubspot
 from leadbridge.connectors.hubspot.target import HubSpotConfig, HubSpotTarget
-from leadbridge.connectors.targets import Link
-from leadbridge.core.models import Lead, Stage
+from leadbridge.core.connector import FatalError, Link, RetryableError
+from leadbridge.core.domain.models import Lead, Stage
 
 BASE = "https://api.hubapi.com"
 UPSERT = f"{BASE}/crm/v3/objects/contacts/batch/upsert"
@@ -351,7 +350,9 @@ def _call_property_create(target: HubSpotTarget, fault: dict[str, object]) -> No
     # create-property
     responses.post(PROPERTIES, status=201, json=_property("created"))
     assert target.schema_problems(create_missing=True) == []
-    assert target.created == [*OWN, "leadbridge_marketplace_dnc"]
+    assert target.schema_notes == [
+        f"created the contact property {name}" for name in [*OWN, "leadbridge_marketplace_dnc"]
+    ]
 
 
 CALLS = {

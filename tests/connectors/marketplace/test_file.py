@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace import parse_payload
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
 from leadbridge.connectors.marketplace.https import UNPARSED
-from leadbridge.core import pipeline
+from leadbridge.core.connector import MalformedLead
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings
 from leadbridge.core.store.repo import Store
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace import parse_payload
 from leadbridge.connectors.marketplace.https import (
     UNPARSED,
@@ -10,7 +9,8 @@ from leadbridge.connectors.marketplace.https import (
     payload_key,
     read_record,
 )
-from leadbridge.core import normalize
+from leadbridge.core.connector import MalformedLead
+from leadbridge.core.domain import normalize
 
 
 def test_keys_in_any_case() -> None:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace.leadsource import (
     contains_test_marker,
     parse_lead_source,
 )
+from leadbridge.core.connector import MalformedLead
 
 
 @pytest.mark.parametrize(

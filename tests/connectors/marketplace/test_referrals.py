@@ -17,7 +17,6 @@ import responses
 from responses import matchers
 from sqlalchemy import text
 
-from leadbridge.connectors.base import FatalError, RetryableError
 from leadbridge.connectors.marketplace import parse_payload, referrals
 from leadbridge.connectors.marketplace.referrals import (
     DelegatedToken,
@@ -28,8 +27,9 @@ from leadbridge.connectors.marketplace.referrals import (
     is_marketplace_lead,
 )
 from leadbridge.connectors.marketplace.sandbox import ReferralsSandbox
-from leadbridge.core.models import Lead, RawLead, Stage
-from leadbridge.core.pipeline import cursor_name, ingest
+from leadbridge.core.connector import FatalError, RetryableError
+from leadbridge.core.domain.models import Lead, RawLead, Stage
+from leadbridge.core.ingest.pipeline import cursor_name, ingest
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store.repo import Store
 
@@ -74,7 +74,7 @@ def test_device_code_sign_in_keeps_a_private_cache_that_survives_restarts(
     config: ReferralsConfig,
     pc: ReferralsSandbox,
 ) -> None:
-    with pytest.raises(FatalError, match="auth partner-center"):
+    with pytest.raises(FatalError, match="auth sign-in"):
         DelegatedToken(config).headers(False)  # not signed in yet: the fix is named
     shown: list[str] = []
     who = DelegatedToken(config).sign_in(shown.append)

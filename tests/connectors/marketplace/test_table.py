@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadbridge.connectors.base import MalformedLead
 from leadbridge.connectors.marketplace.https import UNPARSED
 from leadbridge.connectors.marketplace.table import (
     SOURCE_KEY_CHARS,
@@ -19,7 +18,8 @@ from leadbridge.connectors.marketplace.table import (
     source_key,
     storable,
 )
-from leadbridge.core.pipeline import ingest
+from leadbridge.core.connector import MalformedLead
+from leadbridge.core.ingest.pipeline import ingest
 from leadbridge.core.settings import Settings
 from leadbridge.core.store.repo import Store
 

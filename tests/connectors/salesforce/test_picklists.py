@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import responses
 
-from leadbridge.connectors.base import FatalError
 from leadbridge.connectors.salesforce.target import SalesforceConfig, SalesforceTarget
-from leadbridge.connectors.targets import Link
-from leadbridge.core.models import Lead, Stage
+from leadbridge.core.connector import FatalError, Link
+from leadbridge.core.domain.models import Lead, Stage
 
 INSTANCE = "https://acme.my.salesforce.com"
 DESCRIBE = f"{INSTANCE}/services/data/v62.0/sobjects/Lead/describe"

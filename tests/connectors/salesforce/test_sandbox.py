@@ -13,12 +13,12 @@ import pytest
 import requests
 import yaml
 
-from leadbridge.connectors import sandboxes
-from leadbridge.connectors.base import build
 from leadbridge.connectors.salesforce.sandbox import SalesforceSandbox
-from leadbridge.core import pipeline, views
-from leadbridge.core.delivery import DeliveryReport, deliver
-from leadbridge.core.models import RawLead
+from leadbridge.core.app import views
+from leadbridge.core.connector import build, sandboxes
+from leadbridge.core.delivery.deliver import DeliveryReport, deliver
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store.repo import Store
 from tests.clihelp import EXIT_USAGE, run_cli

@@ -16,10 +16,9 @@ import responses
 import yaml
 from responses import matchers
 
-from leadbridge.connectors.base import FatalError, RetryableError
 from leadbridge.connectors.salesforce.target import SalesforceConfig, SalesforceTarget
-from leadbridge.connectors.targets import Link
-from leadbridge.core.models import Lead, Stage
+from leadbridge.core.connector import FatalError, Link, RetryableError
+from leadbridge.core.domain.models import Lead, Stage
 from tests.clihelp import EXIT_USAGE, run_cli
 
 INSTANCE = "https://acme.my.salesforce.com"

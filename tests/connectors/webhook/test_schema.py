@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from leadbridge.connectors.webhook.target import WebhookConfig, WebhookTarget
-from leadbridge.core.models import Lead, Stage
+from leadbridge.core.domain.models import Lead, Stage
 
 SCHEMA = Path(__file__).resolve().parents[3] / "docs" / "webhook-payload.schema.json"
 

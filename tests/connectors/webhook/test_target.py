@@ -7,9 +7,9 @@ import json
 import pytest
 import responses
 
-from leadbridge.connectors.base import PermanentError
 from leadbridge.connectors.webhook.target import WebhookConfig, WebhookTarget, sign
-from leadbridge.core.models import Lead
+from leadbridge.core.connector import PermanentError
+from leadbridge.core.domain.models import Lead
 
 URL = "https://hooks.example.test/leads"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from leadbridge.connectors.marketplace.https import UNPARSED, read_record
-from leadbridge.core.models import RawLead
-from leadbridge.core.normalize import MAX_JSON_DEPTH
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.domain.normalize import MAX_JSON_DEPTH
 from leadbridge.core.store import db, repo
 from leadbridge.core.store.repo import Store
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from sqlalchemy import inspect, text
 
-from leadbridge.core.models import RawLead
+from leadbridge.core.domain.models import RawLead
 from leadbridge.core.store import migrate, repo
 from leadbridge.core.store.repo import Store
 
@@ -59,7 +59,7 @@ def test_cursor_round_trip(store: Store) -> None:
 
 def test_postgresql_by_url_same_migrations_and_pipeline(pg_url: str, samples: list) -> None:
     """The same migrations and ingest on PostgreSQL (psycopg 3): landing stays idempotent."""
-    from leadbridge.core import pipeline
+    from leadbridge.core.ingest import pipeline
     from leadbridge.core.settings import load_settings
 
     store = Store(pg_url)
@@ -104,9 +104,9 @@ def test_two_workers_on_postgresql_never_process_a_raw_lead_twice(
     worker at a time, so the result is the one a single worker would have produced."""
     import threading
 
-    from leadbridge.core import pipeline
+    from leadbridge.core.app.synthetic import raw_payloads
+    from leadbridge.core.ingest import pipeline
     from leadbridge.core.settings import load_settings
-    from leadbridge.core.synthetic import raw_payloads
 
     settings = load_settings(None, store=pg_url, batch_size=50)
     store = Store(pg_url)

@@ -1,0 +1,1 @@
+"""The application: CLI, daemon, engines, HTTP endpoints, demo."""

@@ -1,0 +1,246 @@
+"""The jobs both engines run, by id, and the replica bookkeeping around them.
+
+Job ids: `ingest:<source>` per polling source, `process` (raw leads pushed through the
+webhook), `deliver:<target>` per target, `pull:<target>` per target whose stage sync pulls.
+An engine decides when and where a job runs; `Jobs.run` is what running it means, so the
+single engine and the cluster run exactly the same code. A job asks for follow-up work
+through `wake` (a lead changed: deliver it now; a vendor said wait: deliver then), and the
+engine turns that into its own kind of scheduling.
+
+Every run is recorded in `job_runs` and every replica beats in `replicas`, which is how
+`leadbridge status` shows each replica and what it is doing, in either engine. Each replica
+also counts, in memory, how many runs of each job have failed in a row (`JobStreak`):
+`/readyz` turns unready on it, so a replica whose processing fails on every run says so
+even while the store answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from leadbridge.core.connector import PushReceiver, build
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.ingest.pipeline import ingest, process_pending
+from leadbridge.core.settings import Settings
+from leadbridge.core.store import runs
+from leadbridge.core.store.repo import Store, utcnow
+from leadbridge.core.support.whoami import replica_name
+from leadbridge.core.sync.stagesync import pull_stages
+
+log = logging.getLogger("leadbridge.engine")
+PROCESS_EVERY = timedelta(seconds=10)
+KEEP_RUNS = timedelta(days=7)
+KEEP_GONE_REPLICAS = timedelta(days=1)
+PRUNE_EVERY_S = 3600.0
+
+Wake = Callable[[str, datetime | None], None]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    job_id: str
+    every: timedelta
+
+
+@dataclass(frozen=True)
+class JobStreak:
+    """A job's recent record on this replica: failed runs in a row (0 after a success) and
+    the last failure's exception class — never its message, which may carry an email."""
+
+    failures: int = 0
+    error: str | None = None
+
+
+class Jobs:
+    """The job bodies, with the sources and targets built once per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        stop: threading.Event,
+        wake: Wake,
+    ):
+        self.settings, self.store, self.stop, self.wake = settings, store, stop, wake
+        self.sources = [build(c) for c in settings.source_configs()]
+        self.targets = [
+            build(c, placeholder=settings.placeholder) for c in settings.target_configs()
+        ]
+        self._sources = {s.name: s for s in self.sources}
+        self._targets = {t.name: t for t in self.targets}
+        self._fatal_until: dict[str, float] = {}
+
+    def schedules(self) -> list[Schedule]:
+        """Every job and how often it runs when nothing wakes it."""
+        out = [
+            Schedule(f"ingest:{s.name}", s.config.every)
+            for s in self.sources
+            if not isinstance(s, PushReceiver)  # pushed to the webhook: nothing to poll
+        ]
+        out.append(Schedule("process", PROCESS_EVERY))
+        for target in self.targets:
+            out.append(Schedule(f"deliver:{target.name}", target.config.every))
+            if target.policy().pulls:
+                out.append(Schedule(f"pull:{target.name}", target.config.pull_every))
+        return out
+
+    def run(self, job_id: str) -> None:
+        kind, _, name = job_id.partition(":")
+        if kind == "ingest":
+            self._ingest(self._sources[name])
+        elif kind == "process":
+            self._process()
+        elif kind == "deliver":
+            self._deliver(self._targets[name])
+        elif kind == "pull":
+            self._pull(self._targets[name])
+        else:
+            raise ValueError(f"unknown job {job_id!r}")
+
+    def wake_delivery(self) -> None:
+        for target in self.targets:
+            self.wake(f"deliver:{target.name}", None)
+
+    def _ingest(self, source) -> None:
+        report = ingest(source, self.store, self.settings, stop=self.stop)
+        if report.leads_created or report.leads_updated:
+            self.wake_delivery()
+
+    def _process(self) -> None:
+        report = process_pending(self.store, self.settings, stop=self.stop)
+        if report.leads_created or report.leads_updated:
+            self.wake_delivery()
+
+    def _pull(self, target) -> None:
+        """A stage read calls the same CRM as delivery: a vendor's pause holds it too
+        (pull_stages honours it; the next periodic run reads again)."""
+        report = pull_stages(
+            self.targets, self.store, self.settings, only=[target.name], stop=self.stop
+        )
+        if report.applied or report.refused:
+            self.wake_delivery()
+
+    def _deliver(self, target) -> None:
+        """Deliver, unless credentials were refused lately. A vendor's pause, whichever
+        process was told, is honoured inside `deliver` (it reads the store), and the next
+        run is planned for when it ends."""
+        if time.monotonic() < self._fatal_until.get(target.name, 0.0):
+            return  # credentials were refused: try again after `delivery.fatal_retry`
+        report = deliver(target, self.store, self.settings, stop=self.stop)
+        if report.fatal:
+            retry = self.settings.delivery.fatal_retry.total_seconds()
+            self._fatal_until[target.name] = time.monotonic() + retry
+        elif (report.pause or report.retrying) and report.paused_until is not None:
+            self.wake(f"deliver:{target.name}", report.paused_until)
+
+
+class Replica:
+    """This process as the store sees it: a heartbeat row and a record of every job run.
+
+    `buffered` (the single engine): finished runs are kept in memory and written with the
+    next heartbeat, in one transaction — on SQLite, two commits per run would queue behind
+    the webhook's landings for the one write lock (measured: webhook-to-CRM p95 0.4 s → 1.0
+    s in bench/daemon.py). Unbuffered (the cluster): each run's start is committed before
+    its body runs, so a run a replica died in is on record, and the others can be checked
+    against it.
+    """
+
+    def __init__(
+        self, store: Store, engine: str, heartbeat: timedelta, *, buffered: bool = False
+    ) -> None:
+        self.store, self.engine, self.heartbeat = store, engine, heartbeat
+        self.buffered = buffered
+        self.name = replica_name()
+        self._doing: dict[str, int] = {}
+        self._streaks: dict[str, JobStreak] = {}
+        self._finished: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pruned_at = 0.0
+
+    def start(self) -> None:
+        self.beat()
+        threading.Thread(target=self._beat_forever, name="heartbeat", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.beat()  # the last buffered runs
+            with self.store.begin() as conn:
+                runs.stopped(conn, self.name, utcnow())
+        except Exception:  # the store may be the thing that is down; the row then ages out
+            log.warning("could not record this replica as stopped", exc_info=True)
+
+    def doing(self) -> list[str]:
+        with self._lock:
+            return sorted(job for job, count in self._doing.items() if count)
+
+    def streaks(self) -> dict[str, JobStreak]:
+        """Every job this replica has run, with its failures in a row (for /readyz)."""
+        with self._lock:
+            return dict(self._streaks)
+
+    def _count(self, job_id: str, error: str | None) -> None:
+        with self._lock:
+            if error is None:
+                self._streaks[job_id] = JobStreak()
+            else:
+                failures = self._streaks.get(job_id, JobStreak()).failures + 1
+                self._streaks[job_id] = JobStreak(failures, error)
+
+    def beat(self) -> None:
+        now = utcnow()
+        with self._lock:
+            finished, self._finished = self._finished, []
+        try:
+            with self.store.begin() as conn:
+                runs.beat(conn, self.name, self.engine, self.doing(), now)
+                runs.add_runs(conn, finished)
+                if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
+                    runs.prune(conn, now, KEEP_RUNS, KEEP_GONE_REPLICAS)
+                    self._pruned_at = time.monotonic()
+        except Exception:
+            with self._lock:  # kept for the next beat
+                self._finished[:0] = finished
+            raise
+
+    def _beat_forever(self) -> None:
+        while not self._stop.wait(self.heartbeat.total_seconds()):
+            try:
+                self.beat()
+            except Exception:  # a store outage must not kill the heartbeat for good
+                log.warning("heartbeat not recorded; retrying", exc_info=True)
+
+    @contextmanager
+    def running(self, job_id: str, trigger: str, period: int | None = None) -> Iterator[None]:
+        """Record one run of a job (start, end, outcome) around its body."""
+        with self._lock:
+            self._doing[job_id] = self._doing.get(job_id, 0) + 1
+        started, run_id, outcome, error = utcnow(), None, "error", "Interrupted"
+        try:
+            if not self.buffered:
+                with self.store.begin() as conn:
+                    run_id = runs.run_started(conn, job_id, self.name, trigger, period, started)
+            yield
+            outcome, error = "ok", None
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            self._count(job_id, error)
+            with self._lock:
+                self._doing[job_id] -= 1
+            if run_id is not None:
+                with self.store.begin() as conn:
+                    runs.run_finished(conn, run_id, outcome, utcnow())
+            elif self.buffered:
+                row = {"job": job_id, "replica": self.name, "trigger": trigger, "period": period}
+                row |= {"started_at": started, "finished_at": utcnow(), "outcome": outcome}
+                with self._lock:
+                    self._finished.append(row)

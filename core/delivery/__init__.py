@@ -1,0 +1,1 @@
+"""Delivery: the outbox drained into each target, pauses, outcomes."""

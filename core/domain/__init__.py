@@ -1,0 +1,1 @@
+"""The domain: leads, people, stages, field maps. Pure functions, no I/O."""

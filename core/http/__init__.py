@@ -1,1 +1,0 @@
-"""The daemon's HTTP server: health, readiness, metrics, the marketplace webhook."""

@@ -1,0 +1,1 @@
+"""Ingest: land raw leads, then process them into leads."""

@@ -1,0 +1,1 @@
+"""Reports computed from the store: the funnel and its HTML page."""

@@ -1,0 +1,1 @@
+"""Cross-cutting support: logs, metrics, fault points, the replica's name."""

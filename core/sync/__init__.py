@@ -1,0 +1,1 @@
+"""Stage sync: read CRMs' stages back, reconcile, fan out."""
