@@ -36,6 +36,7 @@ from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
     Link,
+    Outcome,
     PermanentError,
     RetryableError,
     Sandboxed,
@@ -206,7 +207,7 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
         retryable = answer.status in (429, 500, 502, 503, 504)
         return write.result(
             ok=False,
-            error_class="retryable" if retryable else "permanent",
+            error_class=Outcome.RETRYABLE if retryable else Outcome.PERMANENT,
             error=message.strip(),
             body=answer.body,
         )

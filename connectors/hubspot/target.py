@@ -29,6 +29,7 @@ from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
     Link,
+    Outcome,
     PermanentError,
     RetryableError,
     Sandboxed,
@@ -128,7 +129,7 @@ class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
                 results[lead.lead_key] = PushResult(
                     lead_key=lead.lead_key,
                     ok=False,
-                    error_class="permanent",
+                    error_class=Outcome.PERMANENT,
                     error="HubSpot contacts are keyed by email and this lead has none",
                 )
         existing = self.existing(list(people))
@@ -298,7 +299,7 @@ class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
             PushResult(
                 lead_key=lead.lead_key,
                 ok=False,
-                error_class="retryable" if retryable else "permanent",
+                error_class=Outcome.RETRYABLE if retryable else Outcome.PERMANENT,
                 error=f"{error.get('category')}: {error.get('message')}",
                 body=error,
             )

@@ -41,6 +41,7 @@ from leadbridge.core.connector import (
     InteractiveSignIn,
     Link,
     MalformedLead,
+    Outcome,
     RetryableError,
     TargetConfig,
     WritesBack,
@@ -476,7 +477,7 @@ class ReferralsWriteBack(HttpTarget):
                 return PushResult(
                     lead_key=lead.lead_key,
                     ok=False,
-                    error_class="permanent",
+                    error_class=Outcome.PERMANENT,
                     error="referral not found in Partner Center",
                 )
             if current.status_code >= 400:
@@ -498,14 +499,14 @@ class ReferralsWriteBack(HttpTarget):
                 return PushResult(
                     lead_key=lead.lead_key,
                     ok=False,
-                    error_class="permanent",
+                    error_class=Outcome.PERMANENT,
                     error=f"HTTP {response.status_code}",
                     body=response_body(response),
                 )
         return PushResult(
             lead_key=lead.lead_key,
             ok=False,
-            error_class="retryable",
+            error_class=Outcome.RETRYABLE,
             error="the referral kept changing under us (412 three times)",
         )
 

@@ -48,6 +48,7 @@ from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
     Link,
+    Outcome,
     PermanentError,
     RetryableError,
     Sandboxed,
@@ -284,7 +285,7 @@ class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sa
                     lead_key=lead.lead_key,
                     ok=False,
                     external_id=record.get("Id"),
-                    error_class="converted",
+                    error_class=Outcome.CONVERTED,
                     error="the Lead is converted in Salesforce: read-only",
                 )
             else:
@@ -305,7 +306,7 @@ class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sa
             sent = self._send(group, auto_assign, owners)
             for write, result in zip(group, sent, strict=True):
                 results[write.lead.lead_key] = result or write.result(
-                    ok=False, error_class="retryable", error="no result for this record"
+                    ok=False, error_class=Outcome.RETRYABLE, error="no result for this record"
                 )
         return results
 
@@ -425,15 +426,15 @@ class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sa
             return None  # the record exists: read it and update it, never overwrite
         message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
         if codes & CONVERTED_CODES:
-            cls = "converted"
+            cls = Outcome.CONVERTED
         elif codes and codes <= RETRYABLE_CODES:
-            cls = "retryable"
+            cls = Outcome.RETRYABLE
         elif not write.created and codes == {"REQUIRED_FIELD_MISSING"}:
             # Planned as an update, but the record went away since it was read: the next
             # attempt reads again and creates it with its placeholders.
-            cls = "retryable"
+            cls = Outcome.RETRYABLE
         else:
-            cls = "permanent"
+            cls = Outcome.PERMANENT
         return write.result(
             ok=False,
             external_id=answer.get("id"),

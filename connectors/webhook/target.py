@@ -22,6 +22,7 @@ from leadbridge.connectors.webhook.mapping import FIELD_MAP
 from leadbridge.core.connector import (
     HttpTarget,
     Link,
+    Outcome,
     PermanentError,
     Sandboxed,
     SandboxRecord,
@@ -112,7 +113,9 @@ class WebhookTarget(HttpTarget, Sandboxed):
                     PushResult(
                         lead_key=lead.lead_key,
                         ok=False,
-                        error_class="retryable" if record.get("retryable") else "permanent",
+                        error_class=Outcome.RETRYABLE
+                        if record.get("retryable")
+                        else Outcome.PERMANENT,
                         error=str(record.get("error") or "rejected by the endpoint"),
                         body=record,
                     )

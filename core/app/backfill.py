@@ -18,12 +18,8 @@ from leadbridge.core.delivery.deliver import DeliveryReport, deliver
 from leadbridge.core.domain.mapping import payload_hash
 from leadbridge.core.ingest.pipeline import IngestReport, ingest
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
-
-
-def backfill_cursor(source: str) -> str:
-    return f"backfill:{source}"
 
 
 @dataclass
@@ -54,12 +50,12 @@ def run(
     for config in settings.source_configs():
         if sources and config.name not in sources:
             continue
-        key = backfill_cursor(config.name)
+        key = state.backfill_cursor(config.name)
         report.ingested.append(
             ingest(build(config), store, settings, cursor_key=key, on_batch=on_ingest)
         )
         with store.begin() as conn:
-            repo.delete_cursor(conn, key)  # finished: the next backfill reads from the start
+            state.forget(conn, key)  # finished: the next backfill reads from the start
     names = [t.name for t in settings.targets if not targets or t.name in targets]
     with store.begin() as conn:
         keys = repo.lead_keys_active_between(conn, since, until)

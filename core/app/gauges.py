@@ -11,11 +11,10 @@ from typing import Any
 import orjson
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 
-from leadbridge.core.delivery.deliver import running_pauses
-from leadbridge.core.store import repo, runs
-from leadbridge.core.store.tables import cursors, leads
+from leadbridge.core.delivery.pauses import running_pauses
+from leadbridge.core.store import repo, runs, state
+from leadbridge.core.store.tables import leads
 
 
 class StoreCollector(Collector):
@@ -53,24 +52,19 @@ class StoreCollector(Collector):
             states = Counter_(
                 runs.replica_state(row, now, self.silent_after) for row in runs.list_replicas(conn)
             )
-            for state in ("up", "stopped", "lost"):
-                replicas.add_metric([state], states[state])
+            for replica_state in ("up", "stopped", "lost"):
+                replicas.add_metric([replica_state], states[replica_state])
             for stage, count in repo.count_by(conn, leads.c.stage).items():
                 by_stage.add_metric([stage], count)
             for target, count in repo.outbox_depth(conn).items():
                 depth.add_metric([target], count)
             for target, count in repo.open_dead_letters(conn).items():
                 dead.add_metric([target], count)
-            for name, value in conn.execute(
-                select(cursors.c.name, cursors.c.value).where(
-                    cursors.c.name.like("target:%:health")
-                )
-            ):
-                state = orjson.loads(value).get("api_usage") or {}
-                target = name.split(":")[1]
+            for target, value in state.every(conn, "target_health").items():
+                usage_now = (orjson.loads(value) or {}).get("api_usage") or {}
                 for kind in ("used", "total"):
-                    if kind in state:
-                        usage.add_metric([target, kind], state[kind])
+                    if kind in usage_now:
+                        usage.add_metric([target, kind], usage_now[kind])
             for pause in running_pauses(conn, now):
                 paused.add_metric([pause.target], pause.until.timestamp())
         yield from (by_stage, depth, dead, usage, paused, replicas)

@@ -11,13 +11,12 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, func, select
 
-from leadbridge.core.delivery.deliver import running_pauses
+from leadbridge.core.delivery.pauses import running_pauses
 from leadbridge.core.domain.models import Lead, lead_from_json, lead_to_dict
-from leadbridge.core.ingest.pipeline import LAST_TEST_LEAD, IngestReport
-from leadbridge.core.store import repo, runs
+from leadbridge.core.ingest.pipeline import IngestReport
+from leadbridge.core.store import repo, runs, state
 from leadbridge.core.store.repo import utcnow
 from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
 from leadbridge.core.support.logs import mask_email
@@ -182,10 +181,10 @@ def status(
     silent_after: timedelta = timedelta(seconds=30),
 ) -> dict[str, Any]:
     """Everything `leadbridge status` shows; a replica silent for `silent_after` is lost."""
-    cursor_rows = {row.name: row for row in repo.all_cursors(conn)}
+    cursor_rows = state.every_updated(conn, "source_cursor")
     sources = {}
     for name in source_names:
-        row = cursor_rows.get(f"source:{name}")
+        row = cursor_rows.get(name)
         sources[name] = {
             "cursor": row.value if row else None,
             "updated_at": row.updated_at.isoformat() if row else None,
@@ -195,7 +194,7 @@ def status(
                 ).scalar_one()
             ),
         }
-    last_test = cursor_rows.get(LAST_TEST_LEAD)
+    last_test = state.get(conn, state.LAST_TEST_LEAD)
     outbox = repo.outbox_depth(conn)
     dead = repo.open_dead_letters(conn)
     now = utcnow()
@@ -204,7 +203,7 @@ def status(
         "sources": sources,
         "raw_leads": repo.count_by(conn, raw_leads.c.status),
         "quarantine": repo.count_by(conn, quarantine.c.reason),
-        "last_test_lead_at": last_test.value if last_test else None,
+        "last_test_lead_at": last_test,
         "leads": {
             "total": int(conn.execute(select(func.count()).select_from(leads)).scalar_one()),
             "by_stage": repo.count_by(conn, leads.c.stage),
@@ -297,8 +296,7 @@ def _dead_letter(row: Any) -> dict[str, Any]:
 
 
 def target_health(conn: Connection, name: str) -> dict[str, Any]:
-    value = repo.get_cursor(conn, f"target:{name}:health")
-    return orjson.loads(value) if value else {"state": "unknown"}
+    return state.get_json(conn, state.target_health(name)) or {"state": "unknown"}
 
 
 # --- what an ingest run did, per raw lead -------------------------------------------------

@@ -18,7 +18,6 @@ from leadbridge.core.connector.contract import (
     ConsentReader,
     Eraser,
     InteractiveSignIn,
-    Outcome,
     PayloadParser,
     PushReceiver,
     RecordLinks,
@@ -51,6 +50,7 @@ from leadbridge.core.connector.registry import (
     sandboxed_kinds,
 )
 from leadbridge.core.connector.transport import Transport, response_body
+from leadbridge.core.domain.models import Outcome
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -9,7 +9,6 @@ here, implemented where it exists.
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,19 +16,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from leadbridge.core.connector.config import ConnectorConfig
-from leadbridge.core.domain.models import Lead, MarketplaceLead, PushResult, RawLead, StageChange
+from leadbridge.core.domain.models import (
+    Lead,
+    MarketplaceLead,
+    PushResult,
+    RawLead,
+    StageChange,
+)
 
 if TYPE_CHECKING:
     from leadbridge.core.connector.errors import MalformedLead
-
-
-class Outcome(enum.StrEnum):
-    """What became of one record of a push (PushResult.error_class; None when it landed)."""
-
-    RETRYABLE = "retryable"  # the same request may pass later: back off and try again
-    PERMANENT = "permanent"  # never as it is: a dead letter with the CRM's answer
-    FATAL = "fatal"  # configuration or credentials: the target stops
-    CONVERTED = "converted"  # the CRM record can no longer be written (a converted lead)
 
 
 @runtime_checkable

@@ -18,38 +18,31 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-import orjson
-from sqlalchemy import select
 
 from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
     Link,
+    Outcome,
     PermanentError,
     RetryableError,
     StateReporter,
 )
+from leadbridge.core.delivery.pauses import Pause, honour_pause, remember_pause
 from leadbridge.core.domain.mapping import payload_hash
 from leadbridge.core.domain.models import Event, Lead, PushResult
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
-from leadbridge.core.store.tables import cursors
 from leadbridge.core.support import faults, metrics
 from leadbridge.core.support.whoami import replica_name
 
 log = logging.getLogger("leadbridge.delivery")
 WORKER = replica_name()
-
-
-def health_key(target: str) -> str:
-    return f"target:{target}:health"
 
 
 @dataclass
@@ -116,7 +109,7 @@ def deliver(
     if report.pause is not None:
         report.paused_until = max(report.paused_until or report.pause.until, report.pause.until)
     if report.fatal is None:
-        _set_health(store, target.name, "ok", None, _state(target))
+        _set_health(store, target.name, "ok", None, _target_state(target))
     return report
 
 
@@ -167,7 +160,7 @@ def _deliver_batch(
             PushResult(
                 lead_key=c.lead.lead_key,
                 ok=False,
-                error_class="retryable",
+                error_class=Outcome.RETRYABLE,
                 error=str(exc),
                 retry_after=exc.retry_after,
             )
@@ -176,7 +169,7 @@ def _deliver_batch(
     faults.point("delivery.after_upsert")  # the CRM has it; leadbridge hasn't recorded it yet
     _record(store, target, settings, to_push, results, worker, report)
     faults.point("delivery.after_record")
-    return not any(r.error_class == "retryable" for r in results)
+    return not any(r.error_class is Outcome.RETRYABLE for r in results)
 
 
 def _siblings(conn: Any, target: HttpTarget, leads: Any) -> list[Lead]:
@@ -206,7 +199,7 @@ def _push(
                 PushResult(
                     lead_key=leads[0].lead_key,
                     ok=False,
-                    error_class="permanent",
+                    error_class=Outcome.PERMANENT,
                     error=str(exc),
                     body=exc.body,
                 )
@@ -248,7 +241,7 @@ def _record(
         result = by_key.get(lead.lead_key) or PushResult(
             lead_key=lead.lead_key,
             ok=False,
-            error_class="retryable",
+            error_class=Outcome.RETRYABLE,
             error="no result for this record in the response",
         )
         event_data: dict[str, Any] = {
@@ -272,7 +265,7 @@ def _record(
                 metrics.ARRIVAL_TO_CONFIRMED.labels(target.name).observe(
                     (now - lead.last_received_at).total_seconds()
                 )
-        elif result.error_class == "converted":
+        elif result.error_class is Outcome.CONVERTED:
             links.append(
                 _link_row(
                     target.name, lead, result.external_id, item.payload_hash, now, state="converted"
@@ -282,7 +275,8 @@ def _record(
             report.converted += 1
             event_data["converted"] = True
         elif (
-            result.error_class == "retryable" and row.attempts + 1 < settings.delivery.max_attempts
+            result.error_class is Outcome.RETRYABLE
+            and row.attempts + 1 < settings.delivery.max_attempts
         ):
             due = now + _backoff(settings, row.attempts, result.retry_after)
             backoffs.append(
@@ -302,7 +296,7 @@ def _record(
                 {
                     "lead_key": lead.lead_key,
                     "target": target.name,
-                    "error_class": result.error_class or "permanent",
+                    "error_class": result.error_class or Outcome.PERMANENT,
                     "error": result.error or "rejected",
                     "body": _jsonable(result.body),
                     "created_at": now,
@@ -312,7 +306,7 @@ def _record(
             report.dead_lettered += 1
             report.errors.append(f"{lead.lead_key}: {result.error}")
             event_data["error"] = result.error
-        outcome = "ok" if result.ok else (result.error_class or "permanent")
+        outcome = "ok" if result.ok else (result.error_class or Outcome.PERMANENT)
         metrics.PUSHES.labels(target.name, outcome).inc()
         events.append(
             Event(lead_key=lead.lead_key, kind="push", actor=target.name, at=now, data=event_data)
@@ -365,7 +359,7 @@ def _backoff(settings: Settings, attempts: int, retry_after: float | None) -> ti
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def _state(target: HttpTarget) -> dict[str, Any]:
+def _target_state(target: HttpTarget) -> dict[str, Any]:
     stats = target.transport.stats
     extra = target.state() if isinstance(target, StateReporter) else {}
     return {
@@ -379,146 +373,17 @@ def _state(target: HttpTarget) -> dict[str, Any]:
 def _set_health(
     store: Store,
     target: str,
-    state: str,
+    health: str,
     message: str | None,
     details: dict[str, Any] | None = None,
 ) -> None:
     """The target's health for `status` and /readyz: ok, or fatal with the reason."""
-    value = orjson.dumps({"state": state, "message": message, **(details or {})}).decode()
+    value = {"state": health, "message": message, **(details or {})}
     with store.begin() as conn:
-        repo.set_cursor(conn, health_key(target), value, utcnow())
+        state.put_json(conn, state.target_health(target), value, utcnow())
 
 
 def _jsonable(body: Any) -> Any:
     if body is None or isinstance(body, dict | list | str | int | float | bool):
         return body
     return str(body)
-
-
-# --- vendor pauses ---------------------------------------------------------------------
-# Kept in the store's key-value cursors for now; every read and write of them is here, so
-# moving them to a typed state table touches this section only.
-
-_PAUSE_KEY = "target:{}:pause"
-_SAME_END = timedelta(seconds=1)  # ends this close are one pause, not an extension
-
-
-@dataclass(frozen=True)
-class Pause:
-    """A vendor's order to send nothing to `target` before `until` (UTC), and its reason in
-    the vendor's words ("REQUEST_LIMIT_EXCEEDED", "HTTP 429, Retry-After 120 s")."""
-
-    target: str
-    until: datetime
-    why: str
-
-    def seconds_left(self, now: datetime) -> float:
-        return max(0.0, (self.until - now).total_seconds())
-
-    def as_json(self) -> dict[str, str]:
-        return {"until": self.until.isoformat(), "why": self.why}
-
-
-def pause_key(target: str) -> str:
-    return _PAUSE_KEY.format(target)
-
-
-def read_pause(conn: Any, target: str, now: datetime) -> Pause | None:
-    """The target's pause if it still runs; an ended one is as good as none."""
-    pause = _parse_pause(target, repo.get_cursor(conn, pause_key(target)))
-    return pause if pause is not None and pause.until > now else None
-
-
-def running_pauses(conn: Any, now: datetime) -> list[Pause]:
-    """Every target's running pause (status, /metrics), by target name."""
-    prefix, suffix = _PAUSE_KEY.split("{}")
-    rows = conn.execute(
-        select(cursors.c.name, cursors.c.value).where(cursors.c.name.like(pause_key("%")))
-    )
-    found = (
-        _parse_pause(name.removeprefix(prefix).removesuffix(suffix), value) for name, value in rows
-    )
-    return sorted((p for p in found if p is not None and p.until > now), key=lambda p: p.target)
-
-
-def record_pause(conn: Any, pause: Pause, now: datetime) -> Pause:
-    """Store a pause a vendor gave; returns the one that now holds. A longer pause extends
-    the stored one, a shorter one leaves it (two replicas told at once may both write: the
-    last write wins, and a pause cut short costs one call the vendor answers with a pause)."""
-    current = read_pause(conn, pause.target, now)
-    if current is not None and current.until >= pause.until - _SAME_END:
-        return current
-    value = orjson.dumps(pause.as_json()).decode()
-    repo.set_cursor(conn, pause_key(pause.target), value, now)
-    return pause
-
-
-def _parse_pause(target: str, value: str | None) -> Pause | None:
-    """A stored pause, or None for a missing or unreadable one (a pause is advice: a broken
-    one must not stop delivery for good)."""
-    if not value:
-        return None
-    try:
-        data = orjson.loads(value)
-        until = datetime.fromisoformat(data["until"])
-        why = str(data.get("why") or "")
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        log.warning("unreadable pause ignored", extra={"target": target})
-        return None
-    if until.tzinfo is None:
-        return None
-    return Pause(target, until, why)
-
-
-def honour_pause(store: Store, target: HttpTarget) -> Pause | None:
-    """Load the target's stored pause into its transport (once: within a process the
-    monotonic clock rules) and return the pause holding it now, stored or told here (one
-    told here that the store doesn't know yet is written down first). An ended pause is
-    simply ignored; the next one overwrites it."""
-    now = utcnow()
-    with store.connect() as conn:
-        stored = read_pause(conn, target.name, now)
-    if stored is not None:
-        _adopt(target, stored, now)
-    if not target.transport.pause.shared:
-        return remember_pause(store, target)
-    return _held(target, now)
-
-
-def remember_pause(store: Store, target: HttpTarget) -> Pause | None:
-    """Write down a pause the vendor gave this process, so every other process and every
-    later command honours it too; returns the pause holding the target, if any."""
-    now = utcnow()
-    held = _held(target, now)
-    if held is None or target.transport.pause.shared:
-        return held
-    with store.begin() as conn:
-        stored = record_pause(conn, held, now)
-    target.transport.pause.shared = True
-    target.transport.pause.seen = held.until
-    _adopt(target, stored, now)  # another process's, longer
-    return _held(target, now)
-
-
-@contextmanager
-def vendor_pause(store: Store, target: HttpTarget) -> Iterator[Pause | None]:
-    """Around work that calls the target (a stage read, say): yields the running pause, in
-    which case the caller sends nothing, and writes down any pause given meanwhile."""
-    pause = honour_pause(store, target)
-    yield pause
-    if pause is None:
-        remember_pause(store, target)
-
-
-def _adopt(target: HttpTarget, stored: Pause, now: datetime) -> None:
-    pause = target.transport.pause
-    if pause.seen is None or stored.until > pause.seen:
-        target.transport.hold(stored.seconds_left(now), stored.why, told=False)
-        pause.seen = stored.until
-
-
-def _held(target: HttpTarget, now: datetime) -> Pause | None:
-    seconds = target.transport.paused_for()
-    if seconds <= 0:
-        return None
-    return Pause(target.name, now + timedelta(seconds=seconds), target.transport.pause.why)

@@ -143,13 +143,22 @@ class Event:
     raw_lead_id: int | None = None
 
 
+class Outcome(enum.StrEnum):
+    """What became of one record of a push that didn't land (PushResult.error_class)."""
+
+    RETRYABLE = "retryable"  # the same request may pass later: back off and try again
+    PERMANENT = "permanent"  # never as it is: a dead letter with the CRM's answer
+    FATAL = "fatal"  # configuration or credentials: the target stops
+    CONVERTED = "converted"  # the CRM record can no longer be written (a converted lead)
+
+
 class PushResult(BaseModel):
     """What a target says about one lead of a batch, in the batch's order."""
 
     lead_key: str
     ok: bool
     external_id: str | None = None
-    error_class: str | None = None  # "retryable" | "permanent" | "fatal" | "converted"
+    error_class: Outcome | None = None  # None when it landed
     error: str | None = None
     body: Any = None
     retry_after: float | None = None

@@ -29,21 +29,16 @@ from leadbridge.core.connector import MalformedLead, Source, parse_raw
 from leadbridge.core.domain import identity, normalize, qualify
 from leadbridge.core.domain.models import Event, Lead, MarketplaceLead, RawLead
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.support import faults, metrics
 
 log = logging.getLogger("leadbridge.pipeline")
-LAST_TEST_LEAD = "health:last_test_lead"
 # What one record's values can make the batch's write raise: a value the database refuses
 # (too long for its column, a constraint), or text that can't be encoded (a lone surrogate).
 # A lost connection or a deadlock is not among them: the batch is simply tried again.
 _REFUSED_VALUES = (DataError, IntegrityError, PydanticSerializationError, UnicodeError)
 _LEAD_SLOTS = tuple(f.name for f in fields(Lead))
-
-
-def cursor_name(source_name: str) -> str:
-    return f"source:{source_name}"
 
 
 @dataclass
@@ -86,7 +81,7 @@ def ingest(
     settings: Settings,
     *,
     on_batch: Callable[[IngestReport], None] | None = None,
-    cursor_key: str | None = None,
+    cursor_key: state.Key | None = None,
     stop: threading.Event | None = None,
 ) -> IngestReport:
     """Poll one source once: land everything new, then process it into leads.
@@ -96,9 +91,9 @@ def ingest(
     `stop` (the daemon's shutdown) ends the run after the batch in hand is committed.
     """
     report = IngestReport(source=source.name)
-    cursor_key = cursor_key or cursor_name(source.name)
+    cursor_key = cursor_key or state.source_cursor(source.name)
     with store.connect() as conn:
-        cursor = repo.get_cursor(conn, cursor_key)
+        cursor = state.get(conn, cursor_key)
     batch: list[RawLead] = []
     position = cursor
     for raw, position in source.fetch(cursor):
@@ -122,7 +117,7 @@ def ingest(
 
 def _land(
     store: Store,
-    cursor_key: str,
+    cursor_key: state.Key,
     batch: Sequence[RawLead],
     position: str | None,
     report: IngestReport,
@@ -131,7 +126,7 @@ def _land(
     with store.begin() as conn:
         repo.land(conn, batch, now)
         if position is not None:
-            repo.set_cursor(conn, cursor_key, position, now)
+            state.put(conn, cursor_key, position, now)
     report.fetched += len(batch)
     report.landed_batches += 1
     log.info("landed batch", extra={"source": report.source, "count": len(batch)})
@@ -590,7 +585,7 @@ def _write(conn: Any, batch: _Batch, settings: Settings) -> None:
     deliverable = [lead.lead_key for lead in changed if _deliverable(lead, settings)]
     repo.enqueue(conn, deliverable, [t.name for t in settings.targets], batch.now)
     if batch.last_test_at is not None:
-        repo.set_cursor(conn, LAST_TEST_LEAD, batch.last_test_at.isoformat(), batch.now)
+        state.put(conn, state.LAST_TEST_LEAD, batch.last_test_at.isoformat(), batch.now)
 
 
 def _deliverable(lead: Lead, settings: Settings) -> bool:

@@ -20,21 +20,17 @@ from typing import Any
 from sqlalchemy import update
 
 from leadbridge.core.connector import HttpTarget
-from leadbridge.core.delivery.deliver import vendor_pause
+from leadbridge.core.delivery.pauses import vendor_pause
 from leadbridge.core.domain.mapping import payload_hash
 from leadbridge.core.domain.models import Event, Lead, Stage, StageChange
 from leadbridge.core.domain.stages import Decision, Policy, decide, winner
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import target_links
 from leadbridge.core.support import faults
 
 log = logging.getLogger("leadbridge.stagesync")
-
-
-def watermark_key(target: str) -> str:
-    return f"stages:{target}"
 
 
 @dataclass
@@ -86,7 +82,7 @@ def pull_stages(
             _reconcile(cycle.leads[key], changes, cycle, report)
         _write(conn, cycle)
         for name, (_, watermark) in read.items():
-            repo.set_cursor(conn, watermark_key(name), watermark, cycle.now)
+            state.put(conn, state.stage_watermark(name), watermark, cycle.now)
         faults.point("stagesync.before_commit")
     log.info(
         "stage sync",
@@ -110,7 +106,7 @@ def _read_one(
             log.info("stage read paused", extra={"target": target.name, "why": pause.why})
             return
         with store.connect() as conn:
-            since = repo.get_cursor(conn, watermark_key(target.name))
+            since = state.get(conn, state.stage_watermark(target.name))
         try:
             read[target.name] = target.stage_changes(since)
         except Exception as exc:  # one CRM down must not stop the others' sync

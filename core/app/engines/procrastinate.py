@@ -50,13 +50,13 @@ from sqlalchemy.engine import make_url
 
 from leadbridge.core.app.engines.jobs import Jobs, Replica, Schedule
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import state
 from leadbridge.core.store.repo import Store, utcnow
 
 log = logging.getLogger("leadbridge.engine")
 TASK = "leadbridge.job"
 SWEEP = "sweep"
-SCHEMA_CURSOR = "procrastinate:schema"
+SCHEMA_CURSOR = state.QUEUE_SCHEMA.name  # where the queue schema's version is kept
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0)
 CLEAN_EVERY_S = 3600.0
 KEEP_ENDED_JOBS_H = 24 * 7
@@ -80,14 +80,14 @@ def prepare_schema(store: Store) -> None:
     with store.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('leadbridge:schema', 0))"))
         exists = conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
-        recorded = repo.get_cursor(conn, SCHEMA_CURSOR)
+        recorded = state.get(conn, state.QUEUE_SCHEMA)
         if exists is None:
             # Straight to psycopg without parameters, so the SQL's own % signs stay as they are.
             conn.connection.driver_connection.execute(SchemaManager.get_schema())
-            repo.set_cursor(conn, SCHEMA_CURSOR, version, utcnow())
+            state.put(conn, state.QUEUE_SCHEMA, version, utcnow())
             log.info("procrastinate schema created", extra={"version": version})
         elif recorded is None:
-            repo.set_cursor(conn, SCHEMA_CURSOR, version, utcnow())  # made by hand: adopt it
+            state.put(conn, state.QUEUE_SCHEMA, version, utcnow())  # made by hand: adopt it
         elif recorded != version:
             raise RuntimeError(
                 f"the queue schema in this database is procrastinate {recorded}, this "

@@ -29,8 +29,9 @@ from leadbridge.connectors.marketplace.referrals import (
 from leadbridge.connectors.marketplace.sandbox import ReferralsSandbox
 from leadbridge.core.connector import FatalError, RetryableError
 from leadbridge.core.domain.models import Lead, RawLead, Stage
-from leadbridge.core.ingest.pipeline import cursor_name, ingest
+from leadbridge.core.ingest.pipeline import ingest
 from leadbridge.core.settings import load_settings
+from leadbridge.core.store import state
 from leadbridge.core.store.repo import Store
 
 PERSON = {
@@ -454,7 +455,8 @@ def test_a_crash_after_any_landed_batch_loses_no_referral(
         with store.connect() as conn:
             landed = conn.execute(text("SELECT source_key FROM raw_leads")).scalars().all()
             cursor = conn.execute(
-                text("SELECT value FROM cursors WHERE name = :n"), {"n": cursor_name("referrals")}
+                text("SELECT value FROM cursors WHERE name = :n"),
+                {"n": state.source_cursor("referrals").name},
             ).scalar_one()
         store.dispose()
         assert sorted(landed) == sorted(ids), crash_after

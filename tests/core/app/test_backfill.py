@@ -11,7 +11,7 @@ import pytest
 from leadbridge.connectors.marketplace import file as file_source
 from leadbridge.core.app import backfill
 from leadbridge.core.settings import load_settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store
 from tests.clihelp import EXIT_USAGE, run_cli
 
@@ -54,14 +54,14 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(
     with pytest.raises(KeyboardInterrupt):
         backfill.run(store, settings)
     with store.connect() as conn:
-        resume_at = repo.get_cursor(conn, backfill.backfill_cursor("f"))
+        resume_at = repo.get_cursor(conn, state.backfill_cursor("f").name)
         assert resume_at is not None and resume_at.endswith(":10")  # the last committed batch
         assert repo.get_cursor(conn, "source:f") == "live-cursor"
 
     report = backfill.run(store, settings)
     assert report.ingested[0].fetched == 20  # only what the interrupted run had not landed
     with store.connect() as conn:
-        assert repo.get_cursor(conn, backfill.backfill_cursor("f")) is None
+        assert repo.get_cursor(conn, state.backfill_cursor("f").name) is None
         assert len(repo.lead_keys_active_between(conn, None, None)) == 30
         assert repo.get_cursor(conn, "source:f") == "live-cursor"
 

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from leadbridge.core.connector import FatalError, HttpTarget, Link, TargetConfig
-from leadbridge.core.delivery.deliver import deliver, read_pause
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.delivery.pauses import read_pause
 from leadbridge.core.domain.mapping import FieldMap
 from leadbridge.core.domain.models import Lead, PushResult, RawLead
 from leadbridge.core.ingest import pipeline

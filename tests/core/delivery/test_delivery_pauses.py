@@ -17,17 +17,13 @@ from leadbridge.core.app import views
 from leadbridge.core.app.gauges import StoreCollector
 from leadbridge.core.connector import build, sandboxes
 from leadbridge.core.delivery import deliver as delivery
-from leadbridge.core.delivery.deliver import (
-    Pause,
-    deliver,
-    read_pause,
-    record_pause,
-    running_pauses,
-)
+from leadbridge.core.delivery import pauses
+from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.delivery.pauses import Pause, read_pause, record_pause, running_pauses
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings, load_settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store
 from tests.clihelp import run_cli
 
@@ -45,7 +41,7 @@ def wall_clock(fake_clock: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     def now() -> datetime:
         return datetime.now(UTC) + timedelta(seconds=fake_clock.now - start)
 
-    for module in (delivery, views, repo):
+    for module in (delivery, pauses, views, repo):
         monkeypatch.setattr(module, "utcnow", now)
     return now
 
@@ -172,6 +168,6 @@ def test_a_broken_stored_pause_is_ignored_not_obeyed(store: Store) -> None:
             ("d", '{"until": "2026-03-02T10:00:00"}'),  # no zone: can't be compared
             ("e", '{"until": "2026-03-02T10:00:00+00:00", "why": "Retry-After 3600 s"}'),
         ]:
-            repo.set_cursor(conn, delivery.pause_key(target), value, now)
+            state.put(conn, state.target_pause(target), value, now)
         assert [p.target for p in running_pauses(conn, now)] == ["e"]
         assert read_pause(conn, "a", now) is None

@@ -14,7 +14,7 @@ from leadbridge.core.domain import identity
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import ConnectorEntry, Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import cursors, events, leads, outbox, quarantine, raw_leads
 
@@ -116,7 +116,7 @@ def test_test_leads_are_quarantined_and_remembered_unless_configured(
     assert _count(store, leads) == 0
     assert _count(store, quarantine, quarantine.c.reason == "test") == 1
     with store.connect() as conn:
-        assert repo.get_cursor(conn, pipeline.LAST_TEST_LEAD) is not None
+        assert state.get(conn, state.LAST_TEST_LEAD) is not None
 
     delivering = settings.model_copy(update={"test_leads": "deliver"})
     pipeline.ingest(_file(tmp_path, [test_lead], "again.jsonl"), store, delivering)

@@ -252,7 +252,7 @@ def test_a_pause_a_vendor_gave_another_process_holds_a_one_off_stage_read(world:
     store) holds the read of that CRM — no call — and the others are read as usual."""
     from datetime import timedelta
 
-    from leadbridge.core.delivery.deliver import Pause, record_pause
+    from leadbridge.core.delivery.pauses import Pause, record_pause
     from leadbridge.core.store.repo import utcnow
 
     now = utcnow()

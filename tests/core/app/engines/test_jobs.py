@@ -17,7 +17,7 @@ from leadbridge.core.app.engines.apscheduler import SingleEngine
 from leadbridge.core.app.engines.jobs import Jobs, JobStreak, Replica
 from leadbridge.core.app.synthetic import write_jsonl
 from leadbridge.core.connector import sandboxes
-from leadbridge.core.delivery.deliver import read_pause
+from leadbridge.core.delivery.pauses import read_pause
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import load_settings

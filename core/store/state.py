@@ -1,0 +1,119 @@
+"""What leadbridge remembers between runs, through one typed API.
+
+The `cursors` table is a key-value store of small facts: a source's cursor, a stage
+watermark, a target's health and its vendor's pause. Every key is made here, by the
+function that names what it holds, so the table reads as this list — and a key can't be
+misspelt in one of the places that use it. The stored names stay what they always were.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from leadbridge.core.store import repo
+from leadbridge.core.store.tables import cursors
+
+
+@dataclass(frozen=True)
+class Key:
+    """One remembered fact: what it is, and whose (a source's or a target's name)."""
+
+    kind: str
+    owner: str = ""
+
+    @property
+    def name(self) -> str:
+        return _NAMES[self.kind].format(self.owner)
+
+
+# What each kind of fact is stored under (the `cursors.name` column).
+_NAMES = {
+    "source_cursor": "source:{}",  # how far a source's records have landed
+    "backfill_cursor": "backfill:{}",  # how far a backfill of a source has landed
+    "stage_watermark": "stages:{}",  # how far a target's stages have been read back
+    "target_health": "target:{}:health",  # ok / fatal, and the target's own state (JSON)
+    "target_pause": "target:{}:pause",  # a vendor's pause: until, why (JSON)
+    "last_test_lead": "health:last_test_lead",  # when Microsoft's test lead last arrived
+    "queue_schema": "procrastinate:schema",  # the cluster queue's schema version
+}
+
+
+def source_cursor(source: str) -> Key:
+    return Key("source_cursor", source)
+
+
+def backfill_cursor(source: str) -> Key:
+    return Key("backfill_cursor", source)
+
+
+def stage_watermark(target: str) -> Key:
+    return Key("stage_watermark", target)
+
+
+def target_health(target: str) -> Key:
+    return Key("target_health", target)
+
+
+def target_pause(target: str) -> Key:
+    return Key("target_pause", target)
+
+
+LAST_TEST_LEAD = Key("last_test_lead")
+QUEUE_SCHEMA = Key("queue_schema")
+
+
+def get(conn: Connection, key: Key) -> str | None:
+    return repo.get_cursor(conn, key.name)
+
+
+def put(conn: Connection, key: Key, value: str, at: datetime) -> None:
+    repo.set_cursor(conn, key.name, value, at)
+
+
+def forget(conn: Connection, key: Key) -> None:
+    repo.delete_cursor(conn, key.name)
+
+
+def get_json(conn: Connection, key: Key) -> dict[str, Any] | None:
+    """A fact stored as a JSON object; None when absent or not an object."""
+    value = get(conn, key)
+    if value is None:
+        return None
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def put_json(conn: Connection, key: Key, value: dict[str, Any], at: datetime) -> None:
+    put(conn, key, orjson.dumps(value).decode(), at)
+
+
+def every(conn: Connection, kind: str) -> dict[str, str]:
+    """Every fact of one kind, by owner: every target's health, every running pause."""
+    prefix, _, suffix = _NAMES[kind].partition("{}")
+    rows = conn.execute(
+        select(cursors.c.name, cursors.c.value).where(cursors.c.name.like(f"{prefix}%{suffix}"))
+    )
+    return {
+        name.removeprefix(prefix).removesuffix(suffix): value
+        for name, value in rows
+        if name.startswith(prefix) and name.endswith(suffix)
+    }
+
+
+def every_updated(conn: Connection, kind: str) -> dict[str, Any]:
+    """Like `every`, with each row's `updated_at` too (status shows when a cursor moved)."""
+    prefix, _, suffix = _NAMES[kind].partition("{}")
+    rows = conn.execute(select(cursors).where(cursors.c.name.like(f"{prefix}%{suffix}")))
+    return {
+        row.name.removeprefix(prefix).removesuffix(suffix): row
+        for row in rows
+        if row.name.startswith(prefix) and row.name.endswith(suffix)
+    }
