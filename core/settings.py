@@ -9,7 +9,7 @@ so `leadbridge config check` can list them all at once.
 
 from __future__ import annotations
 
-import contextvars
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -20,8 +20,12 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlu
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -35,14 +39,11 @@ from leadbridge.core.connector import (
 from leadbridge.core.domain.durations import Duration
 from leadbridge.core.domain.qualify import QualificationSettings
 from leadbridge.core.store.db import STORE_EXAMPLES, unsupported_store
-from leadbridge.core.support import logs
+from leadbridge.core.support import env, logs
 
 ENV_PREFIX = "LEADBRIDGE_"
-CONFIG_ENV = "LEADBRIDGE_CONFIG"
+CONFIG_ENV = env.CONFIG_ENV  # the file: --config, or this variable
 _INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-_config_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "config_path", default=None
-)
 # A whole config — every source, target, field map and qualification rule — is a few
 # hundred values. Anchors and aliases (`&a` / `*a`) let a few hundred bytes stand for
 # billions (the "billion laughs"), which interpolation and validation would then build.
@@ -176,7 +177,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, YamlWithEnvSource(settings_cls))
+        yaml_file = settings_cls.model_config.get("yaml_file") or os.environ.get(CONFIG_ENV)
+        return (init_settings, YamlSource(settings_cls, yaml_file=yaml_file or None))
 
     def source(self, name: str) -> ConnectorConfig:
         return self._connectors[f"sources:{name}"]
@@ -203,23 +205,36 @@ class Settings(BaseSettings):
         return {"store": mask_url(self.store), **mask_secrets(data)}
 
 
-class YamlWithEnvSource(PydanticBaseSettingsSource):
-    """The YAML file (path from `load_settings` or LEADBRIDGE_CONFIG) merged with env overrides."""
+class YamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, with leadbridge's rules on top: a file that can't be
+    read, broken YAML or an alias bomb is a problem naming the fix (not skipped, not a
+    traceback); `${VAR}` is interpolated; `LEADBRIDGE_…` variables override any key, a
+    source or target by its name (`LEADBRIDGE_TARGETS__SALES__CLIENT_SECRET`)."""
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        raise NotImplementedError  # __call__ builds the whole dict at once
+    def _read_files(self, files: Any, deep_merge: bool = False) -> dict[str, Any]:
+        # The base skips a path that isn't a file; a config given and missing is a mistake.
+        return {} if files is None else self._read_file(Path(files).expanduser())
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        return read_yaml(file_path)
 
     def __call__(self) -> dict[str, Any]:
-        path = _config_path.get() or (
-            Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None
-        )
-        data = read_yaml(path) if path is not None else {}
         problems: list[ConfigProblem] = []
-        data = interpolate(data, "", problems)
+        data = interpolate(super().__call__(), "", problems)
         apply_env_overrides(data, os.environ, self.settings_cls, problems)
         if problems:
             raise ConfigError(problems)
         return data
+
+
+@functools.cache
+def _settings_for(path: Path | None) -> type[Settings]:
+    """Settings reading this YAML file: pydantic-settings takes the file from the class's
+    `model_config`, so each file gets its own (cached) subclass — no global to set."""
+    if path is None:
+        return Settings
+    config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": path})  # type: ignore[typeddict-item]
+    return type("Settings", (Settings,), {"model_config": config, "__module__": __name__})
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -400,16 +415,14 @@ def _item_key(key: str, item: Any, index: int) -> str:
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Read, interpolate, override and validate; every problem is collected into one ConfigError,
     the connectors' own keys included even when the top level has errors too."""
-    token = _config_path.set(Path(path) if path is not None else None)
+    cls = _settings_for(Path(path) if path is not None else None)
     try:
-        settings = Settings(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
-        raw = _raw_data(path)
+        raw = _raw_data(cls)
         problems = problems_from(exc, "", raw)
         _validate_connectors(raw, problems)
         raise ConfigError(problems) from None
-    finally:
-        _config_path.reset(token)
     problems: list[ConfigProblem] = _engine_problems(settings)
     settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
     if not problems:
@@ -532,13 +545,11 @@ def _register_secrets(config: BaseModel) -> None:
             logs.register_secret(form)
 
 
-def _raw_data(path: Path | str | None) -> dict[str, Any]:
+def _raw_data(cls: type[Settings]) -> dict[str, Any]:
+    """The data as the YAML source reads it, to say which key each problem is at."""
+    yaml_file = cls.model_config.get("yaml_file") or os.environ.get(CONFIG_ENV)
     try:
-        token = _config_path.set(Path(path) if path is not None else None)
-        try:
-            return YamlWithEnvSource(Settings)()
-        finally:
-            _config_path.reset(token)
+        return YamlSource(cls, yaml_file=yaml_file or None)()
     except ConfigError:
         return {}
 

@@ -6,6 +6,7 @@ line with the fix, never a traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import signal
 import sys
@@ -14,33 +15,52 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-import yaml
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from typer.core import TyperGroup
 
-from leadbridge.core.app import backfill, render, views
-from leadbridge.core.connector import ConnectorError, SchemaChecker, build
-from leadbridge.core.delivery.deliver import DeliveryReport, deliver
-from leadbridge.core.domain.models import Stage
-from leadbridge.core.ingest.pipeline import IngestReport, ingest
-from leadbridge.core.settings import (
-    CONFIG_ENV,
-    ConfigError,
-    Settings,
-    config_warnings,
-    load_settings,
-    mask_url,
-)
-from leadbridge.core.store import migrate, repo
-from leadbridge.core.store.db import StoreUnavailable
-from leadbridge.core.store.repo import Store
-from leadbridge.core.support import logs
-from leadbridge.core.support.metrics import QUARANTINE_REASONS
+from leadbridge.core.app import render
+from leadbridge.core.domain.vocabulary import QuarantineReason, Stage
+from leadbridge.core.support.env import CONFIG_ENV
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from leadbridge.core.delivery.deliver import DeliveryReport
+    from leadbridge.core.ingest.pipeline import IngestReport
+    from leadbridge.core.settings import ConfigError, Settings
+    from leadbridge.core.store.repo import Store
+
+
+def _lazy(name: str) -> Any:
+    """A module loaded when a command first uses it (importlib's LazyLoader): the CLI's
+    own start — `--help`, `--version`, a usage error — loads none of the machinery, which
+    is most of leadbridge's start-up time (docs/benchmarks.md, "Start-up")."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None, name
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+backfill = _lazy("leadbridge.core.app.backfill")
+views = _lazy("leadbridge.core.app.views")
+connectors = _lazy("leadbridge.core.connector")
+delivery = _lazy("leadbridge.core.delivery.deliver")
+pipeline = _lazy("leadbridge.core.ingest.pipeline")
+config_file = _lazy("leadbridge.core.settings")
+migrate = _lazy("leadbridge.core.store.migrate")
+repo = _lazy("leadbridge.core.store.repo")
+store_db = _lazy("leadbridge.core.store.db")
+logs = _lazy("leadbridge.core.support.logs")
+metrics = _lazy("leadbridge.core.support.metrics")
 
 EXIT_ATTENTION = 1
 EXIT_USAGE = 2
@@ -165,7 +185,6 @@ class ShowFormat(StrEnum):
 
 
 # The reasons the pipeline quarantines for (one list, kept by core/metrics.py).
-QuarantineReason = StrEnum("QuarantineReason", {r: r for r in sorted(QUARANTINE_REASONS)})
 
 
 @dataclass
@@ -185,8 +204,8 @@ class Context:
             if self.config_path is None:
                 fail("no configuration given", NO_CONFIG_FIX)
             try:
-                self._settings = load_settings(self.config_path)
-            except ConfigError as exc:
+                self._settings = config_file.load_settings(self.config_path)
+            except config_file.ConfigError as exc:
                 _print_problems(exc)
                 raise typer.Exit(EXIT_USAGE) from None
             logs.setup(self.log_format or self._settings.log_format, self._settings.log_level)
@@ -196,8 +215,8 @@ class Context:
         """The store, migrated; one that can't be opened is one line and exit 2."""
         url = self.settings.store
         try:
-            return Store(url, upgrade=upgrade)
-        except StoreUnavailable as exc:
+            return repo.Store(url, upgrade=upgrade)
+        except store_db.StoreUnavailable as exc:
             store_failed(url, exc)
 
 
@@ -209,7 +228,9 @@ ConfigOption = Annotated[
 
 def _print_version(asked: bool) -> None:
     if asked:
-        render.console.print(f"leadbridge {package_version('leadbridge')}")
+        from importlib.metadata import version
+
+        render.console.print(f"leadbridge {version('leadbridge')}")
         raise typer.Exit()
 
 
@@ -259,8 +280,8 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def store_failed(url: str, exc: StoreUnavailable) -> NoReturn:
-    fail(f"the store {mask_url(url)} can't be opened: {exc.reason}", exc.fix)
+def store_failed(url: str, exc: store_db.StoreUnavailable) -> NoReturn:
+    fail(f"the store {config_file.mask_url(url)} can't be opened: {exc.reason}", exc.fix)
 
 
 class SourceUnreadable(Exception):
@@ -303,7 +324,7 @@ def source_failed(exc: SourceUnreadable) -> NoReturn:
     )
 
 
-# --- ingest ----------------------------------------------------------------------------
+# --- pipeline.ingest ----------------------------------------------------------------------------
 
 
 @app.command("ingest")
@@ -322,9 +343,9 @@ def ingest_command(
                 f"{', '.join(s.name for s in settings.sources) or 'none'}"
             )
     store = _ctx(ctx).store()
-    total = IngestReport()
+    total = pipeline.IngestReport()
     for config in configs:
-        report = _run_ingest(build(config), store, settings)
+        report = _run_ingest(connectors.build(config), store, settings)
         total.add(report)
         total.fetched += report.fetched
     _print_ingest(total, settings.test_leads)
@@ -337,6 +358,8 @@ def _on_terminal(label: str, job: Callable[[Any], Any], describe: Callable[[Any]
     (elsewhere the job's own log line per batch says it)."""
     if not sys.stderr.isatty():
         return job(None)
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), transient=True, console=render.console
     ) as progress:
@@ -349,7 +372,7 @@ def _run_ingest(src: Any, store: Store, settings: Settings) -> IngestReport:
     try:
         return _on_terminal(
             f"ingesting {src.name}",
-            lambda on_batch: ingest(guarded, store, settings, on_batch=on_batch),
+            lambda on_batch: pipeline.ingest(guarded, store, settings, on_batch=on_batch),
             lambda r: f"ingesting {src.name}: {r.fetched} fetched, {r.processed} processed",
         )
     except SourceUnreadable as exc:
@@ -366,7 +389,7 @@ def _print_ingest(report: IngestReport, test_leads: str = "quarantine") -> None:
         render.console.print("  see them with: leadbridge leads quarantine")
 
 
-# --- deliver and backfill --------------------------------------------------------------
+# --- delivery.deliver and backfill --------------------------------------------------------------
 
 
 def _targets(settings: Settings, only: str | None) -> list[Any]:
@@ -390,7 +413,7 @@ def deliver_command(
     settings = _ctx(ctx).settings
     store = _ctx(ctx).store()
     reports = [
-        _run_deliver(build(c, placeholder=settings.placeholder), store, settings)
+        _run_deliver(connectors.build(c, placeholder=settings.placeholder), store, settings)
         for c in _targets(settings, target)
     ]
     for report in reports:
@@ -402,7 +425,7 @@ def deliver_command(
 def _run_deliver(target: Any, store: Store, settings: Settings) -> DeliveryReport:
     return _on_terminal(
         f"delivering to {target.name}",
-        lambda on_batch: deliver(target, store, settings, on_batch=on_batch),
+        lambda on_batch: delivery.deliver(target, store, settings, on_batch=on_batch),
         lambda r: f"delivering to {target.name}: {r.pushed} pushed, {r.batches} batches",
     )
 
@@ -451,7 +474,7 @@ def backfill_command(
         sending = sum(1 for r in rows if r["would_send"])
         stderr_console.print(f"dry run: {sending} of {len(rows)} lead pushes would be sent")
         return
-    missing = config_warnings(settings, sources=[source] if source else None)
+    missing = config_file.config_warnings(settings, sources=[source] if source else None)
     if missing:  # a backfill reads every source now: a file still to come is an error here
         fail(f"{missing[0].key}: {missing[0].message}", "correct the path, or wait for the file")
     with _progress() as progress:
@@ -466,7 +489,7 @@ def backfill_command(
                 on_ingest=progress.ingest,
                 on_deliver=progress.deliver,
             )
-        except (OSError, ConnectorError) as exc:  # a source's read failed
+        except (OSError, connectors.ConnectorError) as exc:  # a source's read failed
             fail(
                 f"backfill stopped, a source can't be read: {first_line(exc)}",
                 "check the sources (`leadbridge config check`); run the backfill again "
@@ -490,6 +513,8 @@ class _BackfillProgress:
 
     def __enter__(self) -> _BackfillProgress:
         if sys.stderr.isatty():
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
             self.bar = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
@@ -543,7 +568,9 @@ def sync_stages_command(
     settings = _ctx(ctx).settings
     store = _ctx(ctx).store()
     _targets(settings, target)  # names the target when it doesn't exist
-    targets = [build(c, placeholder=settings.placeholder) for c in settings.target_configs()]
+    targets = [
+        connectors.build(c, placeholder=settings.placeholder) for c in settings.target_configs()
+    ]
     if target and not any(t.name == target and t.policy().pulls for t in targets):
         pulling = [t.name for t in targets if t.policy().pulls]
         _usage(
@@ -564,7 +591,7 @@ def sync_stages_command(
         render.console.print(f"  {name}: could not read stages: {error}")
     for name, pause in report.paused.items():  # the vendor asked: not a failure
         render.console.print(f"  {name}: paused by the vendor {pause}; not read")
-    deliveries = [deliver(t, store, settings) for t in targets]
+    deliveries = [delivery.deliver(t, store, settings) for t in targets]
     for delivered in deliveries:
         if delivered.pushed or delivered.needs_attention:
             _print_delivery(delivered)
@@ -786,16 +813,16 @@ def auth_sign_in(
 ) -> None:
     """Sign a person in once for a source that reads with their delegated permissions (e.g.
     Partner Center referrals, by device code); its token cache then renews itself."""
-    from leadbridge.core.connector import InteractiveSignIn, build
+    from leadbridge.core.connector import InteractiveSignIn
 
     settings = _ctx(ctx).settings
     config = next((c for c in settings.source_configs() if c.name == source), None)
     if config is None:
         _usage(f"no source named {source!r}")
-    connector = build(config)
-    if not isinstance(connector, InteractiveSignIn):
+    signing = connectors.build(config)
+    if not isinstance(signing, InteractiveSignIn):
         _usage(f"source {source!r} ({config.kind}) needs no sign-in")
-    who = connector.sign_in(lambda message: render.console.print(message))
+    who = signing.sign_in(lambda message: render.console.print(message))
     render.console.print(f"signed in as {who}")
 
 
@@ -858,7 +885,7 @@ def dlq_replay(
     render.console.print(f"replaying {len(rows)} dead letter(s)")
     names = {row.target for row in rows}
     reports = [
-        deliver(build(c, placeholder=settings.placeholder), store, settings)
+        delivery.deliver(connectors.build(c, placeholder=settings.placeholder), store, settings)
         for c in settings.target_configs()
         if c.name in names
     ]
@@ -946,6 +973,8 @@ def sandbox_command(
         )
     entries = [sandboxes.target_entry(k, s) for k, s in started.items()]
     render.console.print("sandboxes running on loopback; targets for your config:")
+    import yaml
+
     block = yaml.safe_dump({"targets": entries}, sort_keys=False)
     render.console.print(block)
     if targets_out is not None:
@@ -1240,7 +1269,7 @@ def config_check(
         f"configuration OK: {len(settings.sources)} source(s), "
         f"{len(settings.targets)} target(s), store {settings.masked()['store']}"
     )
-    warnings = config_warnings(settings)
+    warnings = config_file.config_warnings(settings)
     if warnings:
         render.console.print(f"{len(warnings)} warning(s):")
     for warning in warnings:
@@ -1249,13 +1278,13 @@ def config_check(
         return
     problems: list[Any] = _store_problems_online(settings.store)
     for config in settings.target_configs():
-        target = build(config, placeholder=settings.placeholder)
-        if not isinstance(target, SchemaChecker):
+        target = connectors.build(config, placeholder=settings.placeholder)
+        if not isinstance(target, connectors.SchemaChecker):
             render.console.print(f"{config.name}: no schema to check ({config.kind})")
             continue
         try:
             found = target.schema_problems(create_missing=create_missing)
-        except ConnectorError as exc:
+        except connectors.ConnectorError as exc:
             render.console.print(f"{config.name}: could not read its schema: {exc}")
             problems.append(exc)
             continue
@@ -1269,15 +1298,15 @@ def config_check(
         raise typer.Exit(EXIT_USAGE)
 
 
-def _store_problems_online(url: str) -> list[StoreUnavailable]:
+def _store_problems_online(url: str) -> list[store_db.StoreUnavailable]:
     """Connect to the store once (no migration): down, refused, or the wrong password."""
     try:
-        store = Store(url, upgrade=False)
+        store = repo.Store(url, upgrade=False)
         try:
             revision = store.check()
         finally:
             store.dispose()
-    except StoreUnavailable as exc:
+    except store_db.StoreUnavailable as exc:
         render.console.print(
             f"store: can't be opened: {logs.redact(exc.reason)}\n      fix: {exc.fix}"
         )
@@ -1307,7 +1336,7 @@ def db_upgrade(ctx: typer.Context) -> None:
     store = _ctx(ctx).store(upgrade=False)
     try:
         before = store.check()
-    except StoreUnavailable as exc:
+    except store_db.StoreUnavailable as exc:
         store_failed(store.url, exc)
     migrate.upgrade(store.engine)
     render.console.print(
@@ -1332,7 +1361,9 @@ def run_command(ctx: typer.Context) -> None:
             "(config/leadbridge.example.yaml)",
         )
     store = _ctx(ctx).store()
-    for warning in config_warnings(settings):  # a drop folder's file may come later: go on
+    for warning in config_file.config_warnings(
+        settings
+    ):  # a drop folder's file may come later: go on
         log.warning(
             "source can't be read yet",
             extra={"key": warning.key, "problem": warning.message, "fix": warning.fix},

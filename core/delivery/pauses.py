@@ -14,13 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from leadbridge.core.connector import HttpTarget
 from leadbridge.core.store import state
 from leadbridge.core.store.repo import Store, utcnow
+
+if TYPE_CHECKING:  # status and /metrics read pauses without loading the HTTP machinery
+    from leadbridge.core.connector import HttpTarget
 
 log = logging.getLogger("leadbridge.delivery")
 

@@ -13,44 +13,26 @@ pydantic models.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from leadbridge.core.domain.vocabulary import Action, Channel, Outcome, Stage
 
-class Stage(enum.StrEnum):
-    """The buyer's journey. Order matters: see `core.stages.rank`."""
-
-    SUBSCRIBER = "subscriber"
-    LEAD = "lead"
-    MQL = "mql"
-    SQL = "sql"
-    OPPORTUNITY = "opportunity"
-    CUSTOMER = "customer"
-    DISQUALIFIED = "disqualified"
-
-
-class Action(enum.StrEnum):
-    """The documented marketplace action codes. Unknown codes are kept verbatim as strings."""
-
-    INSTALL = "INS"
-    CONTACT_ME = "PLT"
-    DO_NOT_CONTACT = "DNC"
-    CREATE = "Create"
-    START_TEST_DRIVE = "StartTestDrive"
-
-
-class Channel(enum.StrEnum):
-    """Where in Microsoft's storefronts the customer acted (the LeadSource's source part)."""
-
-    AZURE_MARKETPLACE = "azure_marketplace"
-    AZURE_PORTAL = "azure_portal"
-    APPSOURCE = "appsource"
-    TEST_DRIVE = "test_drive"
-    TEST = "test"
+__all__ = [
+    "Action",
+    "Channel",
+    "Event",
+    "Lead",
+    "MarketplaceLead",
+    "Outcome",
+    "PushResult",
+    "RawLead",
+    "Stage",
+    "StageChange",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,15 +123,6 @@ class Event:
     at: datetime
     data: dict[str, Any] = field(default_factory=dict)
     raw_lead_id: int | None = None
-
-
-class Outcome(enum.StrEnum):
-    """What became of one record of a push that didn't land (PushResult.error_class)."""
-
-    RETRYABLE = "retryable"  # the same request may pass later: back off and try again
-    PERMANENT = "permanent"  # never as it is: a dead letter with the CRM's answer
-    FATAL = "fatal"  # configuration or credentials: the target stops
-    CONVERTED = "converted"  # the CRM record can no longer be written (a converted lead)
 
 
 class PushResult(BaseModel):

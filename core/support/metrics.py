@@ -16,7 +16,7 @@ from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
-from leadbridge.core.domain.models import Action
+from leadbridge.core.domain.vocabulary import Action, QuarantineReason
 
 disable_created_metrics()  # *_created series double the scrape for nothing a dashboard uses
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -25,7 +25,7 @@ OTHER = "other"
 # The documented marketplace action codes, plus what the pipeline itself says.
 KNOWN_ACTIONS = frozenset({*(a.value for a in Action), "unknown", "test"})
 # The reasons core/pipeline.py quarantines for; a new reason must be added here to be seen.
-QUARANTINE_REASONS = frozenset({"malformed", "test", "invalid_email", "unprocessable"})
+QUARANTINE_REASONS = frozenset(r.value for r in QuarantineReason)
 PUSH_OUTCOMES = frozenset({"ok", "retrying", "retryable", "permanent", "fatal", "converted"})
 _STATUSES = frozenset({str(s.value) for s in HTTPStatus} | {"connection_error"})
 
