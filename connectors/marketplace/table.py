@@ -12,10 +12,9 @@ import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from azure.data.tables import TableClient
 from pydantic import Field, SecretStr
 
 from leadbridge.connectors.marketplace import MarketplacePayloads
@@ -26,6 +25,9 @@ from leadbridge.core.domain import normalize
 from leadbridge.core.domain.durations import Duration
 from leadbridge.core.domain.models import MarketplaceLead, RawLead
 from leadbridge.core.support.whoami import user_agent
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
 
 SOURCE_KEY_CHARS = 200  # the store's raw_leads.source_key column
 
@@ -58,6 +60,10 @@ class MarketplaceTableSource(MarketplacePayloads):
     @property
     def client(self) -> TableClient:
         if self._client is None:
+            # The Azure SDK loads only when a table is read: the file source shares this
+            # module's parser, and every command that reads a leads file would pay for it.
+            from azure.data.tables import TableClient
+
             self._client = TableClient.from_connection_string(
                 self.config.connection_string.get_secret_value(),
                 table_name=self.config.table,
