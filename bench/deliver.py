@@ -31,7 +31,7 @@ from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import outbox
 
-KINDS = ["salesforce", "hubspot", "dataverse", "webhook"]
+KINDS = sandboxes.kinds()  # every installed CRM with a sandbox
 
 
 def _entry(kind: str, sandbox: Any, name: str, batch_size: int | None) -> dict[str, Any]:

@@ -160,6 +160,9 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
         "WEBHOOK_SECRET",
         "PC_CLIENT_ID",
         "LEADBRIDGE_WEBHOOK_TOKEN",
+        "ZOHO_CLIENT_ID",
+        "ZOHO_CLIENT_SECRET",
+        "ZOHO_REFRESH_TOKEN",
     ):
         monkeypatch.setenv(var, f"{var.lower()}-value")
     settings = make_settings(text)
@@ -170,6 +173,7 @@ def test_the_example_config_is_valid_and_complete(make_settings, monkeypatch) ->
         "marketing",
         "d365",
         "hook",
+        "zoho",
         "referrals",
     }  # the referrals' write-back
     for name in [

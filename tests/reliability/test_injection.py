@@ -25,7 +25,7 @@ NASTY = {
 
 
 def test_hostile_text_lands_verbatim_everywhere(tmp_path: Path) -> None:
-    crm = sandboxes.start()
+    crm = sandboxes.start(["salesforce", "hubspot", "dataverse", "webhook"])
     try:
         settings = load_settings(
             None,

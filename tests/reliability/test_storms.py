@@ -66,7 +66,7 @@ def test_a_storm_of_throttling_expiry_drops_and_an_outage(
     monkeypatch.setattr(transport, "default_sleep", time.sleep)  # real waits in this test
     monkeypatch.setattr(transport, "default_clock", time.monotonic)
     monkeypatch.setattr(salesforce, "CONCURRENCY_PAUSE_S", 0.5)  # 120 s in production
-    crm = sandboxes.start()
+    crm = sandboxes.start(["salesforce", "hubspot", "dataverse", "webhook"])
     for box in crm.values():
         box.faults.fail_rate, box.faults.retry_after_s = 0.3, 0.2
         box.faults.token_ttl_requests, box.faults.drop_rate = 50, 0.05

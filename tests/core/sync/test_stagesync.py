@@ -25,7 +25,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "config"
 
 class World:
     def __init__(self, tmp: Path) -> None:
-        self.crm = sandboxes.start()
+        self.crm = sandboxes.start(["salesforce", "hubspot", "dataverse", "webhook"])
         entries = [sandboxes.target_entry(k, s) for k, s in self.crm.items()]
         self.settings = load_settings(
             None,
