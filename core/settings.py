@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlu
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -165,6 +166,8 @@ class Settings(BaseSettings):
     offers: dict[str, str] = Field(default_factory=dict)  # offer display title → publisher.offer
     placeholder: str = "[not provided]"
     batch_size: int = Field(default=500, ge=1, le=10000)
+    # --- alerts (issue 18) ---
+    # --- people and companies (issue 16) ---
 
     _connectors: dict[str, ConnectorConfig] = PrivateAttr(default_factory=dict)
 
@@ -220,7 +223,7 @@ class YamlSource(YamlConfigSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         problems: list[ConfigProblem] = []
-        data = interpolate(super().__call__(), "", problems)
+        data: dict[str, Any] = interpolate(super().__call__(), "", problems)
         apply_env_overrides(data, os.environ, self.settings_cls, problems)
         if problems:
             raise ConfigError(problems)
@@ -233,7 +236,7 @@ def _settings_for(path: Path | None) -> type[Settings]:
     `model_config`, so each file gets its own (cached) subclass — no global to set."""
     if path is None:
         return Settings
-    config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": path})  # type: ignore[typeddict-item]
+    config = SettingsConfigDict(**{**Settings.model_config, "yaml_file": path})
     return type("Settings", (Settings,), {"model_config": config, "__module__": __name__})
 
 
@@ -423,7 +426,7 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         problems = problems_from(exc, "", raw)
         _validate_connectors(raw, problems)
         raise ConfigError(problems) from None
-    problems: list[ConfigProblem] = _engine_problems(settings)
+    problems = _engine_problems(settings)
     settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
     if not problems:
         _add_write_back_targets(settings, problems)
@@ -646,7 +649,7 @@ def _readable_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
     return ".".join(parts)
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required but not set"
@@ -657,7 +660,7 @@ def _message(error: dict[str, Any]) -> str:
     return f"{error['msg']} (got {shown})" if not isinstance(given, dict | list) else error["msg"]
 
 
-def _fix(error: dict[str, Any], key: str) -> str:
+def _fix(error: ErrorDetails, key: str) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     name = key.rsplit(".", 1)[-1]

@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"app"},
     {"sync", "reports"},
     {"delivery", "ingest"},
+    {"alerts"},
     {"settings"},
     {"connector"},
     {"store", "support"},

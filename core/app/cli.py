@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from types import TracebackType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from typer.core import TyperGroup
@@ -27,6 +28,7 @@ from leadbridge.core.support.env import CONFIG_ENV
 
 if TYPE_CHECKING:
     from rich.progress import Progress
+    from sqlalchemy import Connection
 
     from leadbridge.core.delivery.deliver import DeliveryReport
     from leadbridge.core.ingest.pipeline import IngestReport
@@ -50,18 +52,29 @@ def _lazy(name: str) -> Any:
     return module
 
 
-backfill = _lazy("leadbridge.core.app.backfill")
-views = _lazy("leadbridge.core.app.views")
-connectors = _lazy("leadbridge.core.connector")
-delivery = _lazy("leadbridge.core.delivery.deliver")
-pipeline = _lazy("leadbridge.core.ingest.pipeline")
-config_file = _lazy("leadbridge.core.settings")
-migrate = _lazy("leadbridge.core.store.migrate")
-repo = _lazy("leadbridge.core.store.repo")
-store_db = _lazy("leadbridge.core.store.db")
-logs = _lazy("leadbridge.core.support.logs")
-metrics = _lazy("leadbridge.core.support.metrics")
+if TYPE_CHECKING:  # the same modules, seen by the type checker as what they are
+    from leadbridge.core import connector as connectors
+    from leadbridge.core import settings as config_file
+    from leadbridge.core.app import backfill, views
+    from leadbridge.core.delivery import deliver as delivery
+    from leadbridge.core.ingest import pipeline
+    from leadbridge.core.store import db as store_db
+    from leadbridge.core.store import migrate, repo
+    from leadbridge.core.support import logs, metrics
+else:
+    backfill = _lazy("leadbridge.core.app.backfill")
+    views = _lazy("leadbridge.core.app.views")
+    connectors = _lazy("leadbridge.core.connector")
+    delivery = _lazy("leadbridge.core.delivery.deliver")
+    pipeline = _lazy("leadbridge.core.ingest.pipeline")
+    config_file = _lazy("leadbridge.core.settings")
+    migrate = _lazy("leadbridge.core.store.migrate")
+    repo = _lazy("leadbridge.core.store.repo")
+    store_db = _lazy("leadbridge.core.store.db")
+    logs = _lazy("leadbridge.core.support.logs")
+    metrics = _lazy("leadbridge.core.support.metrics")
 
+Report = TypeVar("Report")  # what a job returns, and hands its on_batch after each batch
 EXIT_ATTENTION = 1
 EXIT_USAGE = 2
 NO_CONFIG_FIX = (
@@ -170,6 +183,8 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(report_app, name="report")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+# --- alerts (issue 18) ---
+# --- scoring (issue 24) ---
 log = logging.getLogger("leadbridge.cli")
 
 
@@ -256,7 +271,8 @@ def main_callback(
 
 
 def _ctx(ctx: typer.Context) -> Context:
-    return ctx.obj
+    context: Context = ctx.obj  # the root callback put it there: click types it as Any
+    return context
 
 
 def _print_problems(exc: ConfigError) -> None:
@@ -353,7 +369,11 @@ def ingest_command(
         raise typer.Exit(EXIT_ATTENTION)
 
 
-def _on_terminal(label: str, job: Callable[[Any], Any], describe: Callable[[Any], str]) -> Any:
+def _on_terminal(
+    label: str,
+    job: Callable[[Callable[[Report], None] | None], Report],
+    describe: Callable[[Report], str],
+) -> Report:
     """Run `job(on_batch)`; on a terminal a spinner shows `describe(report)` after each batch
     (elsewhere the job's own log line per batch says it)."""
     if not sys.stderr.isatty():
@@ -525,9 +545,14 @@ class _BackfillProgress:
             self.task = self.bar.add_task("backfill")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         if self.bar is not None:
-            self.bar.__exit__(*exc)
+            self.bar.__exit__(exc_type, exc, traceback)
 
     def ingest(self, report: IngestReport) -> None:
         if self.bar is not None:
@@ -895,7 +920,7 @@ def dlq_replay(
         raise typer.Exit(EXIT_ATTENTION)
 
 
-def _known_dead_letter_target(settings: Settings, conn: Any, target: str | None) -> None:
+def _known_dead_letter_target(settings: Settings, conn: Connection, target: str | None) -> None:
     """`--target` names a configured target, or one that still has dead letters (a target
     since removed from the config): anything else is a typo, exit 2 with the choices."""
     if target is None:
@@ -1389,7 +1414,7 @@ def demo_command(
     raise typer.Exit(run_demo(workdir))
 
 
-def _usage(message: str) -> None:
+def _usage(message: str) -> NoReturn:
     render.console.print(f"{message}")
     raise typer.Exit(EXIT_USAGE)
 

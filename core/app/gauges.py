@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter as Counter_
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import orjson
 from prometheus_client.core import GaugeMetricFamily
@@ -14,13 +13,14 @@ from prometheus_client.registry import Collector
 
 from leadbridge.core.delivery.pauses import running_pauses
 from leadbridge.core.store import repo, runs, state
+from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import leads
 
 
 class StoreCollector(Collector):
     """Gauges read from the store on every scrape."""
 
-    def __init__(self, store: Any, silent_after: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(self, store: Store, silent_after: timedelta = timedelta(seconds=30)) -> None:
         self.store, self.silent_after = store, silent_after
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -39,6 +39,9 @@ from leadbridge.core.store.db import SQLITE_BUSY_TIMEOUT_MS
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import cursors
 from leadbridge.core.support import logs, metrics
+
+if TYPE_CHECKING:  # typeshed's WSGI types exist only for the type checker
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger("leadbridge.http")
 MAX_BODY = 1024 * 1024  # 1 MiB: a marketplace lead is well under 2 KiB
@@ -81,19 +84,21 @@ class App:
         self.job_streaks = job_streaks or dict
         self.unready_after = unready_after
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return self._dispatch(_ROUTES, environ, start_response)
 
-    def probes(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def probes(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Health, readiness and metrics only: the WSGI app of the health listener."""
         return self._dispatch(_PROBE_ROUTES, environ, start_response)
 
-    def _dispatch(self, routes: Map, environ: dict[str, Any], start_response: Any) -> Any:
+    def _dispatch(
+        self, routes: Map, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = MAX_BODY
         try:
             endpoint, args = routes.bind_to_environ(environ).match()
-            response = getattr(self, endpoint)(request, **args)
+            response: Response = getattr(self, endpoint)(request, **args)
         except NotFound:
             response = _json(404, {"error": "not found"})
         except HTTPException as exc:

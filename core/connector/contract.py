@@ -129,6 +129,8 @@ class PushReceiver(ABC):
     whose token a request carries, makes any body a raw lead to land, and says after landing
     what is wrong with it, for the sender's answer."""
 
+    name: str  # a PushReceiver is a Source: its name is the one in the configuration
+
     @abstractmethod
     def token_matches(self, candidate: str) -> bool: ...
 

@@ -208,20 +208,19 @@ class HttpTarget:
                 )
                 continue
             options = meta.get("options")
-            refused = sorted(
-                str(v)
-                for v in self.fields.fixed_values(name)
-                if options is not None and str(v) not in options
-            )
-            if refused:
-                problems.append(
-                    SchemaProblem(
-                        key,
-                        f"the restricted picklist {name} refuses {', '.join(refused)}",
-                        f"add the value(s) to {name}, or map to one of: "
-                        f"{', '.join(sorted(options))}",
-                    )
+            if options is not None:
+                refused = sorted(
+                    str(v) for v in self.fields.fixed_values(name) if str(v) not in options
                 )
+                if refused:
+                    problems.append(
+                        SchemaProblem(
+                            key,
+                            f"the restricted picklist {name} refuses {', '.join(refused)}",
+                            f"add the value(s) to {name}, or map to one of: "
+                            f"{', '.join(sorted(options))}",
+                        )
+                    )
             length, cut = meta.get("length"), self.fields.cut_at(name)
             if length and (cut is None or cut > length):
                 problems.append(

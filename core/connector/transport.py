@@ -224,10 +224,11 @@ class Transport:
             error = RetryableError(f"{self.name}: HTTP {response.status_code}")
         if isinstance(error, RetryableError):
             hint = parse_retry_after(response.headers.get("Retry-After"))
-            from_header = error.retry_after is None and hint is not None
-            if from_header:
+            from_header = False
+            if error.retry_after is None and hint is not None:
                 # clamped: a broken header can't park the target for days
                 error.retry_after = min(hint, self.max_retry_after)
+                from_header = True
             if response.status_code == 429 or error.retry_after is not None:
                 self.stats.throttled += 1
             if error.retry_after is not None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
+
 from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
@@ -172,7 +174,7 @@ def _deliver_batch(
     return not any(r.error_class is Outcome.RETRYABLE for r in results)
 
 
-def _siblings(conn: Any, target: HttpTarget, leads: Any) -> list[Lead]:
+def _siblings(conn: Connection, target: HttpTarget, leads: Any) -> list[Lead]:
     """For a target holding one record per person, the person's other leads too."""
     if not target.contact_level:
         return []

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
+from sqlalchemy import Connection
 
 from leadbridge.core.store import state
 from leadbridge.core.store.repo import Store, utcnow
@@ -45,13 +46,13 @@ class Pause:
         return {"until": self.until.isoformat(), "why": self.why}
 
 
-def read_pause(conn: Any, target: str, now: datetime) -> Pause | None:
+def read_pause(conn: Connection, target: str, now: datetime) -> Pause | None:
     """The target's pause if it still runs; an ended one is as good as none."""
     pause = _parse_pause(target, state.get(conn, state.target_pause(target)))
     return pause if pause is not None and pause.until > now else None
 
 
-def running_pauses(conn: Any, now: datetime) -> list[Pause]:
+def running_pauses(conn: Connection, now: datetime) -> list[Pause]:
     """Every target's running pause (status, /metrics), by target name."""
     found = (
         _parse_pause(target, value) for target, value in state.every(conn, "target_pause").items()
@@ -59,7 +60,7 @@ def running_pauses(conn: Any, now: datetime) -> list[Pause]:
     return sorted((p for p in found if p is not None and p.until > now), key=lambda p: p.target)
 
 
-def record_pause(conn: Any, pause: Pause, now: datetime) -> Pause:
+def record_pause(conn: Connection, pause: Pause, now: datetime) -> Pause:
     """Store a pause a vendor gave; returns the one that now holds. A longer pause extends
     the stored one, a shorter one leaves it (two replicas told at once may both write: the
     last write wins, and a pause cut short costs one call the vendor answers with a pause)."""

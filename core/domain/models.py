@@ -164,4 +164,5 @@ def lead_from_json(data: str | bytes) -> Lead:
 
 def lead_to_dict(lead: Lead) -> dict[str, Any]:
     """JSON-ready plain data (enums as values, datetimes as ISO strings)."""
-    return LEAD_JSON.dump_python(lead, mode="json")
+    data: dict[str, Any] = LEAD_JSON.dump_python(lead, mode="json")
+    return data

@@ -251,7 +251,9 @@ def _country(cleaned: str) -> str:
 
 @lru_cache(maxsize=1024)
 def is_iso_country(value: str | None) -> bool:
-    return bool(value) and len(value) == 2 and pycountry.countries.get(alpha_2=value) is not None
+    return (
+        value is not None and len(value) == 2 and pycountry.countries.get(alpha_2=value) is not None
+    )
 
 
 def phone(value: object, region: str | None) -> str | None:
@@ -277,7 +279,7 @@ def _phone(cleaned: str, region: str | None) -> str:
 
 
 def is_e164(value: str | None) -> bool:
-    return bool(value) and value.startswith("+") and value[1:].isdigit()
+    return value is not None and value.startswith("+") and value[1:].isdigit()
 
 
 def description(value: object) -> tuple[str | None, dict[str, str]]:

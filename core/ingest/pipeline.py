@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticSerializationError
+from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 
 from leadbridge.core.connector import MalformedLead, Source, parse_raw
@@ -222,7 +223,7 @@ class _Batch:
 
 
 def _process_batch(
-    conn: Any, rows: Sequence[Any], settings: Settings, report: IngestReport
+    conn: Connection, rows: Sequence[Any], settings: Settings, report: IngestReport
 ) -> None:
     """Each step runs record by record and a record that raises anything is quarantined on
     its own (`_unprocessable`): one poison pill must not roll back, on every run, the
@@ -257,7 +258,7 @@ def _process_batch(
     report.processed += len(rows)
 
 
-def _load_people(conn: Any, emails: set[str], keyed: Sequence[Any], batch: _Batch) -> None:
+def _load_people(conn: Connection, emails: set[str], keyed: Sequence[Any], batch: _Batch) -> None:
     """Lock, then load, every lead of the batch's people: a new action may change what
     their leads for other offers must carry.
 
@@ -575,7 +576,7 @@ def _qualify(lead: Lead, result: qualify.Score, at: datetime, settings: Settings
     return [event]
 
 
-def _write(conn: Any, batch: _Batch, settings: Settings) -> None:
+def _write(conn: Connection, batch: _Batch, settings: Settings) -> None:
     changed = [batch.leads[k] for k in sorted(batch.changed)]
     repo.save_leads(conn, changed, batch.now)
     repo.add_events(conn, batch.events)

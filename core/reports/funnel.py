@@ -177,23 +177,25 @@ def load_histories(conn: Connection) -> dict[str, LeadHistory]:
         .where(events.c.kind.in_(["action", "stage", "stage_refused"]))
         .order_by(events.c.at, events.c.id)
     )
-    for row in conn.execute(stmt):
-        history = histories.get(row.lead_key)
+    for event in conn.execute(stmt):
+        history = histories.get(event.lead_key)
         if history is None:
             continue
-        if row.kind == "action":
-            history.actions.append((row.at, str(row.data.get("action"))))
+        if event.kind == "action":
+            history.actions.append((event.at, str(event.data.get("action"))))
             continue
-        if row.actor != "leadbridge":
-            history.touches.append(row.at)
-        if row.kind == "stage":
-            history.stages.append((row.at, row.data.get("from"), row.data.get("to"), row.actor))
+        if event.actor != "leadbridge":
+            history.touches.append(event.at)
+        if event.kind == "stage":
+            history.stages.append(
+                (event.at, event.data.get("from"), event.data.get("to"), event.actor)
+            )
             if (
                 history.groups["target"] == "not accepted"
-                and row.actor != "leadbridge"
-                and _accepted(row.data.get("to"))
+                and event.actor != "leadbridge"
+                and _accepted(event.data.get("to"))
             ):
-                history.groups["target"] = row.actor
+                history.groups["target"] = event.actor
     return histories
 
 
@@ -242,7 +244,7 @@ def _sla(
         due = start + window
         touched = [at for at in history.touches if start <= at <= now]
         first = min(touched) if touched else None
-        who = {"lead_key": history.key, **history.who}
+        who: dict[str, object] = {"lead_key": history.key, **history.who}
         when = {"asked_at": start.isoformat(), "due_by": due.isoformat()}
         if first is not None and first <= due:
             within += 1

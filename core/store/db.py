@@ -15,7 +15,9 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
 
 log = logging.getLogger("leadbridge.store")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -93,7 +95,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, **JSON_OPTIONS)
 
 
-def _sqlite_engine(url) -> Engine:
+def _sqlite_engine(url: URL) -> Engine:
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
         _private_store_file(Path(url.database).expanduser())
     engine = create_engine(
@@ -101,7 +103,7 @@ def _sqlite_engine(url) -> Engine:
     )
 
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:
+    def _pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         # WAL lets readers (status, reports) run while the daemon writes; NORMAL sync is
         # durable across process crashes, which is what landing needs.
         cursor = dbapi_connection.cursor()

@@ -7,10 +7,21 @@ outbox rows commit together, and raw leads commit with their source cursor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from leadbridge.core.domain.models import Event, Lead, RawLead, lead_from_json, lead_to_json
@@ -59,19 +70,20 @@ class Store:
         except OPEN_ERRORS as exc:
             raise StoreUnavailable.from_error(exc) from exc
 
-    def begin(self):
+    def begin(self) -> AbstractContextManager[Connection]:
         return self.engine.begin()
 
-    def connect(self):
+    def connect(self) -> Connection:
         return self.engine.connect()
 
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def _insert(conn: Connection, table: Table):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def insert_ignore(
@@ -265,7 +277,9 @@ def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
     ]
     stmt = _insert(conn, leads)
     keep = {"lead_key", "created_at", "version"}
-    set_ = {c: stmt.excluded[c] for c in rows[0] if c not in keep} if rows else {}
+    set_: dict[str, ColumnElement[Any]] = (
+        {c: stmt.excluded[c] for c in rows[0] if c not in keep} if rows else {}
+    )
     set_["version"] = leads.c.version + 1
     if rows:
         conn.execute(stmt.on_conflict_do_update(index_elements=["lead_key"], set_=set_), rows)

@@ -46,11 +46,12 @@ def replica_state(row: Any, now: datetime, silent_after: timedelta) -> str:
 def run_started(
     conn: Connection, job: str, replica: str, trigger: str, period: int | None, at: datetime
 ) -> int:
-    return conn.execute(
+    run_id: int = conn.execute(
         insert(job_runs)
         .values(job=job, replica=replica, trigger=trigger, period=period, started_at=at)
         .returning(job_runs.c.id)
     ).scalar_one()
+    return run_id
 
 
 def add_runs(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC as _UTC
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +24,8 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -32,12 +35,12 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect):
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(32))
         return dialect.type_descriptor(DateTime(timezone=True))
 
-    def process_bind_param(self, value: datetime | None, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
         if value is None:
             return None
         if value.tzinfo is None:
@@ -48,7 +51,9 @@ class UtcDateTime(TypeDecorator[datetime]):
             return value.isoformat(timespec="microseconds")
         return value
 
-    def process_result_value(self, value, dialect):
+    def process_result_value(
+        self, value: datetime | str | None, dialect: Dialect
+    ) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, str):
@@ -232,3 +237,9 @@ job_runs = Table(
     Column("outcome", String(20)),  # ok | error; none while running or if the replica died
 )
 Index("ix_job_runs_job_started", job_runs.c.job, job_runs.c.started_at)
+
+# --- alerts (issue 18): the notification outbox and each channel's state ---------------------
+
+# --- scoring (issue 24): fit × engagement ------------------------------------------------------
+
+# --- people and companies (issue 16): accounts and the CRM records of contacts/accounts ---------

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
-from leadbridge.core.connector import HttpTarget
+from leadbridge.core.connector import HttpTarget, StageReader
 from leadbridge.core.delivery.pauses import vendor_pause
 from leadbridge.core.domain.mapping import payload_hash
 from leadbridge.core.domain.models import Event, Lead, Stage, StageChange
@@ -99,6 +99,8 @@ def _read_one(
 ) -> None:
     """Read one target's changes, unless its vendor paused it (in any process: the pause is
     in the store): the read calls the same CRM as delivery does."""
+    if not isinstance(target, StageReader):  # a target pulls only if it is one: policy()
+        return
     before = target.transport.stats.requests
     with vendor_pause(store, target) as pause:
         if pause is not None:
@@ -117,7 +119,10 @@ def _read_one(
 
 
 def _group(
-    read: dict[str, tuple[list[StageChange], str]], conn: Any, cycle: _Cycle, report: SyncReport
+    read: dict[str, tuple[list[StageChange], str]],
+    conn: Connection,
+    cycle: _Cycle,
+    report: SyncReport,
 ) -> dict[str, list[StageChange]]:
     """The latest change per (lead, target), grouped by lead; unknown records dropped."""
     latest: dict[tuple[str, str], StageChange] = {}
@@ -210,7 +215,7 @@ def _apply(lead: Lead, change: StageChange, reason: str, cycle: _Cycle) -> None:
     cycle.fan_out.append((lead.lead_key, change.target))
 
 
-def _write(conn: Any, cycle: _Cycle) -> None:
+def _write(conn: Connection, cycle: _Cycle) -> None:
     repo.save_leads(conn, list(cycle.changed.values()), cycle.now)
     repo.add_events(conn, cycle.events)
     pushing = [name for name, t in cycle.targets.items() if t.pushes_stage]
@@ -230,7 +235,7 @@ def _write(conn: Any, cycle: _Cycle) -> None:
             repo.enqueue(conn, [key], [target], cycle.now)
 
 
-def _remember_source(conn: Any, cycle: _Cycle, key: str, source: str) -> None:
+def _remember_source(conn: Connection, cycle: _Cycle, key: str, source: str) -> None:
     """The CRM that made the change already holds it: record that, so it isn't pushed back
     to it (a call for nothing) nor read back later as a change (an echo)."""
     target, lead = cycle.targets[source], cycle.changed[key]

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from leadbridge.core.connector import PushReceiver, build
+from leadbridge.core.connector import HttpTarget, PushReceiver, Source, build
 from leadbridge.core.delivery.deliver import deliver
 from leadbridge.core.ingest.pipeline import ingest, process_pending
 from leadbridge.core.settings import Settings
@@ -66,10 +66,10 @@ class Jobs:
         store: Store,
         stop: threading.Event,
         wake: Wake,
-    ):
+    ) -> None:
         self.settings, self.store, self.stop, self.wake = settings, store, stop, wake
         self.sources = [build(c) for c in settings.source_configs()]
-        self.targets = [
+        self.targets: list[HttpTarget] = [
             build(c, placeholder=settings.placeholder) for c in settings.target_configs()
         ]
         self._sources = {s.name: s for s in self.sources}
@@ -107,7 +107,7 @@ class Jobs:
         for target in self.targets:
             self.wake(f"deliver:{target.name}", None)
 
-    def _ingest(self, source) -> None:
+    def _ingest(self, source: Source) -> None:
         report = ingest(source, self.store, self.settings, stop=self.stop)
         if report.leads_created or report.leads_updated:
             self.wake_delivery()
@@ -117,7 +117,7 @@ class Jobs:
         if report.leads_created or report.leads_updated:
             self.wake_delivery()
 
-    def _pull(self, target) -> None:
+    def _pull(self, target: HttpTarget) -> None:
         """A stage read calls the same CRM as delivery: a vendor's pause holds it too
         (pull_stages honours it; the next periodic run reads again)."""
         report = pull_stages(
@@ -126,7 +126,7 @@ class Jobs:
         if report.applied or report.refused:
             self.wake_delivery()
 
-    def _deliver(self, target) -> None:
+    def _deliver(self, target: HttpTarget) -> None:
         """Deliver, unless credentials were refused lately. A vendor's pause, whichever
         process was told, is honoured inside `deliver` (it reads the store), and the next
         run is planned for when it ends."""
@@ -222,7 +222,9 @@ class Replica:
         """Record one run of a job (start, end, outcome) around its body."""
         with self._lock:
             self._doing[job_id] = self._doing.get(job_id, 0) + 1
-        started, run_id, outcome, error = utcnow(), None, "error", "Interrupted"
+        started, outcome = utcnow(), "error"
+        run_id: int | None = None
+        error: str | None = "Interrupted"
         try:
             if not self.buffered:
                 with self.store.begin() as conn:
@@ -240,7 +242,12 @@ class Replica:
                 with self.store.begin() as conn:
                     runs.run_finished(conn, run_id, outcome, utcnow())
             elif self.buffered:
-                row = {"job": job_id, "replica": self.name, "trigger": trigger, "period": period}
+                row: dict[str, object] = {
+                    "job": job_id,
+                    "replica": self.name,
+                    "trigger": trigger,
+                    "period": period,
+                }
                 row |= {"started_at": started, "finished_at": utcnow(), "outcome": outcome}
                 with self._lock:
                     self._finished.append(row)

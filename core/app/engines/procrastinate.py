@@ -83,7 +83,9 @@ def prepare_schema(store: Store) -> None:
         recorded = state.get(conn, state.QUEUE_SCHEMA)
         if exists is None:
             # Straight to psycopg without parameters, so the SQL's own % signs stay as they are.
-            conn.connection.driver_connection.execute(SchemaManager.get_schema())
+            driver = conn.connection.driver_connection
+            assert driver is not None  # None only once a connection is closed: this one is open
+            driver.execute(SchemaManager.get_schema())
             state.put(conn, state.QUEUE_SCHEMA, version, utcnow())
             log.info("procrastinate schema created", extra={"version": version})
         elif recorded is None:

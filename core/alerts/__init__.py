@@ -1,0 +1,1 @@
+"""Alerts: a notification outbox in the store, sent to people through apprise channels."""
