@@ -21,7 +21,11 @@ def built_in() -> dict[str, FieldMap]:
 
 def table(kind: str) -> str:
     """The built-in map as docs/mapping.md shows it, with each field's write policy."""
-    fmap = built_in()[kind]
+    return table_of(built_in()[kind])
+
+
+def table_of(fmap: FieldMap) -> str:
+    """Any field map as docs/mapping.md shows it (a connector's second map, e.g. contacts)."""
     rows = [
         "| CRM field | from | on an existing record | required | max length |",
         "|---|---|---|---|---:|",

@@ -37,6 +37,7 @@ from leadbridge.core.connector import (
     connector_kinds,
     kinds_of,
 )
+from leadbridge.core.domain.alerting import AlertSettings
 from leadbridge.core.domain.durations import Duration
 from leadbridge.core.domain.qualify import QualificationSettings
 from leadbridge.core.store.db import STORE_EXAMPLES, unsupported_store
@@ -136,6 +137,21 @@ class ReportSettings(_Strict):
     sla_hours: float = Field(default=24.0, gt=0)  # Contact-me leads expect a call within a day
 
 
+class RetentionSettings(_Strict):
+    """How long personal data stays in landed raw leads (`raw_days`) and in quarantined ones
+    (`quarantine_days`) before `db prune` (daily in the daemon) redacts it; null keeps it."""
+
+    raw_days: int | None = Field(default=730, ge=1)
+    quarantine_days: int | None = Field(default=90, ge=1)
+
+
+class PrivacySettings(_Strict):
+    """`suppression_key`: the secret of the suppression list's keyed hashes (`leads forget`).
+    Keep it as long as the store: without it a forgotten person can't be recognised."""
+
+    suppression_key: SecretStr | None = None
+
+
 class ConnectorEntry(BaseModel):
     """A source or target as written in YAML; its own keys are checked by its connector."""
 
@@ -166,7 +182,10 @@ class Settings(BaseSettings):
     offers: dict[str, str] = Field(default_factory=dict)  # offer display title → publisher.offer
     placeholder: str = "[not provided]"
     batch_size: int = Field(default=500, ge=1, le=10000)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     # --- alerts (issue 18) ---
+    alerts: AlertSettings = Field(default_factory=AlertSettings)  # docs/alerts.md
     # --- people and companies (issue 16) ---
 
     _connectors: dict[str, ConnectorConfig] = PrivateAttr(default_factory=dict)
@@ -430,11 +449,14 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     settings._connectors.update(_validate_connectors(settings.model_dump(), problems))
     if not problems:
         _add_write_back_targets(settings, problems)
+        _add_score_fields(settings)
     if problems:
         raise ConfigError(problems)
     for config in settings._connectors.values():
         _register_secrets(config)
     for secret in store_passwords(settings.store):
+        logs.register_secret(secret)
+    for secret in settings.alerts.secrets():  # apprise URLs carry tokens in their path
         logs.register_secret(secret)
     return settings
 
@@ -530,6 +552,26 @@ def _add_write_back_targets(settings: Settings, problems: list[ConfigProblem]) -
             {**config.model_dump(), "kind": kind}
         )
         settings.targets.append(ConnectorEntry(name=entry.name, kind=kind))
+
+
+def _add_score_fields(settings: Settings) -> None:
+    """With fit × engagement scoring configured (docs/scoring.md), each target's map gets
+    its CRM's fields for the grade and the two numbers — under what the target's own
+    `fields:` says (a key given there wins; `null` drops one). Without it nothing is added,
+    so a config without the scoring keys sends, and checks, exactly what it did."""
+    if not settings.qualification.graded:
+        return
+    # Here, not at the top: the HTTP machinery loads only for a config that scores this way
+    # (a command that reads the store only, `leads list`, never needs it).
+    from leadbridge.core.connector import HttpTarget, TargetConfig
+
+    for key, config in list(settings._connectors.items()):
+        cls = connector_class(config.kind)
+        if not (key.startswith("targets:") and isinstance(cls, type)):
+            continue
+        if issubclass(cls, HttpTarget) and isinstance(config, TargetConfig) and cls.score_fields:
+            fields = {**cls.score_fields, **config.fields}
+            settings._connectors[key] = config.model_copy(update={"fields": fields})
 
 
 def _register_secrets(config: BaseModel) -> None:

@@ -18,6 +18,7 @@ enforces it); tests/e2e run `leadbridge` as a subprocess and check its return co
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import traceback
@@ -44,7 +45,13 @@ def run_cli(
     Result (`.stdout`, `.stderr`, `.output`, `.exit_code`) when it exits with `expect`.
     `env` sets (or with None, unsets) environment variables for this run only."""
     words = [os.fspath(arg) for arg in args]
-    result = CliRunner().invoke(app, words, env=env, input=input)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        result = CliRunner().invoke(app, words, env=env, input=input)
+    finally:  # the command's log handler writes to the runner's stream, closed after the run
+        root.handlers[:] = handlers
+        root.setLevel(level)
     if result.exit_code != expect or _crashed(result) or TRACEBACK in result.output:
         pytest.fail(_explain(words, expect, result), pytrace=False)
     return result

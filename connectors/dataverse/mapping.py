@@ -9,9 +9,16 @@ new lead always gets a topic.
 
 from __future__ import annotations
 
-from leadbridge.core.domain.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, WritePolicy
 
 DNC_COLUMN = "lb_marketplacednc"
+# Fit × engagement (docs/scoring.md), sent only when configured: the grid cell in a single
+# line of text (2), the numbers in Whole number columns.
+SCORE_FIELDS: dict[str, str | FieldSpec] = {
+    "lb_grade": FieldSpec(from_="grade", truncate=2),
+    "lb_fit": "fit",
+    "lb_engagement": "engagement",
+}
 
 FIELD_MAP = FieldMap(
     fields={

@@ -4,6 +4,16 @@ msal only talks to https authorities, so the sandbox serves TLS from a throwaway
 (trustme); `ca_bundle` points the target at `sandbox.ca_file`. It answers OIDC discovery and
 client-credentials tokens, and the Web API's `$batch` of upserts by alternate key with
 per-part statuses, Dataverse's error bodies, and 429 + Retry-After (seconds) when throttled.
+
+It keeps leads, contacts and accounts. A change set is one transaction (a failure rolls back
+what it did and answers once for all of it), `$n` names the record request n of the same
+change set wrote, and a bind (`parentcontactid@odata.bind`) to a record that doesn't exist
+fails as Dataverse's does: 404 `0x80060891` "A record with the specified key values does
+not exist in contact entity" by alternate key, 404 `0x80040217` "contact With Id = … Does
+Not Exist" by id (learn.microsoft.com/power-apps/developer/data-platform/reference/
+web-service-error-codes: ObjectDoesNotExist), 400 "Content-ID Reference: '$1' does not
+exist in the batch context." for an undeclared reference (execute-batch-operations-using-
+web-api.md).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import json
 import re
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +42,7 @@ LENGTHS = {
     "jobtitle": 100,
     "address1_country": 80,
     "description": 2000,
+    "lb_grade": 2,  # fit × engagement (docs/scoring.md)
 }
 COLUMNS = {
     *LENGTHS,
@@ -45,11 +57,69 @@ COLUMNS = {
     "lb_marketplacednc",
     "lb_leadstage",
     "lb_leadkey",
+    "lb_fit",
+    "lb_engagement",
     "ownerid@odata.bind",
     "statecode",
     "statuscode",
+    "parentcontactid@odata.bind",
+    "parentaccountid@odata.bind",
 }
-_KEYED = re.compile(r"leads\((?P<column>\w+)=(?P<value>'(?:[^']|'')*')\)$")
+_KEYED = re.compile(
+    r"(?P<set>leads|contacts|accounts)\((?P<column>\w+)=(?P<value>'(?:[^']|'')*')\)$"
+)
+_BY_ID = re.compile(r"^/?(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)$")
+CONTACT_LENGTHS = {
+    "firstname": 50,
+    "lastname": 50,
+    "emailaddress1": 100,
+    "telephone1": 50,
+    "jobtitle": 100,
+    "address1_country": 80,
+}
+CONSENT_COLUMNS = {
+    "donotemail",
+    "donotbulkemail",
+    "donotphone",
+    "donotpostalmail",
+    "donotfax",
+    "donotsendmm",
+}
+CONTACT_COLUMNS = {*CONTACT_LENGTHS, *CONSENT_COLUMNS, "parentcustomerid_account@odata.bind"}
+ACCOUNT_LENGTHS = {"name": 160}
+ACCOUNT_COLUMNS = {*ACCOUNT_LENGTHS}
+# Single-valued navigation properties the sandbox binds: (entity, navigation property) →
+# (entity set bound to, the lookup property that holds the id: `_<property>_value`).
+BINDS = {
+    ("lead", "parentcontactid"): ("contacts", "_parentcontactid_value"),
+    ("lead", "parentaccountid"): ("accounts", "_parentaccountid_value"),
+    ("contact", "parentcustomerid_account"): ("accounts", "_parentcustomerid_value"),
+}
+
+
+class _Table:
+    """One table of the environment: its entity set, logical name, key column, columns."""
+
+    def __init__(
+        self, name: str, key_column: str, columns: set[str], lengths: dict[str, int]
+    ) -> None:
+        self.name, self.key_column = name, key_column
+        self.columns, self.lengths = columns, lengths
+        self.lookups = {value for (entity, _), (_, value) in BINDS.items() if entity == name}
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    @property
+    def id_column(self) -> str:
+        return f"{self.name}id"
+
+    def readable(self) -> set[str]:
+        return {c for c in self.columns if "@" not in c} | self.lookups | {self.id_column}
+
+    def find(self, column: str, value: str) -> dict[str, Any] | None:
+        if column == self.key_column:
+            return self.rows.get(value)
+        return next((r for r in self.rows.values() if r.get(column) == value), None)
+
 
 # --- table definitions (EntityDefinitions) ------------------------------------------------
 # Column types (AttributeTypeCode) of lead: the lead table reference
@@ -74,6 +144,11 @@ ATTRIBUTE_TYPES = {
         )
     },
     "lb_leadstage": "Picklist",
+    "lb_fit": "Integer",  # a Whole number column (fit × engagement, docs/scoring.md)
+    "lb_engagement": "Integer",
+    "parentcontactid": "Lookup",
+    "parentaccountid": "Lookup",
+    "parentcustomerid_account": "Lookup",
     "ownerid": "Owner",
     "statecode": "State",
     "statuscode": "Status",
@@ -156,15 +231,45 @@ class DataverseSandbox(EntraSandbox):
         client_id: str = "sandbox-app",
         client_secret: str = "sandbox-app-secret",
         key_column: str = "lb_leadkey",
+        contact_key_column: str = "lb_personkey",
+        account_key_column: str = "lb_companykey",
         latency_ms: float = 0.0,
     ) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.key_column = key_column
         self.columns = set(COLUMNS) | {key_column}
         self.key_index_status = "Active"  # the alternate key's index: Pending while it builds
+        # contact's and account's alternate keys: their index status, None for no key at all
+        self.people_key_status: dict[str, str | None] = {"contact": "Active", "account": "Active"}
+        self.tables = {
+            "leads": _Table("lead", key_column, self.columns, LENGTHS),
+            "contacts": _Table(
+                "contact",
+                contact_key_column,
+                CONTACT_COLUMNS | {contact_key_column},
+                CONTACT_LENGTHS,
+            ),
+            "accounts": _Table(
+                "account",
+                account_key_column,
+                ACCOUNT_COLUMNS | {account_key_column},
+                ACCOUNT_LENGTHS,
+            ),
+        }
         self.version = 0  # the environment's row version, for change tracking
         self.oldest_token = 0  # delta tokens older than this have expired
         super().__init__(port, latency_ms=latency_ms)
+        self.tables["leads"].rows = self.records  # the leads are the sandbox's records
+
+    @property
+    def contacts(self) -> dict[str, dict[str, Any]]:
+        """Contacts by leadbridge's person key."""
+        return self.tables["contacts"].rows
+
+    @property
+    def accounts(self) -> dict[str, dict[str, Any]]:
+        """Accounts by leadbridge's company key."""
+        return self.tables["accounts"].rows
 
     def routes(self) -> None:
         super().routes()
@@ -208,6 +313,14 @@ class DataverseSandbox(EntraSandbox):
                 record.update(body.get("columns") or {})
                 self._touch(record)
                 return Response(200, record)
+            if action == "people" and request.method == "GET":
+                return Response(
+                    200,
+                    {
+                        "contacts": list(self.contacts.values()),
+                        "accounts": list(self.accounts.values()),
+                    },
+                )
             if action == "expire_tokens" and request.method == "POST":
                 self.oldest_token = self.version + 1
                 return Response(200, {"oldest_token": self.oldest_token})
@@ -242,31 +355,98 @@ class DataverseSandbox(EntraSandbox):
             return Response(
                 400, {"error": {"code": "0x80048d19", "message": "Batch size exceeds 1000"}}
             )
+        if sum(len(p.parts) if isinstance(p, batch.ChangeSet) else 1 for p in parts) > 1000:
+            return Response(
+                400, {"error": {"code": "0x80048d19", "message": "Batch size exceeds 1000"}}
+            )
         with self.lock:
-            answers = [self._part(part) for part in parts]
+            answers = [self._item(item) for item in parts]
         content_type, body = batch.response(answers)
         return Response(200, raw=body, headers={"Content-Type": content_type})
 
-    def _part(self, part: batch.Part) -> batch.Part:
+    def _item(self, item: batch.Part | batch.ChangeSet) -> batch.Part | batch.ChangeSet:
+        if isinstance(item, batch.ChangeSet):
+            return self._change_set(item)
+        return self._part(item, {}, [])
+
+    def _change_set(self, change_set: batch.ChangeSet) -> batch.Part | batch.ChangeSet:
+        """All or nothing: the first failure undoes what the change set did and is its only
+        answer; otherwise one answer per request, with its Content-ID."""
+        named: dict[str, tuple[str, str]] = {}
+        undo: list[tuple[dict[str, dict[str, Any]], str, dict[str, Any] | None]] = []
+        answers = []
+        for part in change_set.parts:
+            if part.method == "GET":
+                return _error(400, "0x0", "GET requests are not allowed within change sets.")
+            answer = self._part(part, named, undo)
+            if answer.status >= 400:
+                for rows, key, before in reversed(undo):
+                    if before is None:
+                        rows.pop(key, None)
+                    else:
+                        rows[key] = before
+                return answer
+            answers.append(replace(answer, content_id=part.content_id))
+        return batch.ChangeSet(answers)
+
+    def _part(
+        self,
+        part: batch.Part,
+        named: dict[str, tuple[str, str]],
+        undo: list[tuple[dict[str, dict[str, Any]], str, dict[str, Any] | None]],
+    ) -> batch.Part:
         prefer = (part.headers or {}).get("prefer", "")
         if part.method == "GET":
             return self._read_by_key(part.url)
-        return self._upsert(part.url, part.body, representation="return=representation" in prefer)
+        if part.method == "DELETE":
+            return self._delete(part.url)
+        answer, written = self._write(
+            part.url, part.body, "return=representation" in prefer, named, undo
+        )
+        if written is not None and part.content_id is not None:
+            named[part.content_id] = written
+        return answer
+
+    def _delete(self, url: str) -> batch.Part:
+        """`DELETE <set>(<id>)` (or by alternate key): 204, or 404 when the row isn't there
+        (update-delete-entities-using-web-api.md, "Basic delete"), with the error Dataverse
+        gives for a missing row (web-service-error-codes: ObjectDoesNotExist, 0x80040217)."""
+        address = unquote(urlsplit(url).path).rsplit("/", 1)[-1]
+        by_id, by_key = _BY_ID.match(address), _KEYED.search(address)
+        table = self.tables.get((by_id or by_key)["set"]) if by_id or by_key else None
+        if table is None:
+            return _error(404, "0x8006088a", f"Resource not found for the segment '{address}'.")
+        if by_id:
+            wanted = by_id["id"].lower()
+            key = next((k for k, r in table.rows.items() if r[table.id_column] == wanted), None)
+        elif by_key and by_key["column"] == table.key_column:
+            key = by_key["value"][1:-1].replace("''", "'")
+        else:
+            return _error(400, "0x0", _bad_key(table.name))
+        if key is None or table.rows.pop(key, None) is None:
+            shown = by_id["id"] if by_id else address
+            return _error(404, "0x80040217", f"{table.name} With Id = {shown} Does Not Exist")
+        self.version += 1
+        return batch.Part(status=204)
 
     def _read_by_key(self, url: str) -> batch.Part:
         """`GET leads?$select=…&$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,
         PropertyValues=@p2)&@p1='<column>'&@p2=["…"]` — the Dataverse query function with
         parameter aliases (learn.microsoft.com/power-apps/developer/data-platform/webapi/
         query/filter-rows, "Dataverse query functions")."""
-        query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+        split = urlsplit(url)
+        table = self.tables.get(split.path.rstrip("/").rsplit("/", 1)[-1])
+        if table is None:
+            return _error(404, "0x8006088a", f"Resource not found for the segment '{url}'.")
+        query = {k: v[0] for k, v in parse_qs(split.query).items()}
         columns = [c for c in (query.get("$select") or "").split(",") if c]
-        unknown = [c for c in columns if c not in self.columns]
+        unknown = [c for c in columns if c not in table.readable()]
         if unknown or "Microsoft.Dynamics.CRM.In(" not in query.get("$filter", ""):
             return _error(
                 400,
                 "0x80060888",
                 f"Could not find a property named '{unknown[0]}' on type "
-                "'Microsoft.Dynamics.CRM.lead'."
+                f"'Microsoft.Dynamics.CRM.{table.name}'."
                 if unknown
                 else "unsupported query",
             )
@@ -274,7 +454,7 @@ class DataverseSandbox(EntraSandbox):
         values = set(json.loads(query.get("@p2", "[]")))
         rows = [
             {"@odata.etag": f'W/"{r["versionnumber"]}"', **{c: r.get(c) for c in columns}}
-            for r in self.records.values()
+            for r in table.rows.values()
             if r.get(column) in values
         ]
         return batch.Part(status=200, body={"value": rows})
@@ -293,9 +473,14 @@ class DataverseSandbox(EntraSandbox):
         if not self.bearer_ok(request):
             return self.token_expired()
         match = _DEFINITION.match(unquote(request.path))
+        query = {k: v[0] for k, v in request.query.items()}
+        if match is not None and match["entity"] in ("contact", "account"):
+            if match["attributes"]:
+                return _not_found(request.path)
+            with self.lock:
+                return self._people_definition(match["entity"], query)
         if match is None or match["entity"] != "lead":
             return _not_found(request.path)
-        query = {k: v[0] for k, v in request.query.items()}
         with self.lock:
             columns = self._attributes()
         if match["attributes"]:
@@ -363,6 +548,35 @@ class DataverseSandbox(EntraSandbox):
                 )
             if refused:
                 return refused
+        return Response(200, body)
+
+    def _people_definition(self, entity: str, query: dict[str, str]) -> Response:
+        """contact's or account's definition with its columns' types and its alternate key
+        (present while `people_key_status[entity]` is not None), in the same shapes."""
+        table = self.tables[f"{entity}s"]
+        body: dict[str, Any] = {"LogicalName": entity, "SchemaName": entity.title()}
+        types = {name.partition("@")[0]: "String" for name in table.columns}
+        types |= {c: "Boolean" for c in CONSENT_COLUMNS if c in types}
+        types |= {"parentcustomerid_account": "Customer", table.id_column: "Uniqueidentifier"}
+        status = self.people_key_status.get(entity)
+        for name, options in _expand(query.get("$expand", "")).items():
+            selected = [p for p in options.get("$select", "LogicalName").split(",") if p]
+            if name == "Attributes":
+                refused = _unknown(selected, ATTRIBUTE_PROPERTIES, "AttributeMetadata")
+                rows = [{"LogicalName": n, "AttributeType": k} for n, k in sorted(types.items())]
+            elif name == "Keys":
+                refused = _unknown(selected, KEY_PROPERTIES, "EntityKeyMetadata")
+                key = {
+                    "LogicalName": f"{table.key_column}_key",
+                    "KeyAttributes": [table.key_column],
+                    "EntityKeyIndexStatus": status,
+                }
+                rows = [] if status is None else [key]
+            else:
+                return _not_found(name)
+            if refused:
+                return refused
+            body[name] = [{p: row.get(p) for p in selected} for row in rows]
         return Response(200, body)
 
     def _keys(self, select: list[str]) -> list[dict[str, Any]]:
@@ -438,67 +652,167 @@ class DataverseSandbox(EntraSandbox):
             return self.token_expired()
         prefer = request.header("prefer") or ""
         with self.lock:
-            answer = self._upsert(
-                request.path, request.json(), representation="return=representation" in prefer
+            answer, _ = self._write(
+                request.path, request.json(), "return=representation" in prefer, {}, []
             )
         return Response(answer.status, answer.body, answer.headers or {})
 
-    def _upsert(
-        self, url: str, body: dict[str, Any] | None, representation: bool = False
-    ) -> batch.Part:
+    def _write(
+        self,
+        url: str,
+        body: dict[str, Any] | None,
+        representation: bool,
+        named: dict[str, tuple[str, str]],
+        undo: list[tuple[dict[str, dict[str, Any]], str, dict[str, Any] | None]],
+    ) -> tuple[batch.Part, tuple[str, str] | None]:
         """PATCH by alternate key = upsert. 204 either way; with `Prefer:
         return=representation`, 201 for a create and 200 for an update, with the selected
-        columns (use-upsert-insert-update-record.md)."""
+        columns (use-upsert-insert-update-record.md). Returns the answer and, when it wrote,
+        (entity set, key) of the record, for a later `$n`."""
         address, _, query = unquote(url).partition("?")
         match = _KEYED.search(address)
-        if match is None or match["column"] != self.key_column:
-            return _error(400, "0x80060888", f"{url}: not an alternate-key address of lead")
-        key = match["value"][1:-1].replace("''", "'")
-        body = body or {}
-        unknown = sorted(set(body) - self.columns)
-        if unknown:
+        table = self.tables[match["set"]] if match else None
+        if match is None or table is None or match["column"] != table.key_column:
+            entity = table.name if table else "lead"
             return _error(
-                400,
-                "0x80060888",
-                f"Could not find a property named '{unknown[0]}' "
-                "on type 'Microsoft.Dynamics.CRM.lead'.",
-            )
-        for column, limit in LENGTHS.items():
-            value = body.get(column)
-            if isinstance(value, str) and len(value) > limit:
-                return _error(
-                    400,
-                    "0x80044331",
-                    f"A validation error occurred. The length of "
-                    f"the '{column}' attribute of the 'lead' entity exceeded the "
-                    f"maximum allowed length of '{limit}'.",
-                )
-        if any(isinstance(v, str) and REJECT_MARKER in v for v in body.values()):
-            return _error(400, "0x80040265", "ISV code aborted the operation.")
-        existing = self.records.get(key)
+                400, "0x80060888", f"{url}: not an alternate-key address of {entity}"
+            ), None
+        if table.name != "lead" and self.people_key_status.get(table.name) is None:
+            return _error(400, "0x0", _bad_key(table.name)), None
+        key = match["value"][1:-1].replace("''", "'")
+        body = dict(body or {})
+        refused = self._refused(table, body)
+        if refused is not None:
+            return refused, None
+        values, failed = self._bind(table, body, named)
+        if failed is not None:
+            return failed, None
+        existing = table.rows.get(key)
+        undo.append((table.rows, key, dict(existing) if existing is not None else None))
         created = existing is None
         if existing is None:
-            existing = self.records[key] = {
-                "leadid": str(uuid.uuid4()),
-                self.key_column: key,
+            existing = table.rows[key] = {
+                table.id_column: str(uuid.uuid4()),
+                table.key_column: key,
                 "statecode": 0,
                 "_writes": 0,
                 "_created_at": time.time(),
                 "versionnumber": 0,
             }
-        existing.update(body)
+        existing.update(values)
         existing["_writes"] += 1
         self._touch(existing)
-        headers = {"OData-EntityId": f"{self.url}/api/data/v9.2/leads({existing['leadid']})"}
+        entity_set = match["set"]
+        headers = {
+            "OData-EntityId": f"{self.url}/api/data/v9.2/{entity_set}({existing[table.id_column]})"
+        }
         if not representation:
-            return batch.Part(status=204, headers=headers)
+            return batch.Part(status=204, headers=headers), (entity_set, key)
         selected = parse_qs(query).get("$select", [""])[0].split(",")
         record = {c: existing.get(c) for c in selected if c}
         return batch.Part(
             status=201 if created else 200,
             headers=headers,
             body={"@odata.etag": f'W/"{existing["versionnumber"]}"', **record},
-        )
+        ), (entity_set, key)
+
+    def _refused(self, table: _Table, body: dict[str, Any]) -> batch.Part | None:
+        """Dataverse's answer to a body it won't take: an unknown column, a value too long,
+        a plug-in's refusal (the REJECT marker); None when it takes it."""
+        unknown = sorted(set(body) - table.columns)
+        if unknown:
+            return _error(
+                400,
+                "0x80060888",
+                f"Could not find a property named '{unknown[0]}' "
+                f"on type 'Microsoft.Dynamics.CRM.{table.name}'.",
+            )
+        for column, limit in table.lengths.items():
+            value = body.get(column)
+            if isinstance(value, str) and len(value) > limit:
+                return _error(
+                    400,
+                    "0x80044331",
+                    f"A validation error occurred. The length of "
+                    f"the '{column}' attribute of the '{table.name}' entity exceeded the "
+                    f"maximum allowed length of '{limit}'.",
+                )
+        if any(isinstance(v, str) and REJECT_MARKER in v for v in body.values()):
+            return _error(400, "0x80040265", "ISV code aborted the operation.")
+        return None
+
+    def _bind(
+        self, table: _Table, body: dict[str, Any], named: dict[str, tuple[str, str]]
+    ) -> tuple[dict[str, Any], batch.Part | None]:
+        """The body with each `<property>@odata.bind` the sandbox knows turned into its
+        lookup value (`_<property>_value`, the bound record's id); the error when the bound
+        record doesn't exist."""
+        values = dict(body)
+        for name, reference in body.items():
+            prop, _, annotation = name.partition("@")
+            bound = BINDS.get((table.name, prop))
+            if annotation != "odata.bind" or bound is None:
+                continue
+            target_set, lookup = bound
+            row, failed = self._resolve(str(reference), target_set, named)
+            if failed is not None:
+                return values, failed
+            del values[name]
+            values[lookup] = row[self.tables[target_set].id_column] if row else None
+        return values, None
+
+    def _resolve(
+        self, reference: str, target_set: str, named: dict[str, tuple[str, str]]
+    ) -> tuple[dict[str, Any] | None, batch.Part | None]:
+        target = self.tables[target_set]
+        if reference.startswith("$"):
+            found = named.get(reference[1:])
+            if found is None:
+                return None, _error(
+                    400,
+                    "0x0",
+                    f"Content-ID Reference: '{reference}' does not exist in the batch context.",
+                )
+            entity_set, key = found
+            if entity_set != target_set:
+                return None, _error(400, "0x0", f"{reference} is not a {target.name}")
+            return self.tables[entity_set].rows.get(key), None
+        path = reference.split("/api/data/v9.2", 1)[-1]
+        match = _KEYED.search(unquote(path))
+        if match and match["set"] == target_set:
+            if match["column"] != target.key_column:
+                return None, _error(400, "0x0", _bad_key(target.name))
+            row = target.rows.get(match["value"][1:-1].replace("''", "'"))
+            if row is None:
+                return None, _error(
+                    404,
+                    "0x80060891",
+                    f"A record with the specified key values does not exist in "
+                    f"{target.name} entity",
+                )
+            return row, None
+        by_id = _BY_ID.match(path)
+        if by_id and by_id["set"] == target_set:
+            row = target.find(target.id_column, by_id["id"])
+            if row is None:
+                return None, _error(
+                    404,
+                    "0x80040217",
+                    f"{target.name} With Id = {by_id['id']} Does Not Exist",
+                )
+            return row, None
+        return None, _error(400, "0x0", f"{reference}: not a reference to {target_set}")
+
+
+def _bad_key(entity: str) -> str:
+    """Addressing a table by a column that is no alternate key of it
+    (use-alternate-key-reference-record.md, "Exceptions when using alternate keys")."""
+    return (
+        f"The key in the request URI is not valid for resource "
+        f"'Microsoft.Dynamics.CRM.{entity}'. Ensure that the names and number of key "
+        "properties match the declared or alternate key properties for the resource "
+        f"'Microsoft.Dynamics.CRM.{entity}'."
+    )
 
 
 def _error_response(status: int, message: str) -> Response:

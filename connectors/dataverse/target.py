@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
@@ -25,11 +26,14 @@ import msal
 import requests
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.dataverse import batch
+from leadbridge.connectors.dataverse import batch, people
+from leadbridge.connectors.dataverse.consent import DataverseConsent
+from leadbridge.connectors.dataverse.erase import DataverseEraser
 from leadbridge.connectors.dataverse.mapping import (
     DNC_COLUMN,
     FIELD_MAP,
     LEAD_SOURCE_WEB,
+    SCORE_FIELDS,
     STAGE_VALUES,
 )
 from leadbridge.core.connector import (
@@ -48,9 +52,10 @@ from leadbridge.core.connector import (
     Write,
 )
 from leadbridge.core.connector.transport import VerifyingSession, response_body
-from leadbridge.core.domain.mapping import FieldMap
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, canonical
 from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.domain.stages import SALES_STAGES, rank
+from leadbridge.core.support.logs import mask_email
 
 log = logging.getLogger("leadbridge.dataverse")
 
@@ -78,15 +83,84 @@ class DataverseConfig(TargetConfig):
     stage_values: dict[str, int] = Field(default_factory=lambda: dict(STAGE_VALUES))
     lead_source_code: int | None = LEAD_SOURCE_WEB
     change_query: Literal["track_changes", "modifiedon"] = "track_changes"
+    # People and companies (connectors/dataverse/people.py): a contact per person and an
+    # account per company, each lead bound to both; `leads` writes loose leads only.
+    model: people.Model = "contacts_and_leads"
+    contact_entity_set: str = "contacts"
+    contact_key_column: str = "lb_personkey"
+    account_entity_set: str = "accounts"
+    account_key_column: str = "lb_companykey"
+    parent_bind: people.ParentBind = "content_id"
+    contact_fields: dict[str, str | FieldSpec | None] = Field(default_factory=dict)
+    account_fields: dict[str, str | FieldSpec | None] = Field(default_factory=dict)
 
 
-class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
+@dataclass(frozen=True)
+class _PersonWrite:
+    """One lead's change set (account, contact, lead) and how to read its answer."""
+
+    write: Write
+    parts: list[batch.Part]
+    kinds: list[str]  # what each part before the lead's writes: "account", "contact"
+
+    @property
+    def items(self) -> batch.ChangeSet:
+        return batch.ChangeSet(self.parts)
+
+    def result(self, target: DataverseTarget, answer: Any) -> PushResult:
+        """A change set answered part by part landed; a single answer is its failure, and
+        nothing of it was kept (the change set is rolled back as a whole)."""
+        if not isinstance(answer, batch.ChangeSet):
+            missing = _missing_key(answer)
+            if missing:
+                return self.write.result(
+                    ok=False,
+                    error_class=Outcome.FATAL,
+                    error=f"{target.name}: {missing} has no usable alternate key on "
+                    f"leadbridge's key column: create it (`config check --online` says how) "
+                    "or set `model: leads`",
+                    body=answer.body,
+                )
+            return target._result(self.write, answer)
+        by_id = {part.content_id: part for part in answer.parts}
+        lead_answer = by_id.get(self.parts[-1].content_id) or answer.parts[-1]
+        result = target._result(self.write, lead_answer)
+        if not result.ok:
+            return result
+        related, created = {}, []
+        for kind, part in zip(self.kinds, self.parts, strict=False):
+            answered = by_id.get(part.content_id) or batch.Part()
+            entity = (answered.headers or {}).get("odata-entityid")
+            if entity:
+                related[kind] = entity
+                if answered.status == 201:
+                    created.append(kind)
+        return result.model_copy(update={"related": related, "related_created": created})
+
+
+def _missing_key(answer: Any) -> str | None:
+    """The table (contact, account) whose alternate key an upsert by key found missing: the
+    Web API's "The key in the request URI is not valid for resource
+    'Microsoft.Dynamics.CRM.<table>'" (use-alternate-key-reference-record.md). Configuration,
+    not the record: the target stops with everything kept queued, never dead-lettered."""
+    error = answer.body.get("error") if isinstance(getattr(answer, "body", None), dict) else None
+    message = str((error or {}).get("message") or "")
+    for table in ("contact", "account"):
+        if f"not valid for resource 'Microsoft.Dynamics.CRM.{table}'" in message:
+            return table
+    return None
+
+
+class DataverseTarget(
+    HttpTarget, StageReader, SchemaChecker, Sandboxed, DataverseEraser, DataverseConsent
+):
     Config: ClassVar[type[DataverseConfig]] = DataverseConfig
     default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
     owner_field: ClassVar[str | None] = "ownerid@odata.bind"
     max_batch: ClassVar[int] = 1000
     default_rate: ClassVar[float | None] = 15.0  # 6,000 per 5 minutes per user is 20/s
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    score_fields: ClassVar[dict[str, str | FieldSpec]] = SCORE_FIELDS
 
     config: DataverseConfig
 
@@ -96,6 +170,8 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
         self._app: msal.ConfidentialClientApplication | None = None
         self._app_lock = threading.Lock()
         super().__init__(config, placeholder, **kwargs)
+        self.contact_fields = people.CONTACT_FIELDS.with_overrides(config.contact_fields)
+        self.account_fields = people.ACCOUNT_FIELDS.with_overrides(config.account_fields)
         if config.batch_size is None:
             # Two calls per batch (read, then write): 250 keeps new leads at ≤ 10 calls per
             # 1,000 and leaves room under the 1,000-request cap for contacts and accounts.
@@ -129,6 +205,8 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
         """Read what Dataverse holds for the batch (one `$batch` GET), plan each lead as a
         create or an update under the write policies, then PATCH them all in one `$batch`.
         `return=representation` makes each part say 201 (created) or 200 (updated)."""
+        if self.config.model == "contacts_and_leads":
+            return self._upsert_people(leads)
         existing = self.existing(leads)
         writes = [self.plan(lead, existing.get(lead.lead_key)) for lead in leads]
         parts = [
@@ -153,23 +231,176 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
         if not keys:
             return {}
         column = self.config.key_column
-        select = ",".join(dict.fromkeys([column, *self.fields.read_fields()]))
-        values = quote(json.dumps(keys, separators=(",", ":")), safe="")
+        read = self._read_part(self.config.entity_set, column, keys, self.fields.read_fields())
+        [answer] = self._batch([read])
+        return self._rows(answer, column, "leads")
+
+    def _read_part(
+        self, entity_set: str, column: str, keys: Sequence[str], fields: Sequence[str]
+    ) -> batch.Part:
+        """`GET <set>?$select=…&$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,
+        PropertyValues=@p2)`: the rows of these keys, with the columns the policies read."""
+        select = ",".join(dict.fromkeys([column, *fields]))
+        values = quote(json.dumps(sorted(keys), separators=(",", ":")), safe="")
         url = (
-            f"{self.base}/{self.config.entity_set}?$select={select}"
+            f"{self.base}/{entity_set}?$select={select}"
             "&$filter=Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)"
             f"&@p1={quote(batch.odata_string(column), safe='')}&@p2={values}"
         )
-        [answer] = self._batch(
-            [batch.Part(method="GET", url=url, headers={"Prefer": "odata.maxpagesize=5000"})]
-        )
-        if answer.status >= 400 or not isinstance(answer.body, dict):
-            raise RetryableError(f"{self.name}: reading leads by key HTTP {answer.status}")
+        return batch.Part(method="GET", url=url, headers={"Prefer": "odata.maxpagesize=5000"})
+
+    def _rows(self, answer: Any, column: str, what: str) -> dict[str, dict[str, Any]]:
+        if (
+            not isinstance(answer, batch.Part)
+            or answer.status >= 400
+            or not isinstance(answer.body, dict)
+        ):
+            status = answer.status if isinstance(answer, batch.Part) else "?"
+            raise RetryableError(f"{self.name}: reading {what} by key HTTP {status}")
         return {
             record[column]: record
             for record in answer.body.get("value", [])
             if isinstance(record, dict) and record.get(column)
         }
+
+    # --- people and companies (model: contacts_and_leads) -------------------------------
+
+    @property
+    def tables(self) -> people.Tables:
+        config = self.config
+        return people.Tables(
+            contacts=config.contact_entity_set,
+            contact_key=config.contact_key_column,
+            accounts=config.account_entity_set,
+            account_key=config.account_key_column,
+            bind=config.parent_bind,
+        )
+
+    def _upsert_people(self, leads: Sequence[Lead]) -> list[PushResult]:
+        """One read `$batch` (leads, contacts and accounts by key: three GETs), then one
+        write `$batch` of one change set per lead — account, contact, lead — so a batch of
+        new leads costs two calls whatever it holds."""
+        parents = [people.parents_of(lead) for lead in leads]
+        found_leads, contacts, accounts = self._existing_people(leads, parents)
+        changes = [
+            self._change_set(i, lead, parent, found_leads, contacts, accounts)
+            for i, (lead, parent) in enumerate(zip(leads, parents, strict=True))
+        ]
+        answers = self._batch([change.items for change in changes])
+        if len(answers) != len(leads):
+            raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(leads)}")
+        return [
+            change.result(self, answer) for change, answer in zip(changes, answers, strict=True)
+        ]
+
+    def _existing_people(
+        self, leads: Sequence[Lead], parents: Sequence[people.Parents]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        config, tables = self.config, self.tables
+        contact_keys = sorted({p.contact for p in parents if p.contact})
+        account_keys = sorted({p.account for p in parents if p.account})
+        lead_fields = [
+            *self.fields.read_fields(),
+            people.LEAD_PARENT_CONTACT,
+            people.LEAD_PARENT_ACCOUNT,
+        ]
+        reads = [
+            self._read_part(
+                config.entity_set, config.key_column, [le.lead_key for le in leads], lead_fields
+            )
+        ]
+        if contact_keys:
+            contact_fields = [*self.contact_fields.read_fields(), people.CONTACT_PARENT]
+            reads.append(
+                self._read_part(tables.contacts, tables.contact_key, contact_keys, contact_fields)
+            )
+        if account_keys:
+            reads.append(
+                self._read_part(
+                    tables.accounts,
+                    tables.account_key,
+                    account_keys,
+                    self.account_fields.read_fields(),
+                )
+            )
+        answers = self._batch(reads)
+        if len(answers) != len(reads):
+            raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(reads)}")
+        found = self._rows(answers[0], config.key_column, "leads")
+        contacts = self._rows(answers[1], tables.contact_key, "contacts") if contact_keys else {}
+        accounts = self._rows(answers[-1], tables.account_key, "accounts") if account_keys else {}
+        return found, contacts, accounts
+
+    def _change_set(
+        self,
+        index: int,
+        lead: Lead,
+        parent: people.Parents,
+        found: Mapping[str, dict[str, Any]],
+        contacts: Mapping[str, dict[str, Any]],
+        accounts: Mapping[str, dict[str, Any]],
+    ) -> _PersonWrite:
+        """The lead's change set: account, contact, lead, with Content-IDs unique in the
+        batch (3i+1, 3i+2, 3i+3) so every `$n` names one request."""
+        tables, values = self.tables, canonical(lead)
+        existing = found.get(lead.lead_key)
+        write = self.plan(lead, existing)
+        parts: list[batch.Part] = []
+        kinds: list[str] = []
+        kept = list(write.kept)
+        account_ref = contact_ref = None
+        if parent.account:
+            cid = str(3 * index + 1)
+            body, kept_here = people.account_body(
+                self.account_fields, accounts.get(parent.account), self.placeholder, values
+            )
+            kept += [f"account.{name}" for name in kept_here]
+            parts.append(
+                self._patch(tables.accounts, tables.account_key, parent.account, cid, body)
+            )
+            kinds.append("account")
+            account_ref = tables.account_ref(parent.account, cid)
+        if parent.contact:
+            cid = str(3 * index + 2)
+            body, kept_here = people.contact_body(
+                lead,
+                self.contact_fields,
+                contacts.get(parent.contact),
+                account_ref,
+                self.placeholder,
+                values,
+            )
+            kept += [f"contact.{name}" for name in kept_here]
+            parts.append(
+                self._patch(tables.contacts, tables.contact_key, parent.contact, cid, body)
+            )
+            kinds.append("contact")
+            contact_ref = tables.contact_ref(parent.contact, cid)
+        lead_body = {**self._body(write), **people.lead_binds(existing, contact_ref, account_ref)}
+        parts.append(
+            batch.Part(
+                method="PATCH",
+                url=f"{self.record_url(lead.lead_key)}?$select={self.config.key_column}",
+                headers={"Prefer": "return=representation"},
+                body=lead_body,
+                content_id=str(3 * index + 3),
+            )
+        )
+        planned = Write(lead, write.body, write.created, kept, write.dropped)
+        return _PersonWrite(planned, parts, kinds)
+
+    def _patch(
+        self, entity_set: str, column: str, key: str, content_id: str, body: dict[str, Any]
+    ) -> batch.Part:
+        """An upsert by alternate key (no If-Match: create or update); `return=representation`
+        makes it say 201 (created: erasure may delete it) or 200 (it was there)."""
+        return batch.Part(
+            method="PATCH",
+            url=f"{self.base}/{entity_set}({column}={batch.odata_string(key)})?$select={column}",
+            headers={"Prefer": "return=representation"},
+            body=body,
+            content_id=content_id,
+        )
 
     def _batch(self, parts: list[batch.Part]) -> list[batch.Part]:
         content_type, body = batch.build(parts)
@@ -241,10 +472,71 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
         problems = self.field_problems(known)
         problems += self._own_column_problems(own, types, lengths)
         problems += self._key_problems(definition.get("Keys") or [], types)
+        if self.config.model == "contacts_and_leads":
+            problems += self._people_problems()
         return problems
 
-    def _entity_path(self) -> str:
-        entity = self.config.entity_set.removesuffix("s")  # leads → lead
+    def _people_problems(self) -> list[SchemaProblem]:
+        """contact and account each need leadbridge's key column with an Active alternate
+        key over it alone: the change sets upsert and bind by it (EntityKeyMetadata.
+        EntityKeyIndexStatus: Pending, InProgress, Active, Failed — define-alternate-keys-
+        entity.md)."""
+        config, key = self.config, f"targets[{self.name}]"
+        problems = []
+        for entity, column, setting in (
+            ("contact", config.contact_key_column, "contact_key_column"),
+            ("account", config.account_key_column, "account_key_column"),
+        ):
+            body = self._metadata(
+                "?$select=LogicalName&$expand=Attributes($select=LogicalName),"
+                "Keys($select=LogicalName,KeyAttributes,EntityKeyIndexStatus)",
+                f"the {entity} table's definition",
+                entity=entity,
+            )
+            names = {
+                a.get("LogicalName") for a in body.get("Attributes") or [] if isinstance(a, dict)
+            }
+            keys = [
+                k
+                for k in body.get("Keys") or []
+                if isinstance(k, dict) and k.get("KeyAttributes") == [column]
+            ]
+            fix_model = f"or set `model: leads` under targets[{self.name}] to write loose leads"
+            if column not in names:
+                problems.append(
+                    SchemaProblem(
+                        f"{key}.{setting}",
+                        f"{entity} has no column {column}",
+                        f"create {column} (single line of text, 32) on {entity} and an "
+                        f"alternate key on it alone, {fix_model}",
+                    )
+                )
+            elif not keys:
+                problems.append(
+                    SchemaProblem(
+                        f"{key}.{setting}",
+                        f"no alternate key on {entity} over {column}: contacts and accounts "
+                        "can't be upserted or bound",
+                        f"define an alternate key on {entity} with the single column {column}, "
+                        f"{fix_model}",
+                    )
+                )
+            problems += [
+                SchemaProblem(
+                    f"{key}.{setting}",
+                    f"the alternate key {k.get('LogicalName')} on {entity} is "
+                    f"{k.get('EntityKeyIndexStatus')}, not Active",
+                    "wait until it is Active (Pending/InProgress: the index is building); if "
+                    "it Failed (duplicate values), clear the duplicates and run "
+                    "ReactivateEntityKey",
+                )
+                for k in keys
+                if k.get("EntityKeyIndexStatus") != "Active"
+            ]
+        return problems
+
+    def _entity_path(self, entity: str | None = None) -> str:
+        entity = entity or self.config.entity_set.removesuffix("s")  # leads → lead
         key = quote(batch.odata_string(entity), safe="'")
         return f"{self.base}/EntityDefinitions(LogicalName={key})"
 
@@ -281,9 +573,11 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
                     lengths[name] = length
         return lengths
 
-    def _metadata(self, path: str, what: str) -> dict[str, Any]:
+    def _metadata(self, path: str, what: str, entity: str | None = None) -> dict[str, Any]:
         """A metadata read; a refusal names Dataverse's own error, so the operator sees why."""
-        response = self.transport.request("GET", self._entity_path() + path, headers=ODATA_HEADERS)
+        response = self.transport.request(
+            "GET", self._entity_path(entity) + path, headers=ODATA_HEADERS
+        )
         body = response_body(response)
         if response.status_code >= 400:
             error = body.get("error") if isinstance(body, dict) else None
@@ -561,6 +855,33 @@ class DataverseTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
             )
             for r in list(sandbox.records.values())
         ]
+
+    @classmethod
+    def sandbox_people(cls, sandbox: Any, config: Any) -> list[str]:
+        """How the leads hang off contacts and accounts, from the sandbox's own tables: the
+        count, then each person with more than one lead (the same person, two offers)."""
+        if config.model != "contacts_and_leads":
+            return []
+        contacts = {c["contactid"]: c for c in sandbox.contacts.values()}
+        accounts = {a["accountid"]: a for a in sandbox.accounts.values()}
+        leads = list(sandbox.records.values())
+        bound = [r for r in leads if r.get("_parentcontactid_value") in contacts]
+        lines = [
+            f"{len(contacts)} contacts and {len(accounts)} accounts; {len(bound)} of "
+            f"{len(leads)} leads hang off their person's contact (parentcontactid)"
+        ]
+        by_contact: dict[str, list[dict[str, Any]]] = {}
+        for lead in bound:
+            by_contact.setdefault(lead["_parentcontactid_value"], []).append(lead)
+        for contact_id, own in sorted(by_contact.items(), key=lambda item: -len(item[1])):
+            if len(own) < 2:
+                continue
+            email = mask_email(contacts[contact_id].get("emailaddress1"))
+            account_ids = {lead.get("_parentaccountid_value") for lead in own}
+            account = accounts.get(next(iter(account_ids))) if len(account_ids) == 1 else None
+            company = f" and one account ({account.get('name')})" if account else ""
+            lines.append(f"the {len(own)} leads of {email} hang off one contact{company}")
+        return lines
 
     @classmethod
     def move_stage(cls, sandbox: Any, config: Any, lead_key: str, stage: str) -> bool:

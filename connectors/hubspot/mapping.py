@@ -42,3 +42,9 @@ LEAD_KEY_PROPERTY = "leadbridge_lead_key"
 STAGE_PROPERTY = "leadbridge_stage"
 OFFERS_PROPERTY = "leadbridge_offers"
 DNC_PROPERTY = "leadbridge_marketplace_dnc"
+# Fit × engagement (docs/scoring.md), sent only when configured: property → (source, type).
+SCORE_PROPERTIES = {
+    "leadbridge_grade": ("grade", "string"),
+    "leadbridge_fit": ("fit", "number"),
+    "leadbridge_engagement": ("engagement", "number"),
+}

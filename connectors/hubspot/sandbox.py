@@ -20,6 +20,7 @@ from leadbridge.connectors.hubspot.mapping import (
     LEAD_KEY_PROPERTY,
     LIFECYCLE_VALUES,
     OFFERS_PROPERTY,
+    SCORE_PROPERTIES,
     STAGE_PROPERTY,
 )
 from leadbridge.connectors.sandbox import Request, Response, Sandbox
@@ -56,6 +57,10 @@ KNOWN_PROPERTIES: dict[str, tuple[str, str, list[str]]] = {
     STAGE_PROPERTY: ("string", "text", []),
     OFFERS_PROPERTY: ("string", "text", []),
     DNC_PROPERTY: ("bool", "booleancheckbox", ["true", "false"]),
+    **{  # fit × engagement (docs/scoring.md)
+        name: (kind, "text" if kind == "string" else "number", [])
+        for name, (_, kind) in SCORE_PROPERTIES.items()
+    },
     "hs_object_id": ("number", "number", []),
     "createdate": ("datetime", "date", []),
     "lastmodifieddate": ("datetime", "date", []),
@@ -100,6 +105,9 @@ class HubSpotSandbox(Sandbox):
         }
         self.ids = itertools.count(1001)
         self.search_cap = 10_000  # HubSpot's: no search pages past it
+        self.companies: dict[str, dict[str, Any]] = {}  # by id
+        self.associations: set[tuple[str, str]] = set()  # (contact id, company id)
+        self.blocklist: set[str] = set()  # emails GDPR-deleted by address, unknown then
         super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
@@ -108,6 +116,14 @@ class HubSpotSandbox(Sandbox):
         self.route("POST", r"/crm/v3/objects/contacts/batch/read", self.batch_read)
         self.route("GET", r"/crm/v3/properties/contacts", self.read_properties)
         self.route("POST", r"/crm/v3/properties/contacts", self.create_property)
+        self.route("POST", r"/crm/v3/objects/companies/search", self.search_companies)
+        self.route("POST", r"/crm/v3/objects/companies/batch/create", self.create_companies)
+        self.route(
+            "POST",
+            r"/crm/v4/associations/contacts/companies/batch/associate/default",
+            self.associate,
+        )
+        self.route("POST", r"/crm/v3/objects/contacts/gdpr-delete", self.gdpr_delete)
 
     def fault_statuses(self) -> frozenset[int]:
         return super().fault_statuses() | set(HUBSPOT_FAULTS) | set(CLOUDFLARE_FAULTS)
@@ -229,6 +245,34 @@ class HubSpotSandbox(Sandbox):
         if errors:
             body |= {"errors": errors, "numErrors": len(errors)}
         return Response(207 if errors else 200, body)
+
+    def gdpr_delete(self, request: Request) -> Response:
+        """`POST /crm/v3/objects/contacts/gdpr-delete` `{"objectId": id}` (or an email with
+        `"idProperty": "email"`): 204, the contact and its associations gone for good
+        (developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/gdpr/gdpr-
+        delete-contact). An email it doesn't hold joins the blocklist (same page); an id it
+        doesn't know is 404 OBJECT_NOT_FOUND."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        wanted, by_email = str(body.get("objectId") or ""), body.get("idProperty") == "email"
+        with self.lock:
+            email = next(
+                (
+                    e
+                    for e, r in self.records.items()
+                    if (e.lower() == wanted.lower() if by_email else r.get("id") == wanted)
+                ),
+                None,
+            )
+            if email is None:
+                if not by_email:
+                    return _error(404, "OBJECT_NOT_FOUND", f"Object not found. objectId={wanted}")
+                self.blocklist.add(wanted.lower())
+                return Response(204)
+            contact_id = self.records.pop(email)["id"]
+            self.associations = {a for a in self.associations if a[0] != contact_id}
+        return Response(204)
 
     def _check(self, item: dict[str, Any]) -> dict[str, str] | None:
         if item.get("idProperty") != "email" or not item.get("id"):
@@ -384,6 +428,88 @@ class HubSpotSandbox(Sandbox):
         return Response(200, result)
 
     # --- properties API ------------------------------------------------------------------
+
+    # --- companies and associations (companies: associate) ------------------------------
+
+    def search_companies(self, request: Request) -> Response:
+        """Companies by `domain IN (…)` (the search API's IN operator: developers.hubspot.com/
+        docs/api-reference/latest/crm/search-the-crm), with the requested properties."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        filters = [f for g in body.get("filterGroups", []) for f in g.get("filters", [])]
+        wanted = body.get("properties") or ["domain"]
+        with self.lock:
+            rows = [
+                {"id": c["id"], "properties": {p: c.get(p) for p in wanted}}
+                for c in self.companies.values()
+                if all(
+                    f.get("operator") != "IN"
+                    or str(c.get(f.get("propertyName")) or "").lower()
+                    in {str(v).lower() for v in f.get("values") or []}
+                    for f in filters
+                )
+            ]
+        return Response(200, {"total": len(rows), "results": rows[: int(body.get("limit") or 10)]})
+
+    def create_companies(self, request: Request) -> Response:
+        """`batch/create`: 201 with every new company (`results`, each with its id and
+        properties); HubSpot doesn't refuse a second company of one domain (it is no unique
+        property), which is why leadbridge searches first."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        results = []
+        with self.lock:
+            for item in (request.json() or {}).get("inputs") or []:
+                company_id = str(next(self.ids))
+                properties = dict(item.get("properties") or {})
+                self.companies[company_id] = {"id": company_id, **properties}
+                results.append(
+                    {
+                        "id": company_id,
+                        "properties": properties,
+                        "objectWriteTraceId": item.get("objectWriteTraceId"),
+                    }
+                )
+        return Response(201, {"status": "COMPLETE", "results": results})
+
+    def associate(self, request: Request) -> Response:
+        """v4 `batch/associate/default`: the unlabelled contact-to-company association (type
+        279, HUBSPOT_DEFINED); a pair associated already stays one association. An id that
+        doesn't exist is an error of the 207 for that input."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        results, errors = [], []
+        with self.lock:
+            contact_ids = {r["id"] for r in self.records.values()}
+            for item in (request.json() or {}).get("inputs") or []:
+                contact = str((item.get("from") or {}).get("id"))
+                company = str((item.get("to") or {}).get("id"))
+                if contact not in contact_ids or company not in self.companies:
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "VALIDATION_ERROR",
+                            "message": f"No contact with ID {contact} or company with ID {company}",
+                            "context": {"fromObjectId": [contact], "toObjectId": [company]},
+                        }
+                    )
+                    continue
+                self.associations.add((contact, company))
+                results.append(
+                    {
+                        "from": {"id": contact},
+                        "to": {"id": company},
+                        "associationSpec": {
+                            "associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": 279,
+                        },
+                    }
+                )
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results}
+        if errors:
+            body |= {"errors": errors, "numErrors": len(errors)}
+        return Response(207 if errors else 200, body)
 
     def read_properties(self, request: Request) -> Response:
         """GET /crm/v3/properties/contacts: `{"results": [property, ...]}`. Shape:

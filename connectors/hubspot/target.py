@@ -11,18 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from pydantic import Field, SecretStr, field_validator
 
+from leadbridge.connectors.hubspot import companies
+from leadbridge.connectors.hubspot.consent import HubSpotConsent
+from leadbridge.connectors.hubspot.erase import HubSpotEraser
 from leadbridge.connectors.hubspot.mapping import (
     DNC_PROPERTY,
     FIELD_MAP,
     LEAD_KEY_PROPERTY,
     LIFECYCLE_VALUES,
     OFFERS_PROPERTY,
+    SCORE_PROPERTIES,
     STAGE_PROPERTY,
 )
 from leadbridge.core.connector import (
@@ -41,11 +45,12 @@ from leadbridge.core.connector import (
     Write,
 )
 from leadbridge.core.connector.transport import parse_retry_after, response_body
-from leadbridge.core.domain.mapping import FieldMap
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec
 from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.domain.stages import rank
 
 SEARCH_PAGE = 200  # the search API's largest page
+_KIND_SHOWN = {"bool": "a single checkbox", "number": "a number", "string": "single-line text"}
 SEARCH_CAP = 10_000  # no search returns more; past it, start again from the last timestamp
 TEN_SECONDLY_PAUSE_S = 10.0
 # developers.hubspot.com/docs/api-reference/error-handling, status by status:
@@ -81,6 +86,12 @@ class HubSpotConfig(TargetConfig):
     # HubSpot resets the daily API limit at midnight in the account's time zone
     # (developers.hubspot.com/apisbytier): a 429 DAILY pauses the target until then.
     account_timezone: str = "UTC"
+    # off | associate: link each contact to the company of its email domain (personal
+    # mailboxes excluded) — connectors/hubspot/companies.py, and how it coexists with
+    # HubSpot's own automatic company creation.
+    companies: Literal["off", "associate"] = "off"
+    companies_path: str = "/crm/v3/objects/companies"
+    associations_path: str = "/crm/v4/associations/contacts/companies"
 
     @field_validator("account_timezone")
     @classmethod
@@ -95,11 +106,16 @@ class HubSpotConfig(TargetConfig):
         return value
 
 
-class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
+class HubSpotTarget(
+    HttpTarget, StageReader, SchemaChecker, Sandboxed, HubSpotEraser, HubSpotConsent
+):
     Config: ClassVar[type[HubSpotConfig]] = HubSpotConfig
     max_batch: ClassVar[int] = 100
     default_rate: ClassVar[float | None] = 10.0  # private apps: 100–190 per 10 s
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    score_fields: ClassVar[dict[str, str | FieldSpec]] = {
+        name: source for name, (source, _) in SCORE_PROPERTIES.items()
+    }
     contact_level: ClassVar[bool] = True
     owner_field: ClassVar[str | None] = "hubspot_owner_id"
 
@@ -142,7 +158,86 @@ class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
             groups = [people[item["id"]] for item, _ in chunk]
             for result in self._batch(chunk, groups):
                 results[result.lead_key] = result
+        if self.config.companies == "associate":
+            self._link_companies(people, results)
         return [results[lead.lead_key] for lead in leads]
+
+    def _link_companies(
+        self, people: Mapping[str, list[Lead]], results: dict[str, PushResult]
+    ) -> None:
+        """Link each contact that landed to its email domain's company (companies.py): one
+        search, one create for the missing, one association batch — per ≤100 contacts."""
+        landed = [
+            (str(results[group[0].lead_key].external_id), group)
+            for group in people.values()
+            if results[group[0].lead_key].ok and results[group[0].lead_key].external_id
+        ]
+        links = companies.links_for(landed)
+        for start in range(0, len(links), self.max_batch):
+            chunk = links[start : start + self.max_batch]
+            try:
+                linked = self._companies_for(chunk)
+                failure = ""
+            except (RetryableError, PermanentError) as exc:
+                linked, failure = {}, str(exc)
+            for group_id, group in landed:
+                link = next((x for x in chunk if x.contact_id == group_id), None)
+                if link is None:
+                    continue
+                company = linked.get(link.contact_id)
+                for lead in group:
+                    result = results[lead.lead_key]
+                    if company:
+                        related = {"contact": link.contact_id, "account": company}
+                        results[lead.lead_key] = result.model_copy(update={"related": related})
+                    else:
+                        reason = failure or f"no company linked for {link.domain}"
+                        dropped = {**result.dropped, "company": reason}
+                        results[lead.lead_key] = result.model_copy(update={"dropped": dropped})
+
+    def _companies_for(self, links: Sequence[companies.Link]) -> dict[str, str]:
+        """contact id → company id, for the links that are associated now."""
+        base = self.config.base_url.rstrip("/")
+        domains = sorted({link.domain for link in links})
+        answer = self._post(
+            f"{base}{self.config.companies_path}/search", companies.search_body(domains)
+        )
+        by_domain = companies.found_domains(answer)
+        missing: dict[str, str] = {}
+        for link in links:  # a name someone typed beats the bare domain
+            if (
+                link.domain not in by_domain
+                and missing.get(link.domain, link.domain) == link.domain
+            ):
+                missing[link.domain] = link.name
+        if missing:
+            made = self._post(
+                f"{base}{self.config.companies_path}/batch/create", companies.create_body(missing)
+            )
+            by_domain |= companies.created_domains(made)
+        pairs = [
+            (link.contact_id, by_domain[link.domain]) for link in links if link.domain in by_domain
+        ]
+        if not pairs:
+            return {}
+        done = companies.associated(
+            self._post(
+                f"{base}{self.config.associations_path}/batch/associate/default",
+                companies.associate_body(pairs),
+            )
+        )
+        return {contact: company for contact, company in pairs if (contact, company) in done}
+
+    def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.transport.request("POST", url, json=body)
+        answer = _json(response)
+        if response.status_code not in (200, 201, 207):
+            raise _refused(
+                response,
+                f"{self.name}: HTTP {response.status_code} {_field(answer, 'category')}: "
+                f"{_field(answer, 'message')}",
+            )
+        return answer if isinstance(answer, dict) else {}
 
     def existing(self, emails: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The contacts HubSpot holds for these emails, with the properties the write
@@ -339,7 +434,7 @@ class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
                     f"targets[{self.name}]",
                     f"the contact property {name} does not exist",
                     "run `leadbridge config check --online --create-missing`, or create it "
-                    f"({'a single checkbox' if kind == 'bool' else 'single-line text'})",
+                    f"({_KIND_SHOWN.get(kind, 'single-line text')})",
                 )
             )
         lifecycle = known.get("lifecyclestage", {}).get("options")
@@ -364,16 +459,19 @@ class HubSpotTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
             own.append((config.offers_property, "string"))
         if DNC_PROPERTY in self.fields.fields:
             own.append((DNC_PROPERTY, "bool"))
+        own += [(n, kind) for n, (_, kind) in SCORE_PROPERTIES.items() if n in self.fields.fields]
         return own
 
     def _create_property(self, url: str, name: str, kind: str) -> None:
-        """POST /crm/v3/properties/contacts (properties API): text, or a single checkbox
-        (`type: bool`, `fieldType: booleancheckbox` with the true/false options)."""
+        """POST /crm/v3/properties/contacts (properties API): text, a number (`type: number`,
+        `fieldType: number`), or a single checkbox (`type: bool`, `fieldType:
+        booleancheckbox` with the true/false options) — "Property type and fieldType
+        values", developers.hubspot.com/docs/api/crm/properties."""
         body: dict[str, Any] = {
             "name": name,
             "label": name.replace("_", " ").title(),
             "type": kind,
-            "fieldType": "text" if kind == "string" else "booleancheckbox",
+            "fieldType": {"string": "text", "number": "number"}.get(kind, "booleancheckbox"),
             "groupName": "contactinformation",
             "description": "Written by leadbridge",
         }

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from leadbridge.core.domain.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, WritePolicy
 
 DNC_FIELD = "LeadBridge_Marketplace_DNC__c"
 COUNTRY_NAME = "country_iso_name"  # the built-in source of `Country`
@@ -58,6 +58,14 @@ FIELD_MAP = FieldMap(
         "Description": 32000,
     },
 )
+
+# Fit × engagement (docs/scoring.md), sent only when configured: the grid cell in a Text(2)
+# field, the numbers in Number(4, 0) fields.
+SCORE_FIELDS: dict[str, str | FieldSpec] = {
+    "LeadBridge_Grade__c": FieldSpec(from_="grade", truncate=2),
+    "LeadBridge_Fit__c": "fit",
+    "LeadBridge_Engagement__c": "engagement",
+}
 
 STAGE_VALUES = {
     "subscriber": "Subscriber",

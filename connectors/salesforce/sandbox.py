@@ -74,6 +74,11 @@ FIELD_TYPES: dict[str, tuple[str, int, dict[str, Any]]] = {
     "SystemModstamp": ("datetime", 0, {"createable": False, "updateable": False}),
     "Lead_Stage__c": ("picklist", 255, {"restrictedPicklist": True}),
     "LeadBridge_Marketplace_DNC__c": ("boolean", 0, {"nillable": False}),
+    # fit × engagement (docs/scoring.md): Text(2) and two Number(4, 0) — a Number field
+    # describes as type double with its precision and scale (DescribeFieldResult)
+    "LeadBridge_Grade__c": ("string", 2, {}),
+    "LeadBridge_Fit__c": ("double", 0, {"precision": 4, "scale": 0}),
+    "LeadBridge_Engagement__c": ("double", 0, {"precision": 4, "scale": 0}),
 }
 PICKLISTS: dict[str, tuple[str, ...]] = {
     "LeadSource": ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"),
@@ -90,6 +95,12 @@ COUNTRY_PICKLIST_FIELDS = ("CountryCode", "StateCode")  # exist only with the pi
 LEAD_FIELDS = tuple(f for f in FIELD_TYPES if f not in COUNTRY_PICKLIST_FIELDS)
 # Salesforce checks an email's form on write: INVALID_EMAIL_ADDRESS (REST errorcodes.htm).
 EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CONTACT_QUERY = re.compile(
+    r"^SELECT Id, Email, OwnerId, AccountId, \(SELECT Id, CampaignId FROM CampaignMembers\), "
+    r"\(SELECT Id, (?P<task_key>\w+) FROM Tasks WHERE (?P=task_key) != null\) "
+    r"FROM Contact WHERE Email IN \((?P<values>.*)\)$"
+)
+CAMPAIGN_QUERY = re.compile(r"^SELECT Id, Name FROM Campaign WHERE Name IN \((?P<values>.*)\)$")
 IN_QUERY = re.compile(
     r"^SELECT (?P<columns>[\w, ]+) FROM Lead WHERE (?P<field>\w+) IN \((?P<values>.*)\)$"
 )
@@ -128,6 +139,13 @@ class SalesforceSandbox(Sandbox):
         self.country_picklists = False
         self.integration_values = {c.alpha_2: c.name for c in pycountry.countries}
         self.disabled_countries: set[str] = set()
+        # Known customers (existing_contact): Contacts, Campaigns, their members, Tasks.
+        self.contacts: dict[str, dict[str, Any]] = {}  # by Id
+        self.campaigns: dict[str, dict[str, Any]] = {}  # by Id
+        self.members: dict[str, dict[str, Any]] = {}  # CampaignMember by Id
+        self.tasks: dict[str, dict[str, Any]] = {}  # Task by its External ID value
+        self.task_key_field = external_id_field  # the External ID on Activity
+        self.recycle_bin: set[str] = set()  # ids deleted: ENTITY_IS_DELETED when asked again
         super().__init__(port, latency_ms=latency_ms)
         self.set_country_picklists(country_picklists)
 
@@ -151,6 +169,12 @@ class SalesforceSandbox(Sandbox):
             r"/services/data/v[\d.]+/composite/sobjects/Lead/(?P<field>[^/]+)",
             self.upsert_collection,
         )
+        self.route(
+            "PATCH",
+            r"/services/data/v[\d.]+/composite/sobjects/Task/(?P<field>[^/]+)",
+            self.upsert_tasks,
+        )
+        self.route("DELETE", r"/services/data/v[\d.]+/composite/sobjects", self.delete_collection)
 
     def is_api(self, request: Request) -> bool:
         return not request.path.startswith("/services/oauth2/")
@@ -280,6 +304,11 @@ class SalesforceSandbox(Sandbox):
             return self.token_expired()
         body = request.json() or {}
         records = body.get("records") or []
+        if records and all(
+            (r.get("attributes") or {}).get("type") == "CampaignMember" for r in records
+        ):
+            with self.lock:
+                return Response(200, [self._add_member(r) for r in records])
         refused = self._refuse_request(records) or self._refuse_types(records)
         if refused is not None:
             return refused
@@ -314,6 +343,145 @@ class SalesforceSandbox(Sandbox):
             results = [self._upsert(record, field) for record in records]
             used = len(self.request_log) + 1
         return Response(200, results, {"Sforce-Limit-Info": f"api-usage={used}/{DAILY_LIMIT}"})
+
+    def delete_collection(self, request: Request) -> Response:
+        """`DELETE …/composite/sobjects?ids=…&allOrNone=false`: up to 200 records of any
+        type, a DeleteResult per id in the order asked (developer.salesforce.com/docs/
+        platform/api-rest/guide/resources-composite-sobjects-collections-delete.html). An id
+        deleted before answers ENTITY_IS_DELETED (it sits in the recycle bin), one never seen
+        INVALID_CROSS_REFERENCE_KEY, one of the wrong form MALFORMED_ID."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        ids = [i for i in ",".join(request.query.get("ids", [])).split(",") if i]
+        if not ids or len(ids) > 200:
+            return Response(
+                400,
+                [{"errorCode": "EXCEEDED_ID_LIMIT", "message": "ids: between 1 and 200 ids"}],
+            )
+        with self.lock:
+            return Response(200, [self._delete(record_id) for record_id in ids])
+
+    def _delete(self, record_id: str) -> dict[str, Any]:
+        if not re.fullmatch(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?", record_id):
+            return _failed("MALFORMED_ID", f"malformed id {record_id}")
+        if record_id in self.recycle_bin:
+            return _failed("ENTITY_IS_DELETED", "entity is deleted")
+        for rows in (self.records, self.contacts, self.members, self.tasks):
+            key = next((k for k, row in rows.items() if row.get("Id") == record_id), None)
+            if key is not None:
+                del rows[key]
+                self.recycle_bin.add(record_id)
+                return {"id": record_id, "success": True, "errors": []}
+        return _failed("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+
+    # --- known customers: Contacts, Campaigns, CampaignMembers, Tasks ----------------------
+
+    def _add_member(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A CampaignMember create: the Campaign and Contact must exist, and a Contact joins a
+        Campaign once ("DUPLICATE_VALUE: Already a campaign member.", as Salesforce says it:
+        github.com/openstax/tutor-server/pull/1653)."""
+        campaign, contact = record.get("CampaignId"), record.get("ContactId")
+        if campaign not in self.campaigns:
+            return _failed(
+                "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["CampaignId"]
+            )
+        if contact not in self.contacts:
+            return _failed(
+                "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["ContactId"]
+            )
+        if any(
+            m["CampaignId"] == campaign and m["ContactId"] == contact for m in self.members.values()
+        ):
+            return _failed("DUPLICATE_VALUE", "Already a campaign member.")
+        member_id = f"00v{next(self.ids):015d}"
+        self.members[member_id] = {"Id": member_id, "CampaignId": campaign, "ContactId": contact}
+        return {"id": member_id, "success": True, "errors": []}
+
+    def upsert_tasks(self, request: Request) -> Response:
+        """`PATCH …/composite/sobjects/Task/<External ID>`: UpsertResults as for Leads. WhoId
+        must name a Contact that exists."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        field = request.match["field"]
+        if field != self.task_key_field:
+            return Response(
+                404,
+                [{"errorCode": "NOT_FOUND", "message": f"Field {field} does not exist on Task"}],
+            )
+        results = []
+        with self.lock:
+            for record in (request.json() or {}).get("records") or []:
+                key = record.get(field)
+                fields = {k: v for k, v in record.items() if k not in ("attributes", field)}
+                if fields.get("WhoId") not in self.contacts:
+                    results.append(
+                        _failed(
+                            "INVALID_CROSS_REFERENCE_KEY",
+                            "Name ID: id value of incorrect type",
+                            ["WhoId"],
+                        )
+                    )
+                    continue
+                existing = self.tasks.get(key)
+                if existing is None:
+                    task_id = f"00T{next(self.ids):015d}"
+                    self.tasks[key] = {"Id": task_id, field: key, "Status": "Not Started", **fields}
+                    results.append({"id": task_id, "success": True, "errors": [], "created": True})
+                else:
+                    existing.update(fields)
+                    results.append(
+                        {"id": existing["Id"], "success": True, "errors": [], "created": False}
+                    )
+        return Response(200, results)
+
+    def _query_contacts(self, match: re.Match[str]) -> Response:
+        """`SELECT Id, Email, OwnerId, AccountId, (SELECT Id, CampaignId FROM CampaignMembers),
+        (SELECT Id, <key> FROM Tasks WHERE <key> != null) FROM Contact WHERE Email IN (…)`.
+        A subquery with no rows is null; with rows, a query result of its own (SOQL
+        relationship queries, sforce_api_calls_soql_relationships_query_using.htm)."""
+        emails = {e.lower() for e in re.findall(r"'((?:[^'\\]|\\.)*)'", match["values"])}
+        key = match["task_key"]
+        rows = []
+        with self.lock:
+            for contact in self.contacts.values():
+                if str(contact.get("Email") or "").lower() not in emails:
+                    continue
+                members = [
+                    {
+                        "attributes": {"type": "CampaignMember"},
+                        "Id": m["Id"],
+                        "CampaignId": m["CampaignId"],
+                    }
+                    for m in self.members.values()
+                    if m["ContactId"] == contact["Id"]
+                ]
+                tasks = [
+                    {"attributes": {"type": "Task"}, "Id": t["Id"], key: t.get(key)}
+                    for t in self.tasks.values()
+                    if t.get("WhoId") == contact["Id"] and t.get(key)
+                ]
+                rows.append(
+                    {
+                        "attributes": {
+                            "type": "Contact",
+                            "url": f"/services/data/v62.0/sobjects/Contact/{contact['Id']}",
+                        },
+                        **{c: contact.get(c) for c in ("Id", "Email", "OwnerId", "AccountId")},
+                        "CampaignMembers": _child(members),
+                        "Tasks": _child(tasks),
+                    }
+                )
+        return self._page(rows, 0)
+
+    def _query_campaigns(self, match: re.Match[str]) -> Response:
+        names = set(re.findall(r"'((?:[^'\\]|\\.)*)'", match["values"]))
+        with self.lock:
+            rows = [
+                {"attributes": {"type": "Campaign"}, "Id": c["Id"], "Name": c["Name"]}
+                for c in self.campaigns.values()
+                if c["Name"] in names
+            ]
+        return self._page(rows, 0)
 
     def _refuse_request(self, records: list[dict[str, Any]]) -> Response | None:
         """What refuses a whole collections request (400, errorCode bodies: errorcodes.htm)."""
@@ -539,6 +707,12 @@ class SalesforceSandbox(Sandbox):
         if not self.bearer_ok(request):
             return self.token_expired()
         soql = request.query.get("q", [""])[0]
+        contacts = CONTACT_QUERY.match(soql)
+        if contacts:
+            return self._query_contacts(contacts)
+        campaigns = CAMPAIGN_QUERY.match(soql)
+        if campaigns:
+            return self._query_campaigns(campaigns)
         by_key = IN_QUERY.match(soql)
         if by_key:
             return self._query_by_key(by_key)
@@ -628,6 +802,17 @@ class SalesforceSandbox(Sandbox):
                 self.client_secret = (request.json() or {})["client_secret"]
                 self.current_token = None
             return Response(200, {"ok": True})
+        if action == "contact" and request.method == "POST":
+            # A customer already in the org: a Contact (Email, LastName, OwnerId, AccountId).
+            with self.lock:
+                contact_id = f"003{next(self.ids):015d}"
+                self.contacts[contact_id] = {"Id": contact_id, **(request.json() or {})}
+            return Response(200, self.contacts[contact_id])
+        if action == "campaign" and request.method == "POST":
+            with self.lock:
+                campaign_id = f"701{next(self.ids):015d}"
+                self.campaigns[campaign_id] = {"Id": campaign_id, **(request.json() or {})}
+            return Response(200, self.campaigns[campaign_id])
         if action == "convert" and request.method == "POST":
             key = (request.json() or {}).get("key")
             with self.lock:
@@ -658,6 +843,11 @@ class SalesforceSandbox(Sandbox):
                     "disabled_countries": sorted(self.disabled_countries),
                 },
             )
+
+
+def _child(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A subquery's value in a parent row: null when empty."""
+    return {"totalSize": len(rows), "done": True, "records": rows} if rows else None
 
 
 def _failed(code: str, message: str, fields: Iterable[str] = ()) -> dict[str, Any]:

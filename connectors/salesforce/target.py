@@ -35,11 +35,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from simple_salesforce import Salesforce, SalesforceLogin, format_soql
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
+from leadbridge.connectors.salesforce import contacts
+from leadbridge.connectors.salesforce.consent import SalesforceConsent
+from leadbridge.connectors.salesforce.erase import SalesforceEraser
 from leadbridge.connectors.salesforce.mapping import (
     CONVERTED_CODES,
     COUNTRY_FIELDS,
     FIELD_MAP,
     RETRYABLE_CODES,
+    SCORE_FIELDS,
     STAGE_VALUES,
     refuses_country,
     with_country_codes,
@@ -61,7 +65,7 @@ from leadbridge.core.connector import (
     Write,
 )
 from leadbridge.core.connector.transport import response_body
-from leadbridge.core.domain.mapping import FieldMap, canonical
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, canonical
 from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.domain.stages import SALES_STAGES, rank
 
@@ -105,6 +109,13 @@ class SalesforceConfig(TargetConfig):
     # auto: CountryCode where the org has State and Country/Territory Picklists (read from
     # Lead's describe), else Country; code / name pin it and skip the describe.
     country_field: Literal["auto", "code", "name"] = "auto"
+    # A lead whose email is already a Contact's (connectors/salesforce/contacts.py): lead
+    # (write the Lead anyway), campaign_member (add the Contact to the Campaign the
+    # attribution names, else default_campaign_id) or task (a Task on the Contact).
+    existing_contact: Literal["lead", "campaign_member", "task"] = "lead"
+    campaign_attribution: str = "mktcmpid"  # attribution.<key> holding a Campaign's Name
+    default_campaign_id: str | None = None
+    task_key_field: str = "LeadBridge_Key__c"  # External ID on Activity: the Task's upsert key
 
     @model_validator(mode="before")
     @classmethod
@@ -123,6 +134,15 @@ class SalesforceConfig(TargetConfig):
         return value
 
     @model_validator(mode="after")
+    def _campaign_for_members(self) -> SalesforceConfig:
+        if self.existing_contact == "campaign_member" and not self.default_campaign_id:
+            raise ValueError(
+                "existing_contact: campaign_member needs default_campaign_id (the Campaign a "
+                "Contact joins when the lead's attribution names none that exists)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _credentials_for_flow(self) -> SalesforceConfig:
         needed = {
             "client_credentials": ("client_id", "client_secret"),
@@ -134,7 +154,15 @@ class SalesforceConfig(TargetConfig):
         return self
 
 
-class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sandboxed):
+class SalesforceTarget(
+    HttpTarget,
+    StageReader,
+    SchemaChecker,
+    StateReporter,
+    Sandboxed,
+    SalesforceEraser,
+    SalesforceConsent,
+):
     Config: ClassVar[type[SalesforceConfig]] = SalesforceConfig
     default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
     owner_field: ClassVar[str | None] = "OwnerId"
@@ -142,6 +170,7 @@ class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sa
     max_batch: ClassVar[int] = 200
     default_rate: ClassVar[float | None] = 10.0
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    score_fields: ClassVar[dict[str, str | FieldSpec]] = SCORE_FIELDS
     # reads_per_batch stays 1: a batch with leads that may exist is read once before it is
     # written. A batch of new leads is inserted without a read.
 
@@ -244,8 +273,11 @@ class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sa
         self._settle_country_mode()
         links = links or {}
         results: dict[str, PushResult] = {}
-        fresh = [lead for lead in leads if lead.lead_key not in links]
-        known = [lead for lead in leads if lead.lead_key in links]
+        if self.config.existing_contact != "lead":
+            results.update(self._to_contacts(leads, links))
+        rest = [lead for lead in leads if lead.lead_key not in results]
+        fresh = [lead for lead in rest if lead.lead_key not in links]
+        known = [lead for lead in rest if lead.lead_key in links]
         for lead, result in zip(fresh, self._insert(fresh), strict=True):
             if result is None:
                 known.append(lead)  # it exists after all: read it, then update it
@@ -254,6 +286,119 @@ class SalesforceTarget(HttpTarget, StageReader, SchemaChecker, StateReporter, Sa
         if known:
             results.update(self._read_and_upsert(known))
         return [results[lead.lead_key] for lead in leads]
+
+    # --- known customers: existing_contact (contacts.py) --------------------------------
+
+    def _to_contacts(
+        self, leads: Sequence[Lead], links: Mapping[str, Link]
+    ) -> dict[str, PushResult]:
+        """The leads whose email is a Contact's, written as the config says: one SOQL for the
+        batch finds the Contacts, one collections call writes the Tasks or memberships."""
+        emails = [lead.email for lead in leads if lead.email]
+        if not emails:
+            return {}
+        key = self.config.task_key_field
+        found = contacts.read_contacts(list(self._query(contacts.contacts_soql(emails, key))), key)
+        moving = contacts.diverted(leads, found, links)
+        if not moving:
+            return {}
+        if self.config.existing_contact == "task":
+            return self._log_tasks(moving, found)
+        return self._add_members(moving, found)
+
+    def _log_tasks(
+        self, leads: Sequence[Lead], found: Mapping[str, contacts.Contact]
+    ) -> dict[str, PushResult]:
+        key = self.config.task_key_field
+        records = [contacts.task_record(lead, found[str(lead.email)], key) for lead in leads]
+        answers = self._sobjects(
+            "PATCH", f"Task/{requests.utils.quote(key, safe='')}", records, "Task"
+        )
+        results = {}
+        for lead, answer in zip(leads, answers, strict=True):
+            contact = found[str(lead.email)]
+            results[lead.lead_key] = (
+                contacts.ok(lead, answer.get("id"), contact, bool(answer.get("created")))
+                if answer.get("success")
+                else self._refused(lead, answer)
+            )
+        return results
+
+    def _add_members(
+        self, leads: Sequence[Lead], found: Mapping[str, contacts.Contact]
+    ) -> dict[str, PushResult]:
+        config = self.config
+        names = [n for lead in leads if (n := lead.attribution.get(config.campaign_attribution))]
+        by_name = (
+            {str(r["Name"]): str(r["Id"]) for r in self._query(contacts.campaigns_soql(names))}
+            if names
+            else {}
+        )
+        default = str(config.default_campaign_id)
+        wanted: dict[tuple[str, str], list[Lead]] = {}
+        results: dict[str, PushResult] = {}
+        for lead in leads:
+            contact = found[str(lead.email)]
+            campaign = contacts.campaign_of(lead, config.campaign_attribution, by_name, default)
+            member = contact.campaigns.get(campaign)
+            if member is not None:  # already in it: nothing to write
+                results[lead.lead_key] = contacts.ok(lead, member, contact, created=False)
+            else:
+                wanted.setdefault((contact.id, campaign), []).append(lead)
+        if not wanted:
+            return results
+        pairs = list(wanted)
+        records = [contacts.member_record(found[str(wanted[p][0].email)], p[1]) for p in pairs]
+        answers = self._sobjects("POST", "", records, "CampaignMember")
+        for pair, answer in zip(pairs, answers, strict=True):
+            for lead in wanted[pair]:
+                contact = found[str(lead.email)]
+                if answer.get("success"):
+                    results[lead.lead_key] = contacts.ok(lead, answer.get("id"), contact, True)
+                elif contacts.already_member(_errors_of(answer)):
+                    results[lead.lead_key] = contacts.ok(lead, None, contact, created=False)
+                else:
+                    results[lead.lead_key] = self._refused(lead, answer)
+        return results
+
+    def _sobjects(
+        self, method: str, path: str, records: list[dict[str, Any]], kind: str
+    ) -> list[dict[str, Any]]:
+        """One sObject Collections call (create: POST; upsert: PATCH …/<type>/<field>)."""
+        base = f"{self._instance}/services/data/v{self.config.api_version}/composite/sobjects"
+        url = f"{base}/{path}" if path else base
+        response = self.transport.request(
+            method, url, json={"allOrNone": False, "records": records}
+        )
+        if response.status_code >= 400:
+            codes = _codes(response)
+            if "INVALID_FIELD" in codes or "NOT_FOUND" in codes:
+                raise FatalError(
+                    f"{self.name}: Salesforce refused the {kind} records ({codes}): for "
+                    f"existing_contact: task create {self.config.task_key_field} on Activity "
+                    "as a unique External ID text field (32), or set existing_contact: lead"
+                )
+            raise PermanentError(
+                f"{self.name}: {kind} HTTP {response.status_code} {codes}",
+                body=response_body(response),
+            )
+        answers = response_body(response)
+        if not isinstance(answers, list) or len(answers) != len(records):
+            raise RetryableError(f"{self.name}: unexpected collections response")
+        return [a if isinstance(a, dict) else {} for a in answers]
+
+    def _refused(self, lead: Lead, answer: Mapping[str, Any]) -> PushResult:
+        errors = _errors_of(answer)
+        codes = {e.get("statusCode") for e in errors}
+        message = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
+        retryable = bool(codes) and codes <= RETRYABLE_CODES
+        return PushResult(
+            lead_key=lead.lead_key,
+            ok=False,
+            error_class=Outcome.RETRYABLE if retryable else Outcome.PERMANENT,
+            error=message or "rejected",
+            body=errors,
+        )
 
     def _insert(self, leads: Sequence[Lead]) -> list[PushResult | None]:
         """Collections create; None for a lead whose record already exists."""

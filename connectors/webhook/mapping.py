@@ -7,7 +7,7 @@ opt-out; `opted_out` is present, as true, only after an explicit withdrawal.
 
 from __future__ import annotations
 
-from leadbridge.core.domain.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, WritePolicy
 
 NAMES = (
     "lead_key",
@@ -32,6 +32,9 @@ NAMES = (
     "first_seen",
     "last_seen",
 )
+
+# Fit × engagement (docs/scoring.md), sent only when configured, under their own names.
+SCORE_FIELDS: dict[str, str | FieldSpec] = {name: name for name in ("grade", "fit", "engagement")}
 
 # A webhook receiver has no record leadbridge reads first: every field is written each time.
 FIELD_MAP = FieldMap(

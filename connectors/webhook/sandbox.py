@@ -21,6 +21,7 @@ class WebhookSandbox(Sandbox):
     ) -> None:
         self.secret = secret
         self.idempotency_keys: dict[str, Any] = {}
+        self.events: list[dict[str, Any]] = []  # person.erased events received
         super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
@@ -36,6 +37,8 @@ class WebhookSandbox(Sandbox):
             return Response(401, {"error": "bad signature"})
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > 300:
             return Response(401, {"error": "stale timestamp"})
+        if (request.json() or {}).get("event") == "person.erased":
+            return self._erased(request.json())
         key = request.header("idempotency-key")
         with self.lock:
             if key and key in self.idempotency_keys:
@@ -45,6 +48,16 @@ class WebhookSandbox(Sandbox):
             if key:
                 self.idempotency_keys[key] = answer
         return Response(200, answer)
+
+    def _erased(self, event: dict[str, Any]) -> Response:
+        """A `person.erased` event (docs/webhook.md): forget each record named, by the id this
+        receiver answered for it (the lead key), and keep the event, as a receiver's log."""
+        records = [r for r in event.get("records") or [] if isinstance(r, dict)]
+        with self.lock:
+            for record in records:
+                self.records.pop(record.get("id"), None)
+            self.events.append(event)
+        return Response(200, {"results": [{"id": r.get("id"), "ok": True} for r in records]})
 
     def _store(self, lead: dict[str, Any]) -> dict[str, Any]:
         key = lead.get("lead_key")

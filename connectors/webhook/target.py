@@ -18,7 +18,9 @@ import orjson
 import requests
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.webhook.mapping import FIELD_MAP
+from leadbridge.connectors.webhook.erase import WebhookEraser
+from leadbridge.connectors.webhook.mapping import FIELD_MAP, SCORE_FIELDS
+from leadbridge.connectors.webhook.people import company_block, person_block
 from leadbridge.core.connector import (
     HttpTarget,
     Link,
@@ -29,7 +31,7 @@ from leadbridge.core.connector import (
     TargetConfig,
 )
 from leadbridge.core.connector.transport import response_body
-from leadbridge.core.domain.mapping import FieldMap, payload_hash
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, payload_hash
 from leadbridge.core.domain.models import Lead, PushResult
 
 SCHEMA_VERSION = 1
@@ -47,10 +49,11 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"v1={digest.hexdigest()}"
 
 
-class WebhookTarget(HttpTarget, Sandboxed):
+class WebhookTarget(HttpTarget, Sandboxed, WebhookEraser):
     Config: ClassVar[type[WebhookConfig]] = WebhookConfig
     max_batch: ClassVar[int] = 500
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    score_fields: ClassVar[dict[str, str | FieldSpec]] = SCORE_FIELDS
     default_stage_sync: ClassVar[str] = "push"  # an endpoint has nothing to read stages from
     reads_per_batch: ClassVar[int] = 0  # the receiver decides what to keep: nothing to read
 
@@ -60,6 +63,9 @@ class WebhookTarget(HttpTarget, Sandboxed):
         fields = super().payload(lead)
         if lead.attribution:
             fields["attribution"] = dict(lead.attribution)
+        for name, block in (("person", person_block(lead)), ("organization", company_block(lead))):
+            if block:
+                fields[name] = block
         return fields
 
     def upsert(

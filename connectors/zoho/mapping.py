@@ -15,11 +15,18 @@ starts with); a salesperson may reclassify it, so it is written on create only.
 
 from __future__ import annotations
 
-from leadbridge.core.domain.mapping import FieldMap, WritePolicy
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec, WritePolicy
 
 KEY_FIELD = "LeadBridge_Key"  # a unique ("Do not allow duplicate values") text field, 32+
 STAGE_FIELD = "LeadBridge_Stage"  # a picklist of STAGE_VALUES
 DNC_FIELD = "LeadBridge_Marketplace_DNC"  # a checkbox leadbridge owns
+# Fit × engagement (docs/scoring.md), sent only when configured: the grid cell in a
+# single line (2), the numbers in Number fields.
+SCORE_FIELDS: dict[str, str | FieldSpec] = {
+    "LeadBridge_Grade": FieldSpec(from_="grade", truncate=2),
+    "LeadBridge_Fit": "fit",
+    "LeadBridge_Engagement": "engagement",
+}
 
 FIELD_MAP = FieldMap(
     fields={

@@ -103,6 +103,11 @@ FIELDS: dict[str, tuple[str, int, dict[str, Any]]] = {
     KEY_FIELD: ("text", 64, {"unique": True, "custom_field": True}),
     STAGE_FIELD: ("picklist", 120, {"custom_field": True}),
     DNC_FIELD: ("boolean", 5, {"custom_field": True}),
+    # fit × engagement (docs/scoring.md); a Number field's data_type is "integer" (Fields
+    # Meta Data: zoho.com/crm/developer/docs/api/v8/field-meta.html)
+    "LeadBridge_Grade": ("text", 2, {"custom_field": True}),
+    "LeadBridge_Fit": ("integer", 9, {"custom_field": True}),
+    "LeadBridge_Engagement": ("integer", 9, {"custom_field": True}),
 }
 SELECT = re.compile(
     r"^select (?P<columns>[\w, ]+?) from (?P<module>\w+) where (?P<where>.+?)"
@@ -142,6 +147,7 @@ class ZohoSandbox(Sandbox):
         self.route("POST", "/oauth/v2/token", self.token)
         self.route("POST", r"/crm/v\d+/Leads", self.insert)
         self.route("POST", r"/crm/v\d+/Leads/upsert", self.upsert)
+        self.route("DELETE", r"/crm/v\d+/Leads", self.delete)
         self.route("POST", r"/crm/v\d+/coql", self.coql)
         self.route("GET", r"/crm/v\d+/settings/fields", self.field_metadata)
 
@@ -242,6 +248,40 @@ class ZohoSandbox(Sandbox):
         `duplicate_check_fields` in order (default: the system's Email, then the unique
         fields); `action` says insert or update, `duplicate_field` which field matched."""
         return self._write(request, upsert=True)
+
+    def delete(self, request: Request) -> Response:
+        """`DELETE /crm/v8/Leads?ids=…` (…/v8/delete-records.html): ≤100 ids, one result per
+        id, "record deleted"; an id it doesn't hold is INVALID_DATA. 200 when every record
+        went, 207 when some did, 400 when none did (as for writes)."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        ids = [i for i in ",".join(request.query.get("ids", [])).split(",") if i]
+        if not ids:
+            return Response(
+                400, _error("MANDATORY_NOT_FOUND", "required param not found", param="ids")
+            )
+        if len(ids) > MAX_RECORDS:
+            return Response(
+                400, _error("LIMIT_EXCEEDED", "limit exceeded", by="limit", limit=MAX_RECORDS)
+            )
+        results = []
+        with self.lock:
+            for record_id in ids:
+                key = next((k for k, r in self.records.items() if r["id"] == record_id), None)
+                if key is None:
+                    results.append(_error("INVALID_DATA", "the id given seems to be invalid"))
+                    continue
+                del self.records[key]
+                results.append(
+                    {
+                        "code": "SUCCESS",
+                        "details": {"id": record_id},
+                        "message": "record deleted",
+                        "status": "success",
+                    }
+                )
+        done = sum(r["status"] == "success" for r in results)
+        return Response(200 if done == len(ids) else 207 if done else 400, {"data": results})
 
     def _write(self, request: Request, *, upsert: bool) -> Response:
         if not self.bearer_ok(request):
@@ -385,6 +425,7 @@ class ZohoSandbox(Sandbox):
             return None
         holds = {
             "boolean": lambda: isinstance(value, bool),
+            "integer": lambda: isinstance(value, int) and not isinstance(value, bool),
             "picklist": lambda: value in self.picklists.get(name, ()),
             "ownerlookup": lambda: isinstance(value, dict) and bool(value.get("id")),
         }.get(kind, lambda: True)

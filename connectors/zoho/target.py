@@ -35,12 +35,14 @@ from typing import Any, ClassVar, Literal
 import requests
 from pydantic import Field, SecretStr
 
+from leadbridge.connectors.zoho.erase import ZohoEraser
 from leadbridge.connectors.zoho.mapping import (
     DNC_FIELD,
     FATAL_CODES,
     FIELD_MAP,
     KEY_FIELD,
     RETRYABLE_CODES,
+    SCORE_FIELDS,
     STAGE_FIELD,
     STAGE_VALUES,
     TEXT_TYPES,
@@ -61,7 +63,7 @@ from leadbridge.core.connector import (
     Write,
     response_body,
 )
-from leadbridge.core.domain.mapping import FieldMap
+from leadbridge.core.domain.mapping import FieldMap, FieldSpec
 from leadbridge.core.domain.models import Lead, PushResult, Stage, StageChange
 from leadbridge.core.domain.stages import SALES_STAGES, rank
 
@@ -120,13 +122,14 @@ class ZohoConfig(TargetConfig):
         return f"{accounts.rstrip('/')}/oauth/v2/token"
 
 
-class ZohoTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed):
+class ZohoTarget(HttpTarget, StageReader, SchemaChecker, Sandboxed, ZohoEraser):
     Config: ClassVar[type[ZohoConfig]] = ZohoConfig
     max_batch: ClassVar[int] = 100  # insert and upsert: "A maximum of 100 records … per call"
     # Zoho limits concurrency (5–25 calls at once by edition) and API credits per 24 hours,
     # not requests per second: 5 a second keeps one replica well inside both.
     default_rate: ClassVar[float | None] = 5.0
     field_map: ClassVar[FieldMap] = FIELD_MAP
+    score_fields: ClassVar[dict[str, str | FieldSpec]] = SCORE_FIELDS
     default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
     owner_field: ClassVar[str | None] = "Owner"
     # A batch of leads pushed before is read once (one COQL query: ≤50 keys, the batch's

@@ -64,7 +64,10 @@ def run(
     for config in settings.target_configs():
         if config.name in names:
             target = build(config, placeholder=settings.placeholder)
-            report.delivered.append(deliver(target, store, settings, on_batch=on_deliver))
+            # A backfill queues no per-lead alert: 10,000 old leads are not 10,000 hot ones.
+            report.delivered.append(
+                deliver(target, store, settings, on_batch=on_deliver, hot_leads=False)
+            )
     return report
 
 

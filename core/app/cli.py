@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import signal
 import sys
 import threading
@@ -28,7 +29,6 @@ from leadbridge.core.support.env import CONFIG_ENV
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-    from sqlalchemy import Connection
 
     from leadbridge.core.delivery.deliver import DeliveryReport
     from leadbridge.core.ingest.pipeline import IngestReport
@@ -55,15 +55,20 @@ def _lazy(name: str) -> Any:
 if TYPE_CHECKING:  # the same modules, seen by the type checker as what they are
     from leadbridge.core import connector as connectors
     from leadbridge.core import settings as config_file
-    from leadbridge.core.app import backfill, views
+    from leadbridge.core.app import backfill, operations, privacy, views
     from leadbridge.core.delivery import deliver as delivery
     from leadbridge.core.ingest import pipeline
     from leadbridge.core.store import db as store_db
     from leadbridge.core.store import migrate, repo
     from leadbridge.core.support import logs, metrics
+    from leadbridge.core.sync import erasure, retention
 else:
     backfill = _lazy("leadbridge.core.app.backfill")
     views = _lazy("leadbridge.core.app.views")
+    operations = _lazy("leadbridge.core.app.operations")
+    privacy = _lazy("leadbridge.core.app.privacy")
+    retention = _lazy("leadbridge.core.sync.retention")
+    erasure = _lazy("leadbridge.core.sync.erasure")
     connectors = _lazy("leadbridge.core.connector")
     delivery = _lazy("leadbridge.core.delivery.deliver")
     pipeline = _lazy("leadbridge.core.ingest.pipeline")
@@ -184,7 +189,13 @@ app.add_typer(report_app, name="report")
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 # --- alerts (issue 18) ---
+from leadbridge.core.app.cli_alerts import alerts_app  # noqa: E402  (light: typer only)
+
+app.add_typer(alerts_app, name="alerts")
 # --- scoring (issue 24) ---
+from leadbridge.core.app import cli_scoring  # noqa: E402 (registered here, by its anchor)
+
+cli_scoring.register(app)
 log = logging.getLogger("leadbridge.cli")
 
 
@@ -646,6 +657,7 @@ class Grouping(StrEnum):
     source = "source"
     action = "action"
     target = "target"
+    grade = "grade"
 
 
 @report_app.command("funnel")
@@ -663,7 +675,10 @@ def report_funnel(
     to: Annotated[datetime | None, typer.Option(help="Last day, included.")] = None,
     by: Annotated[
         Grouping | None,
-        typer.Option(help="Also per offer, source, action or the CRM that accepted the lead."),
+        typer.Option(
+            help="Also per offer, source, action, the CRM that accepted the lead, or the "
+            "fit × engagement grade it had when it became an MQL."
+        ),
     ] = None,
     spend: Annotated[
         Path | None, typer.Option(help="CSV of date,amount[,offer] for cost per SQL.")
@@ -864,8 +879,8 @@ def dlq_list(
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """Open dead letters, oldest first."""
+    _known_dead_letter_target(_ctx(ctx).settings, _ctx(ctx).store(), target)
     with _ctx(ctx).store().connect() as conn:
-        _known_dead_letter_target(_ctx(ctx).settings, conn, target)
         rows = views.dead_letter_rows(conn, target, include_resolved=all_)
     if format is Format.json:
         render.emit_json(rows)
@@ -896,48 +911,45 @@ def dlq_replay(
     """Queue dead-lettered leads again (after fixing the CRM or the mapping) and deliver."""
     if letter_id is None and not all_ and target is None:
         _usage("say which: an ID, --all, or --target NAME")
-    settings = _ctx(ctx).settings
-    store = _ctx(ctx).store()
-    with store.begin() as conn:
-        _known_dead_letter_target(settings, conn, target)
-        ids = [letter_id] if letter_id is not None else repo.open_dead_letter_ids(conn, target)
-        rows = repo.resolve_dead_letters(conn, ids, "replayed", repo.utcnow())
-        for row in rows:
-            repo.enqueue(conn, [row.lead_key], [row.target], repo.utcnow())
-    if letter_id is not None and not rows:
+    try:
+        replay = operations.replay_dead_letters(
+            _ctx(ctx).settings,
+            _ctx(ctx).store(),
+            letter_ids=None if letter_id is None else [letter_id],
+            target=target,
+            actor="cli",
+        )
+    except operations.UnknownTarget as exc:
+        _usage(f"no target named {exc.name!r}; choose from: {', '.join(exc.known) or 'none'}")
+    if letter_id is not None and not replay.replayed:
         render.console.print(f"no open dead letter {letter_id} (see: leadbridge dlq list --all)")
         raise typer.Exit(EXIT_ATTENTION)
-    render.console.print(f"replaying {len(rows)} dead letter(s)")
-    names = {row.target for row in rows}
-    reports = [
-        delivery.deliver(connectors.build(c, placeholder=settings.placeholder), store, settings)
-        for c in settings.target_configs()
-        if c.name in names
-    ]
-    for report in reports:
+    render.console.print(f"replaying {replay.replayed} dead letter(s)")
+    for report in replay.reports:
         _print_delivery(report)
-    if any(r.needs_attention for r in reports):
+    if replay.needs_attention:
         raise typer.Exit(EXIT_ATTENTION)
 
 
-def _known_dead_letter_target(settings: Settings, conn: Connection, target: str | None) -> None:
+def _known_dead_letter_target(settings: Settings, store: Store, target: str | None) -> None:
     """`--target` names a configured target, or one that still has dead letters (a target
     since removed from the config): anything else is a typo, exit 2 with the choices."""
-    if target is None:
-        return
-    known = {t.name for t in settings.targets} | views.dead_letter_targets(conn)
-    if target not in known:
-        _usage(f"no target named {target!r}; choose from: {', '.join(sorted(known)) or 'none'}")
+    try:
+        operations.check_target(settings, store, target)
+    except operations.UnknownTarget as exc:
+        _usage(f"no target named {exc.name!r}; choose from: {', '.join(exc.known) or 'none'}")
 
 
 @dlq_app.command("discard")
 def dlq_discard(
-    ctx: typer.Context, letter_id: Annotated[int, typer.Argument(metavar="ID")]
+    ctx: typer.Context,
+    letter_id: Annotated[int, typer.Argument(metavar="ID")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why, for the lead's history (e.g. a duplicate).")
+    ] = None,
 ) -> None:
     """Close a dead letter without sending it again."""
-    with _ctx(ctx).store().begin() as conn:
-        rows = repo.resolve_dead_letters(conn, [letter_id], "discarded", repo.utcnow())
-    if not rows:
+    if not operations.discard_dead_letter(_ctx(ctx).store(), letter_id, actor="cli", reason=reason):
         render.console.print(f"no open dead letter {letter_id}")
         raise typer.Exit(EXIT_ATTENTION)
     render.console.print(f"discarded dead letter {letter_id}")
@@ -1032,6 +1044,9 @@ _LIST_COLUMNS = (
 )
 
 
+_GRADE = re.compile(r"^[A-Da-d][1-4]?$")
+
+
 @leads_app.command("list")
 def leads_list(
     ctx: typer.Context,
@@ -1041,22 +1056,29 @@ def leads_list(
     offer: Annotated[str | None, typer.Option(help="Only this offer key.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many.", min=1)] = None,
     format: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
+    grade: Annotated[
+        str | None,
+        typer.Option(help="Only this fit × engagement grade: a cell (A1) or a fit grade (A)."),
+    ] = None,
 ) -> None:
     """List leads, oldest first."""
+    if grade is not None and not _GRADE.match(grade):
+        _usage(f"--grade {grade!r}: write a grid cell A1…D4, or a fit grade A…D")
     with _ctx(ctx).store().connect() as conn:
         if offer is not None:
             offers = views.offer_keys(conn)
             if offer not in offers:
                 _usage(f"no lead has the offer {offer!r}; offers: {_choices(offers)}")
-        rows = views.list_leads(conn, stage.value if stage else None, offer, limit)
+        rows = views.list_leads(conn, stage.value if stage else None, offer, limit, grade)
     if format is Format.json:
         render.emit_json(rows)
     elif format is Format.csv:
         render.emit_csv(rows, views.LEAD_COLUMNS)
     else:
-        render.emit_table(
-            [views.masked_row(r) for r in rows], _LIST_COLUMNS, title=f"{len(rows)} leads"
-        )
+        # The grade column only where leads are graded (a config with fit × engagement).
+        graded = any(r.get("grade") for r in rows)
+        columns = (*_LIST_COLUMNS[:8], "grade", *_LIST_COLUMNS[8:]) if graded else _LIST_COLUMNS
+        render.emit_table([views.masked_row(r) for r in rows], columns, title=f"{len(rows)} leads")
 
 
 @leads_app.command("show")
@@ -1080,6 +1102,73 @@ def leads_show(
         return
     for story in stories:
         _print_story(story)
+
+
+@leads_app.command("export")
+def leads_export(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The person's email address.")],
+) -> None:
+    """Everything held on a person (right of access), as one JSON document on stdout:
+    leads, history, CRM records, dead letters and raw payloads."""
+    with _ctx(ctx).store().connect() as conn:
+        held = privacy.export_person(conn, email, repo.utcnow())
+    if held is None:
+        stderr_console.print("nothing is held on that address")
+        raise typer.Exit(EXIT_ATTENTION)
+    render.emit_json(held)
+
+
+@leads_app.command("forget")
+def leads_forget(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The person's email address.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask (scripts).")] = False,
+) -> None:
+    """Erase a person (right to erasure): from the store now, and from every CRM what
+    leadbridge created there; their next action is set aside, never a lead again."""
+    settings = _ctx(ctx).settings
+    if settings.privacy.suppression_key is None:
+        fail(
+            "privacy.suppression_key is not set: a forgotten person could not be recognised "
+            "when they act again",
+            "set it to a long random secret (e.g. ${LEADBRIDGE_SUPPRESSION_KEY}) and keep it "
+            "as long as the store (docs/privacy.md)",
+        )
+    if not yes:
+        if not sys.stdin.isatty():
+            _usage("not on a terminal: add --yes to erase without being asked")
+        typer.confirm(
+            f"Erase {email} from the store and from every target? This can't be undone",
+            abort=True,
+        )
+    targets = [
+        connectors.build(c, placeholder=settings.placeholder) for c in settings.target_configs()
+    ]
+    done = erasure.forget(
+        _ctx(ctx).store(), settings, email, targets, actor="cli", now=repo.utcnow()
+    )
+    _print_erasure(done)
+    if done.needs_attention:
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+def _print_erasure(done: erasure.ErasureReport) -> None:
+    removed = ", ".join(f"{n} {table}" for table, n in sorted(done.removed.items()))
+    render.console.print(
+        f"erasure {done.erasure_id or '(nothing held)'}: removed from the store: "
+        f"{removed or 'nothing'}; the address is on the suppression list"
+    )
+    for target, states in sorted(done.targets.items()):
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        render.console.print(f"  {target}: {counts}")
+    for error in done.errors:
+        render.console.print(f"  {error} (asked again by the daemon, or run forget again)")
+    if any(states.get("kept") for states in done.targets.values()):
+        render.console.print(
+            "  kept: records leadbridge did not create, or in a target that can't delete "
+            "them: erase those in the CRM by hand"
+        )
 
 
 def _choices(values: list[str], shown: int = 20) -> str:
@@ -1120,6 +1209,10 @@ def _print_story(story: dict[str, Any]) -> None:
         f"  offer {v(lead['offer_key'])}  stage {v(lead['stage'])}  "
         f"score {v(lead['score'])}  actions {', '.join(v(a) for a in lead['actions'])}"
     )
+    if lead.get("grade"):
+        out.print(
+            f"  grade {v(lead['grade'])}  fit {v(lead['fit'])}  engagement {v(lead['engagement'])}"
+        )
     if lead["flags"] or lead["do_not_contact"]:
         flags = [*lead["flags"], *(["do_not_contact"] if lead["do_not_contact"] else [])]
         out.print(f"  flags: {', '.join(v(f) for f in flags)}")
@@ -1136,9 +1229,11 @@ def _print_story(story: dict[str, Any]) -> None:
         title="history",
     )
     if story["links"]:
+        # a CRM with people and companies names the lead's contact and account too
+        parents = tuple(k for k in ("contact", "account") if any(r[k] for r in story["links"]))
         render.emit_table(
             story["links"],
-            ("target", "external_id", "state", "pushed_stage", "pushed_at"),
+            ("target", "external_id", *parents, "state", "pushed_stage", "pushed_at"),
             title="CRM links",
         )
 
@@ -1153,6 +1248,8 @@ def _detail(event: dict[str, Any]) -> str:
         )
     if event["kind"] == "stage":
         return f"{data.get('from')} → {data.get('to')}: {data.get('reason')}"
+    if event["kind"] == "grade":
+        return f"grade {data.get('from')} → {data.get('to')}: {data.get('reason')}"
     if event["kind"] == "stage_refused":
         return (
             f"refused {data.get('stage')} (kept {data.get('kept')}): {data.get('reason')}; "
@@ -1169,6 +1266,10 @@ def _detail(event: dict[str, Any]) -> str:
         for name, why in (data.get("dropped") or {}).items():
             detail += f"; {name} not sent: {why}"
         return detail
+    if event["kind"] == "dead_letter":
+        why = f": {data['reason']}" if data.get("reason") else ""
+        letter = f"dead letter {data.get('dead_letter')} ({data.get('target')})"
+        return f"{letter} {data.get('resolution')}{why}"
     if event["kind"] == "person":
         score = data.get("score") or {}
         return (
@@ -1198,6 +1299,30 @@ def leads_quarantine(
         render.emit_table(rows, columns, title=f"{len(rows)} quarantined raw leads")
 
 
+@leads_app.command("reprocess")
+def leads_reprocess(
+    ctx: typer.Context,
+    raw_ids: Annotated[
+        list[int] | None, typer.Argument(metavar="[RAW_ID]...", help="Quarantined raw leads.")
+    ] = None,
+    reason: Annotated[
+        QuarantineReason | None,
+        typer.Option(help="Every quarantined raw lead with this reason.", case_sensitive=False),
+    ] = None,
+) -> None:
+    """Process quarantined raw leads again, after changing the config (e.g. `test_leads:
+    deliver`) or upgrading leadbridge. One still at fault is quarantined again."""
+    if not raw_ids and reason is None:
+        _usage("say which: RAW_ID..., or --reason REASON (see: leadbridge leads quarantine)")
+    done = operations.reprocess_quarantined(
+        _ctx(ctx).settings, _ctx(ctx).store(), raw_ids=raw_ids or None, reason=reason, actor="cli"
+    )
+    render.console.print(f"{done.released} quarantined raw lead(s) processed again")
+    _print_ingest(done.report, _ctx(ctx).settings.test_leads)
+    if not done.released or done.report.needs_attention:
+        raise typer.Exit(EXIT_ATTENTION)
+
+
 # --- status ----------------------------------------------------------------------------
 
 
@@ -1215,6 +1340,7 @@ def status_command(
             [s.name for s in settings.sources],
             [t.name for t in settings.targets],
             settings.cluster.stalled_after,
+            [c.name for c in settings.alerts.channels],
         )
     if format is ShowFormat.json:
         render.emit_json(data)
@@ -1237,12 +1363,20 @@ def status_command(
         f"leads: {data['leads']['total']}"
         + (f" ({render.counts_text(stages, order=[s.value for s in Stage])})" if stages else "")
     )
+    if data["erasures_pending"]:
+        out.print(f"erasures waiting on a target: {data['erasures_pending']}")
     if data["targets"]:
         paused = any(v["paused"] for v in data["targets"].values())
         render.emit_table(
             [{"target": k, **v, **_pause_cells(v["paused"])} for k, v in data["targets"].items()],
             ("target", "outbox", "dead_letters", *(("paused_until", "why") if paused else ())),
             title="targets",
+        )
+    if data.get("alerts"):
+        render.emit_table(
+            [{"channel": k, **v} for k, v in data["alerts"].items()],
+            ("channel", "pending", "last_success_at", "last_failure_at", "last_error"),
+            title="alert channels",
         )
     if data["queue"] is not None:
         out.print(
@@ -1366,6 +1500,20 @@ def db_upgrade(ctx: typer.Context) -> None:
     migrate.upgrade(store.engine)
     render.console.print(
         f"store at revision {migrate.current_revision(store.engine)} (was {before or 'empty'})"
+    )
+
+
+@db_app.command("prune")
+def db_prune(ctx: typer.Context) -> None:
+    """Redact personal data from raw leads past their retention (`retention:`; the daemon
+    does it daily). Reports give the same figures before and after."""
+    settings = _ctx(ctx).settings
+    done = retention.prune(_ctx(ctx).store(), settings.retention, repo.utcnow())
+    kept = settings.retention
+    render.console.print(
+        f"redacted {done.raw_redacted} raw lead(s) older than {kept.raw_days or '∞'} days and "
+        f"{done.quarantine_redacted} quarantined one(s) older than "
+        f"{kept.quarantine_days or '∞'} days"
     )
 
 

@@ -158,6 +158,8 @@ def _show_crms(settings: Settings, running: dict[str, Any]) -> None:
             ("name", "email", "stage"),
             title=f"{config.name} ({config.kind}) sandbox now holds {len(rows)} records",
         )
+        for line in cls.sandbox_people(sandbox, config):
+            render.console.print(f"{config.name}: {line}")
 
 
 def _accept_in_a_sales_crm(settings: Settings, store: Store, running: dict[str, Any]) -> str | None:

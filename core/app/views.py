@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from leadbridge.core.alerts.outbox import channel_health
 from leadbridge.core.delivery.pauses import running_pauses
 from leadbridge.core.domain.models import Lead, lead_from_json, lead_to_dict
 from leadbridge.core.ingest.pipeline import IngestReport
@@ -20,6 +21,7 @@ from leadbridge.core.store import repo, runs, state
 from leadbridge.core.store.repo import utcnow
 from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
 from leadbridge.core.support.logs import mask_email
+from leadbridge.core.sync import erasure
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 LEAD_COLUMNS = (
@@ -42,6 +44,9 @@ LEAD_COLUMNS = (
     "flags",
     "first_seen",
     "last_seen",
+    "grade",  # fit × engagement (docs/scoring.md): null unless configured
+    "fit",
+    "engagement",
 )
 
 
@@ -51,13 +56,23 @@ def lead_summary(lead: Lead) -> dict[str, Any]:
 
 
 def list_leads(
-    conn: Connection, stage: str | None = None, offer: str | None = None, limit: int | None = None
+    conn: Connection,
+    stage: str | None = None,
+    offer: str | None = None,
+    limit: int | None = None,
+    grade: str | None = None,
 ) -> list[dict[str, Any]]:
+    """`grade`: a grid cell ("A1"), or a fit grade ("A": every A)."""
     stmt = select(leads.c.data).order_by(leads.c.first_seen, leads.c.lead_key)
     if stage:
         stmt = stmt.where(leads.c.stage == stage.lower())
     if offer:
         stmt = stmt.where(leads.c.offer_key == offer)
+    if grade:
+        grade = grade.upper()
+        stmt = stmt.where(
+            leads.c.grade == grade if len(grade) == 2 else leads.c.grade.like(f"{grade}_")
+        )
     if limit:
         stmt = stmt.limit(limit)
     return [lead_summary(lead_from_json(row.data)) for row in conn.execute(stmt)]
@@ -92,6 +107,10 @@ def lead_story(conn: Connection, lead: Lead) -> dict[str, Any]:
         }
         for row in repo.lead_history(conn, lead.lead_key)
     ]
+    parents = {
+        (row.target, row.kind): row.external_id
+        for row in repo.lead_record_links(conn, lead.lead_key)
+    }
     links = [
         {
             "target": row.target,
@@ -99,6 +118,9 @@ def lead_story(conn: Connection, lead: Lead) -> dict[str, Any]:
             "state": row.state,
             "pushed_stage": row.pushed_stage,
             "pushed_at": row.pushed_at.isoformat() if row.pushed_at else None,
+            # the person's and company's records the lead hangs off there (issue 16)
+            "contact": parents.get((row.target, "contact")),
+            "account": parents.get((row.target, "account")),
         }
         for row in repo.lead_links(conn, lead.lead_key)
     ]
@@ -179,8 +201,10 @@ def status(
     source_names: list[str],
     target_names: list[str],
     silent_after: timedelta = timedelta(seconds=30),
+    channel_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything `leadbridge status` shows; a replica silent for `silent_after` is lost."""
+    """Everything `leadbridge status` shows; a replica silent for `silent_after` is lost.
+    With alert channels configured, each one's last success and failure too."""
     cursor_rows = state.every_updated(conn, "source_cursor")
     sources = {}
     for name in source_names:
@@ -209,6 +233,8 @@ def status(
             "by_stage": repo.count_by(conn, leads.c.stage),
         },
         "events": int(conn.execute(select(func.count()).select_from(events)).scalar_one()),
+        # `leads forget` still waiting on a target (asked again by the daemon, or a rerun)
+        "erasures_pending": erasure.pending_count(conn),
         "targets": {
             name: {
                 "outbox": outbox.get(name, 0),
@@ -231,7 +257,7 @@ def status(
             }
             for job, run in runs.last_runs(conn).items()
         },
-    }
+    } | ({"alerts": channel_health(conn, channel_names)} if channel_names else {})
 
 
 def replica_rows(conn: Connection, now: datetime, silent_after: timedelta) -> list[dict[str, Any]]:
@@ -313,13 +339,20 @@ def ingest_buckets(report: IngestReport, test_leads: str) -> dict[str, int]:
     With `test_leads: deliver` a test lead becomes a lead like any other and is in those.
     """
     tests_set_aside = report.test_leads if test_leads == "quarantine" else 0
-    merged = report.processed - report.leads_created - tests_set_aside - report.quarantined
+    merged = (
+        report.processed
+        - report.leads_created
+        - tests_set_aside
+        - report.quarantined
+        - report.erased
+    )
     return {
         "processed": report.processed,
         "new_leads": report.leads_created,
         "merged": max(merged, 0),
         "test_leads": tests_set_aside,
         "quarantined": report.quarantined,
+        "erased": report.erased,  # a forgotten person's new action, set aside as they asked
     }
 
 
@@ -334,6 +367,8 @@ def ingest_line(report: IngestReport, test_leads: str, fetched: int | None = Non
         f" + {_count(buckets['test_leads'], 'Microsoft test lead')} + "
         f"{buckets['quarantined']} quarantined"
     )
+    if buckets["erased"]:
+        line += f" + {buckets['erased']} of people who asked to be forgotten (set aside)"
     if fetched is not None and fetched != buckets["processed"]:
         line += (
             f" ({fetched} read from the sources now: a raw lead landed before, or by the "
@@ -369,7 +404,11 @@ class _Unreadable(ValueError):
 def readable_rule(rule: str) -> str:
     """A score rule as a person reads it: a title rule's regex becomes the words it matches
     (`title has one of the words ceo, cto, … or director (+15)`); any other rule, or a
-    pattern too rich to spell out, is returned as it is."""
+    pattern too rich to spell out, is returned as it is. A fit × engagement rule keeps its
+    axis (`fit: title has …`)."""
+    axis, sep, rest = rule.partition(": ")
+    if sep and axis in ("fit", "engagement"):
+        return f"{axis}: {readable_rule(rest)}"
     match = _TITLE_RULE.match(rule)
     if not match:
         return rule

@@ -24,6 +24,8 @@ _HOMES = {
     "ConsentReader": "leadbridge.core.connector.contract",
     "ENTRY_POINT_GROUP": "leadbridge.core.connector.registry",
     "Eraser": "leadbridge.core.connector.contract",
+    "ErasureRecord": "leadbridge.core.domain.models",
+    "ErasureResult": "leadbridge.core.domain.models",
     "FatalError": "leadbridge.core.connector.errors",
     "HttpTarget": "leadbridge.core.connector.http_target",
     "InteractiveSignIn": "leadbridge.core.connector.contract",
@@ -105,7 +107,7 @@ if TYPE_CHECKING:
         sandboxed_kinds,
     )
     from leadbridge.core.connector.transport import Transport, response_body
-    from leadbridge.core.domain.models import Outcome
+    from leadbridge.core.domain.models import ErasureRecord, ErasureResult, Outcome
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -114,6 +116,8 @@ __all__ = [
     "ConnectorError",
     "ConsentReader",
     "Eraser",
+    "ErasureRecord",
+    "ErasureResult",
     "FatalError",
     "HttpTarget",
     "InteractiveSignIn",

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from leadbridge.core.connector.config import ConnectorConfig
 from leadbridge.core.domain.models import (
+    ErasureRecord,
+    ErasureResult,
     Lead,
     MarketplaceLead,
     PushResult,
@@ -111,10 +113,15 @@ class RecordLinks(ABC):
 
 
 class Eraser(ABC):
-    """A target that can delete what leadbridge created for a person (right to erasure)."""
+    """A target that can delete what leadbridge created for a person (right to erasure).
+
+    Core asks only for records the CRM said it created for leadbridge; `erase` answers one
+    result per record, in order. A record already gone is ok; a refusal that may pass later
+    (throttled, down) is RETRYABLE and asked again; credentials or configuration refused
+    raise FatalError as for delivery."""
 
     @abstractmethod
-    def erase(self, external_ids: Sequence[str]) -> list[PushResult]: ...
+    def erase(self, records: Sequence[ErasureRecord]) -> list[ErasureResult]: ...
 
 
 class ConsentReader(ABC):
@@ -222,6 +229,13 @@ class Sandboxed(ABC):
     @abstractmethod
     def sandbox_records(cls, sandbox: Any, config: Any) -> list[SandboxRecord]:
         """What the sandbox holds, for a person to read."""
+
+    @classmethod
+    def sandbox_people(cls, sandbox: Any, config: Any) -> list[str]:
+        """What the sandbox says about people and companies, for a person to read: how the
+        leads hang off contacts and accounts ("the 2 leads of a…@contoso.com hang off one
+        contact and one account"). None by default: a CRM of loose leads has nothing to say."""
+        return []
 
     @classmethod
     def move_stage(cls, sandbox: Any, config: Any, lead_key: str, stage: str) -> bool:

@@ -92,6 +92,9 @@ class HttpTarget:
     # Reads before writing a batch of leads leadbridge has never pushed here (None: the same
     # as reads_per_batch; 0: the write itself can't overwrite, e.g. a create-only insert).
     reads_for_new_leads: ClassVar[int | None] = None
+    # This CRM's fields for the fit × engagement score (docs/scoring.md): grade, fit,
+    # engagement. Joined to the map only when the config scores that way (settings).
+    score_fields: ClassVar[dict[str, str | FieldSpec]] = {}
 
     def __init__(
         self,

@@ -215,6 +215,11 @@ class Transport:
     def _send_once(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
         response = self._send(method, url, kwargs, force_refresh=False)
         if response.status_code == 401 and self.auth is not None:
+            # A 401 the vendor says no new token will fix (a missing scope, a deactivated
+            # user) stops at once: asking for another token would only hide the reason.
+            verdict = self.classify(response) if self.classify else None
+            if isinstance(verdict, FatalError):
+                raise verdict
             log.info("credentials rejected; fetching a new token", extra={"target": self.name})
             response = self._send(method, url, kwargs, force_refresh=True)
             if response.status_code == 401:

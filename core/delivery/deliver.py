@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from leadbridge.core.alerts import outbox as alert_outbox
+from leadbridge.core.alerts.hot import hot_lead_alerts
 from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
@@ -68,6 +70,9 @@ class DeliveryReport:
         return bool(self.dead_lettered or self.fatal)
 
 
+_NO = PushResult(lead_key="", ok=False)
+
+
 @dataclass
 class _Claimed:
     row: Any
@@ -84,9 +89,11 @@ def deliver(
     on_batch: Callable[[DeliveryReport], None] | None = None,
     max_batches: int | None = None,
     stop: threading.Event | None = None,
+    hot_leads: bool = True,
 ) -> DeliveryReport:
     """Drain the target's due outbox rows once; `stop` ends it after the batch in hand.
-    Nothing is sent while a vendor's pause runs, whichever process was given it."""
+    Nothing is sent while a vendor's pause runs, whichever process was given it.
+    `hot_leads=False` (backfill) queues no per-lead alert for what it confirms."""
     report = DeliveryReport(target=target.name)
     report.pause = honour_pause(store, target)
     if report.pause is not None:
@@ -102,7 +109,7 @@ def deliver(
         if not rows:
             break
         report.batches += 1
-        if not _deliver_batch(target, store, settings, rows, worker, report):
+        if not _deliver_batch(target, store, settings, rows, worker, report, hot_leads):
             break
         if on_batch:
             on_batch(report)
@@ -122,6 +129,7 @@ def _deliver_batch(
     rows: Sequence[Any],
     worker: str,
     report: DeliveryReport,
+    hot_leads: bool = True,
 ) -> bool:
     """One claimed batch; returns False when the target should not be called again now."""
     with store.connect() as conn:
@@ -169,8 +177,17 @@ def _deliver_batch(
             for c in to_push
         ]
     faults.point("delivery.after_upsert")  # the CRM has it; leadbridge hasn't recorded it yet
-    _record(store, target, settings, to_push, results, worker, report)
+    fatal = {r.lead_key: r for r in results if r.error_class is Outcome.FATAL}
+    answered = [c for c in to_push if c.lead.lead_key not in fatal]
+    _record(store, target, settings, answered, results, worker, report, hot_leads)
     faults.point("delivery.after_record")
+    if fatal:
+        # A record refused for the target's configuration or credentials says nothing about
+        # the record: it stays queued (not a dead letter) and the target stops, as for a
+        # request refused as a whole.
+        held = [c for c in to_push if c.lead.lead_key in fatal]
+        first = next(iter(fatal.values()))
+        return _stop(store, target, held, first.error or "refused (fatal)", report)
     return not any(r.error_class is Outcome.RETRYABLE for r in results)
 
 
@@ -233,10 +250,12 @@ def _record(
     results: list[PushResult],
     worker: str,
     report: DeliveryReport,
+    hot_leads: bool = True,
 ) -> None:
     by_key = {r.lead_key: r for r in results}
     now = utcnow()
     links, done, backoffs, dead, events = [], [], [], [], []
+    related: list[dict[str, Any]] = []  # contact/account records the CRM named (issue 16)
     created: list[str] = []
     for item in claimed:
         lead, row = item.lead, item.row
@@ -256,6 +275,7 @@ def _record(
             done.append(row.id)
             report.pushed += 1
             event_data["external_id"] = result.external_id
+            related += _related_rows(target.name, lead.lead_key, result, now)
             if result.created:
                 created.append(lead.lead_key)
                 event_data["created"] = True
@@ -315,11 +335,16 @@ def _record(
         )
     with store.begin() as conn:
         repo.save_links(conn, links)
+        repo.save_record_links(conn, related)
         repo.mark_created(conn, target.name, created, now)
         repo.complete(conn, done, worker)
         repo.back_off(conn, backoffs)
         repo.add_dead_letters(conn, dead)
         repo.add_events(conn, events)
+        if hot_leads:  # in the transaction that records the CRM's confirmation
+            confirmed = [c.lead for c in claimed if by_key.get(c.lead.lead_key, _NO).ok]
+            hot = hot_lead_alerts(confirmed, now, settings.alerts.max_age)
+            alert_outbox.enqueue(conn, settings.alerts, hot, now)
     log.info(
         "delivered batch",
         extra={
@@ -329,6 +354,24 @@ def _record(
             "dead": len(dead),
         },
     )
+
+
+def _related_rows(
+    target: str, lead_key: str, result: PushResult, now: datetime
+) -> list[dict[str, Any]]:
+    """The person's and company's records a push named (a Dataverse contact and account),
+    and whether the CRM made them now."""
+    return [
+        {
+            "lead_key": lead_key,
+            "target": target,
+            "kind": kind,
+            "external_id": ref,
+            "linked_at": now,
+            "created": kind in result.related_created,
+        }
+        for kind, ref in result.related.items()
+    ]
 
 
 def _link_row(

@@ -10,6 +10,8 @@ the person carries the person's values, under the same rules a single lead merge
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +38,87 @@ def person_key(email: str) -> str:
     """A hex stand-in for the email where a person must be named outside the store (a
     PostgreSQL advisory lock): no address leaves in a statement or a server log."""
     return uuid.uuid5(LEADBRIDGE_NS, f"person|{email}").hex
+
+
+# Mailbox providers anyone can sign up to: their domain says nothing about an employer.
+PERSONAL_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "ymail.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "t-online.de",
+        "proton.me",
+        "protonmail.com",
+        "zoho.com",
+        "yandex.ru",
+        "mail.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "naver.com",
+    }
+)
+# Legal-form words at the end of a company name ("Contoso Ltd." is Contoso).
+_LEGAL_SUFFIXES = frozenset(
+    {
+        "ab", "ag", "as", "asa", "bv", "co", "company", "corp", "corporation", "gmbh",
+        "inc", "incorporated", "kg", "kk", "limited", "llc", "llp", "lp", "ltd", "nv",
+        "oy", "plc", "pty", "sa", "sarl", "sas", "se", "spa", "srl",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[^\W_]+")
+
+
+def mail_domain(email: str | None) -> str | None:
+    """The domain of an address, or None for a personal mailbox (gmail.com, outlook.com …)
+    or no address: only an employer's domain says which company a person works for."""
+    if not email or "@" not in email:
+        return None
+    domain = email.rsplit("@", 1)[1].strip().lower().rstrip(".")
+    if not domain or domain in PERSONAL_MAIL_DOMAINS or domain.startswith(("yahoo.", "hotmail.")):
+        return None
+    return domain
+
+
+def company_name_key(name: str | None) -> str | None:
+    """A company name reduced to what stays the same however people type it: NFKC, case
+    folded, punctuation dropped, legal-form words at the end removed ("Contoso, Ltd." and
+    "CONTOSO LTD" are both `contoso`). None when nothing is left."""
+    if not name:
+        return None
+    words = _WORD.findall(unicodedata.normalize("NFKC", name).casefold())
+    while len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
+        words.pop()
+    return " ".join(words) or None
+
+
+def company_key(company: str | None, email: str | None) -> str | None:
+    """The key of a person's company in every CRM (a Dataverse account's alternate key), as
+    32 hex chars: `uuid5(LEADBRIDGE_NS, "company|" + name key + "|" + domain)`.
+
+    The rule: the normalised company name (`company_name_key`) and the email domain, the
+    domain left empty for a personal mailbox. Colleagues who type the name alike and write
+    from the employer's domain share one key; a name alone is not matched across domains,
+    so two different firms called "Contoso" at contoso.com and contoso.de stay apart. No
+    company name: no key (leadbridge never makes an account it can't name).
+    """
+    name = company_name_key(company)
+    if name is None:
+        return None
+    return uuid.uuid5(LEADBRIDGE_NS, f"company|{name}|{mail_domain(email) or ''}").hex
 
 
 def offer_key(parsed: MarketplaceLead, aliases: dict[str, str]) -> str:

@@ -90,6 +90,10 @@ def canonical(lead: Lead) -> dict[str, Any]:
         "channel": lead.channel,
         "stage": str(lead.stage),
         "score": lead.score,
+        # Fit × engagement (docs/scoring.md): None — left out — unless it is configured.
+        "grade": lead.grade,
+        "fit": lead.fit,
+        "engagement": lead.engagement,
         "do_not_contact": lead.do_not_contact,  # the marketplace DNC marker, not an opt-out
         "marketplace_dnc": lead.do_not_contact,
         "opted_out": True if lead.opted_out else None,  # an explicit withdrawal, or nothing

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -37,7 +37,8 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class RawLead:
-    """One record exactly as a source delivered it. Kept forever, never edited.
+    """One record exactly as a source delivered it. Never edited; its personal data is
+    redacted once past `retention` (core/sync/retention.py), the row itself kept.
 
     `source_key` is the source's own idempotency key (Table `PartitionKey|RowKey`, a hash
     of the canonical body for HTTPS and files), so landing the same record twice is a no-op.
@@ -111,6 +112,13 @@ class Lead:
     last_seen: datetime | None = None
     raw_count: int = 0
     last_received_at: datetime | None = None  # newest raw lead's arrival (latency metric)
+    # Fit × engagement (issue 24, docs/scoring.md), when configured: the grid cell ("A2")
+    # and the numbers behind it, as of the lead's last action or last change of grade.
+    grade: str | None = None
+    fit: int | None = None
+    engagement: int | None = None
+    # Each action's code and time, oldest first: engagement decays from these.
+    touches: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -138,6 +146,28 @@ class PushResult(BaseModel):
     created: bool | None = None  # the CRM says it made the record now (None: it doesn't say)
     kept: list[str] = []  # fields left as the CRM had them (a person's value wins)
     dropped: dict[str, str] = {}  # fields not sent, and why (e.g. refused by a picklist)
+    # The person's and company's records the lead hangs off in this CRM, when it has them:
+    # {"contact": id, "account": id} (ids or record URLs, as the CRM gives them).
+    related: dict[str, str] = {}
+    related_created: list[str] = []  # which of them the CRM says it made now (erasure's)
+
+
+class ErasureRecord(BaseModel):
+    """One CRM record to delete for a forgotten person: the record a lead was delivered as
+    (`lead`) or the person's own (`contact`), by the id the CRM gave it."""
+
+    kind: Literal["lead", "contact"]
+    external_id: str
+
+
+class ErasureResult(BaseModel):
+    """What a target says about one record it was asked to delete. A record already gone
+    (deleted by a person, merged away) is `ok`: what was asked is true."""
+
+    external_id: str
+    ok: bool
+    error_class: Outcome | None = None  # RETRYABLE: asked again later; PERMANENT: said why
+    error: str | None = None
 
 
 class StageChange(BaseModel):

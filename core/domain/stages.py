@@ -69,6 +69,21 @@ def decide(
     )
 
 
+# Marketing — leadbridge's scoring — owns the stages before sales accepts a lead.
+MARKETING = Policy(
+    "leadbridge", pulls=True, owns=frozenset({Stage.SUBSCRIBER, Stage.LEAD, Stage.MQL})
+)
+
+
+def recycle(current: Stage, why: str) -> Decision:
+    """Marketing's own backward move, MQL → nurture (`recycle_after`, docs/scoring.md): the
+    same rule as a CRM's backward move — accepted only from the owner of the current
+    stage, and marketing owns MQL, never what sales has set."""
+    if current != Stage.MQL:
+        return Decision(False, f"{current.value} is not an MQL: only an MQL is recycled")
+    return Decision(True, f"backward move by marketing ({MARKETING.name}), which owns mql: {why}")
+
+
 def winner(
     changes: Sequence[StageChange], policies: dict[str, Policy], current: Stage
 ) -> tuple[StageChange, list[StageChange]]:

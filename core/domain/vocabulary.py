@@ -55,3 +55,4 @@ class QuarantineReason(enum.StrEnum):
     TEST = "test"  # Microsoft's test lead (MSFT_TEST_)
     INVALID_EMAIL = "invalid_email"  # no usable email: no one to deliver
     UNPROCESSABLE = "unprocessable"  # processing it broke: reported, kept, the rest went on
+    ERASED = "erased"  # a person who asked to be forgotten: never a lead again, payload redacted

@@ -29,6 +29,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from leadbridge.core.connector import MalformedLead, Source, parse_raw
 from leadbridge.core.domain import identity, normalize, qualify
 from leadbridge.core.domain.models import Event, Lead, MarketplaceLead, RawLead
+from leadbridge.core.ingest import forgotten
+from leadbridge.core.ingest.redact import landed
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
@@ -56,6 +58,7 @@ class IngestReport:
     quarantined: int = 0
     test_leads: int = 0
     siblings_updated: int = 0  # a person's other leads, filled from a new action
+    erased: int = 0  # raw leads of forgotten people: set aside as asked, not a problem
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: IngestReport) -> None:
@@ -67,6 +70,7 @@ class IngestReport:
             "quarantined",
             "test_leads",
             "siblings_updated",
+            "erased",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.problems.extend(other.problems)
@@ -238,6 +242,7 @@ def _process_batch(
             continue
         if parsed is not None:
             parsed_rows.append((row, parsed))
+    parsed_rows = _without_the_forgotten(conn, parsed_rows, batch, settings, report)
     # Keys only after the whole batch is parsed: a title-only lead may be resolved by an
     # alias another lead of the same batch taught.
     keyed = []
@@ -256,6 +261,30 @@ def _process_batch(
     _write(conn, batch, settings)
     faults.point("process.before_commit")
     report.processed += len(rows)
+
+
+def _without_the_forgotten(
+    conn: Connection,
+    parsed_rows: list[tuple[Any, MarketplaceLead]],
+    batch: _Batch,
+    settings: Settings,
+    report: IngestReport,
+) -> list[tuple[Any, MarketplaceLead]]:
+    """Set aside the raw leads of people who asked to be forgotten (core/ingest/forgotten.py)."""
+    keep, forgotten_rows = forgotten.split_forgotten(conn, parsed_rows, settings)
+    for row, _ in forgotten_rows:
+        _quarantine(
+            row,
+            batch,
+            "erased",
+            "Email",
+            "the person asked to be forgotten (leads forget): the payload was redacted",
+            "nothing to fix: leadbridge keeps no personal data of this person",
+        )
+        metrics.QUARANTINED.labels(row.source, "erased").inc()
+        report.erased += 1
+    forgotten.redact(conn, [row for row, _ in forgotten_rows], batch.now)
+    return keep
 
 
 def _load_people(conn: Connection, emails: set[str], keyed: Sequence[Any], batch: _Batch) -> None:
@@ -278,15 +307,8 @@ def _load_people(conn: Connection, emails: set[str], keyed: Sequence[Any], batch
 def _parse(
     row: Any, batch: _Batch, settings: Settings, report: IngestReport
 ) -> MarketplaceLead | None:
-    raw = RawLead(
-        source=row.source,
-        source_key=row.source_key,
-        kind=row.kind,
-        payload=row.payload,
-        occurred_at=row.occurred_at,
-    )
     try:
-        parsed = parse_raw(raw)
+        parsed = parse_raw(landed(row))
     except MalformedLead as exc:
         _quarantine(row, batch, "malformed", exc.field, exc.reason, exc.fix)
         metrics.QUARANTINED.labels(row.source, "malformed").inc()
@@ -433,11 +455,11 @@ def _apply(
         person = identity.person_of(batch.loaded.get(email, []))
     person = person.copy()
     changes = identity.merge(lead, parsed, at, person)
+    qualify.record_touch(lead, parsed.action, at)
     if lead.last_received_at is None or row.received_at > lead.last_received_at:
         lead.last_received_at = row.received_at
     score_before = lead.score
-    result = qualify.score(lead, settings.qualification)
-    lead.score, lead.score_rules = result.points, result.rules
+    result = _score(lead, settings, batch.now)
     # One event per customer action carries what it changed (field names only: values are
     # personal data) and the score it led to; a stage change is an event of its own.
     events = [
@@ -454,7 +476,7 @@ def _apply(
                 "offer_title": parsed.offer_title,
                 "flags": parsed.flags,
                 "changed": sorted(changes) if lead.raw_count > 1 else [],
-                "score": {"from": score_before, "to": result.points},
+                "score": _score_change(score_before, result),
             },
         )
     ]
@@ -491,7 +513,7 @@ def _spread_person_fields(batch: _Batch, settings: Settings, report: IngestRepor
     for email, keys in sorted(family.items()):
         try:
             filled = [
-                _fill(batch.leads[key], batch.people[email], batch.seen[email], settings)
+                _fill(batch.leads[key], batch.people[email], batch.seen[email], settings, batch.now)
                 for key in sorted(keys)
             ]
         except Exception as exc:
@@ -512,7 +534,7 @@ def _spread_person_fields(batch: _Batch, settings: Settings, report: IngestRepor
 
 
 def _fill(
-    lead: Lead, person: identity.Person, at: datetime, settings: Settings
+    lead: Lead, person: identity.Person, at: datetime, settings: Settings, now: datetime
 ) -> tuple[Lead, Event, list[Event]] | None:
     """The lead with the person's fields (a copy), the event saying which were filled and
     the stage event if its new score moved it; None when it has them all already."""
@@ -523,8 +545,7 @@ def _fill(
     if not filled:
         return None
     score_before = lead.score
-    result = qualify.score(lead, settings.qualification)
-    lead.score, lead.score_rules = result.points, result.rules
+    result = _score(lead, settings, now)
     event = Event(
         lead_key=lead.lead_key,
         kind="person",
@@ -533,7 +554,7 @@ def _fill(
         data={
             "filled": sorted(filled),
             "reason": "known from the person's actions on other offers",
-            "score": {"from": score_before, "to": result.points},
+            "score": _score_change(score_before, result),
         },
     )
     return lead, event, _qualify(lead, result, at, settings)
@@ -552,7 +573,26 @@ def _copy(lead: Lead) -> Lead:
     twin.actions = list(lead.actions)
     twin.flags = list(lead.flags)
     twin.score_rules = list(lead.score_rules)
+    twin.touches = list(lead.touches)
     return twin
+
+
+def _score(lead: Lead, settings: Settings, now: datetime) -> qualify.Score:
+    """Score the lead as of `now` (engagement decays up to the batch's time) and keep the
+    score on it, in place."""
+    rules = settings.qualification
+    result = qualify.graded_score(lead, rules, now) if rules.graded else qualify.score(lead, rules)
+    lead.score, lead.score_rules = result.points, result.rules
+    lead.grade, lead.fit, lead.engagement = result.grade, result.fit, result.engagement
+    return result
+
+
+def _score_change(before: int, result: qualify.Score) -> dict[str, Any]:
+    """The score an event led to (with the grid cell, when graded)."""
+    change: dict[str, Any] = {"from": before, "to": result.points}
+    if result.grade is not None:
+        change["grade"] = result.grade
+    return change
 
 
 def _qualify(lead: Lead, result: qualify.Score, at: datetime, settings: Settings) -> list[Event]:
@@ -568,8 +608,9 @@ def _qualify(lead: Lead, result: qualify.Score, at: datetime, settings: Settings
         data={
             "from": lead.stage.value,
             "to": new_stage.value,
-            "reason": f"score {result.points} ≥ mql_at {settings.qualification.mql_at}",
+            "reason": qualify.mql_reason(lead, result, settings.qualification),
             "rules": result.rules,
+            **({"grade": result.grade} if result.grade is not None else {}),
         },
     )
     lead.stage = new_stage

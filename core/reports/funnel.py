@@ -44,7 +44,8 @@ from leadbridge.core.support.logs import mask_email
 
 SALES_OR_BEYOND = rank(Stage.SQL)
 NURTURE = {Stage.LEAD.value, Stage.SUBSCRIBER.value}
-GROUPINGS = ("offer", "source", "action", "target")
+GROUPINGS = ("offer", "source", "action", "target", "grade")
+UNGRADED = "ungraded"  # a lead scored as one number (no fit × engagement configured)
 # Quarantine reasons the funnel counts among raw leads: Microsoft's test leads, and leads
 # without a usable email (never a lead, never delivered).
 _COUNTED_REASONS = ("test", "invalid_email")
@@ -144,6 +145,7 @@ class LeadHistory:
         default_factory=list
     )  # at, from, to, actor
     touches: list[datetime] = field(default_factory=list)  # stage decisions made in a CRM
+    graded_at_mql: bool = False  # groups["grade"] is the grade it had on becoming an MQL
 
     def entered(self, stage: str, period: Period) -> list[datetime]:
         return [at for at, _, to, _ in self.stages if to == stage and at in period]
@@ -170,6 +172,7 @@ def load_histories(conn: Connection) -> dict[str, LeadHistory]:
                 "source": lead.channel or "unknown",
                 "action": lead.first_action or "unknown",
                 "target": "not accepted",
+                "grade": lead.grade or UNGRADED,
             },
         )
     stmt = (
@@ -190,6 +193,7 @@ def load_histories(conn: Connection) -> dict[str, LeadHistory]:
             history.stages.append(
                 (event.at, event.data.get("from"), event.data.get("to"), event.actor)
             )
+            _grade_at_mql(history, event.data)
             if (
                 history.groups["target"] == "not accepted"
                 and event.actor != "leadbridge"
@@ -197,6 +201,15 @@ def load_histories(conn: Connection) -> dict[str, LeadHistory]:
             ):
                 history.groups["target"] = event.actor
     return histories
+
+
+def _grade_at_mql(history: LeadHistory, data: dict[str, Any]) -> None:
+    """A lead is grouped by the grade it had when it first became an MQL: acceptance per
+    grade is what tells marketing whether the grid (`mql_when`) is right. (A lead that
+    never became one keeps its current grade.)"""
+    if data.get("to") == Stage.MQL.value and data.get("grade") and not history.graded_at_mql:
+        history.groups["grade"] = str(data["grade"])
+        history.graded_at_mql = True
 
 
 def _accepted(stage: str | None) -> bool:

@@ -37,6 +37,7 @@ from leadbridge.core.store.tables import (
     outbox,
     quarantine,
     raw_leads,
+    record_links,
     target_links,
 )
 
@@ -266,6 +267,7 @@ def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
             "stage": lead.stage.value,
             "score": lead.score,
             "do_not_contact": lead.do_not_contact,
+            "grade": lead.grade,
             "data": lead_to_json(lead),
             "first_seen": lead.first_seen,
             "last_seen": lead.last_seen,
@@ -460,6 +462,37 @@ def load_links(conn: Connection, target: str, keys: Iterable[str]) -> dict[str, 
 
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     upsert_rows(conn, target_links, rows, ["lead_key", "target"])
+
+
+def save_record_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """The contact and account a lead hangs off in a CRM (lead_key, target, kind,
+    external_id, linked_at, created): the newest the CRM named replaces the one before;
+    `created_at` is set when the CRM says it made the record now, and never cleared."""
+    links = [{k: v for k, v in row.items() if k != "created"} for row in rows]
+    upsert_rows(conn, record_links, links, ["lead_key", "target", "kind"])
+    for row in rows:
+        if row.get("created"):
+            conn.execute(
+                record_links.update()
+                .where(
+                    record_links.c.lead_key == row["lead_key"],
+                    record_links.c.target == row["target"],
+                    record_links.c.kind == row["kind"],
+                    record_links.c.created_at.is_(None),
+                )
+                .values(created_at=row["linked_at"])
+            )
+
+
+def lead_record_links(conn: Connection, key: str) -> list[Any]:
+    """The contact and account records of one lead, in every CRM."""
+    return list(
+        conn.execute(
+            select(record_links)
+            .where(record_links.c.lead_key == key)
+            .order_by(record_links.c.target, record_links.c.kind)
+        )
+    )
 
 
 def mark_created(conn: Connection, target: str, keys: Sequence[str], at: datetime) -> None:

@@ -40,6 +40,8 @@ _NAMES = {
     "target_pause": "target:{}:pause",  # a vendor's pause: until, why (JSON)
     "last_test_lead": "health:last_test_lead",  # when Microsoft's test lead last arrived
     "queue_schema": "procrastinate:schema",  # the cluster queue's schema version
+    "alert_target": "alerts:target:{}",  # a target seen down since when, and alerted? (JSON)
+    "alert_watermark": "alerts:{}",  # how far the alert watcher has read (dead letters, digest)
 }
 
 
@@ -61,6 +63,14 @@ def target_health(target: str) -> Key:
 
 def target_pause(target: str) -> Key:
     return Key("target_pause", target)
+
+
+def alert_target(target: str) -> Key:
+    return Key("alert_target", target)
+
+
+def alert_watermark(what: str) -> Key:
+    return Key("alert_watermark", what)
 
 
 LAST_TEST_LEAD = Key("last_test_lead")

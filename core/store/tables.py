@@ -85,9 +85,12 @@ raw_leads = Table(
     Column("occurred_at", UTC),
     Column("status", String(20), nullable=False, default="new"),  # new | processed | quarantined
     Column("lead_key", String(32)),
+    # When retention replaced the payload's personal data (core/sync/retention.py).
+    Column("redacted_at", UTC),
     UniqueConstraint("source", "source_key", name="uq_raw_leads_source_key"),
 )
 Index("ix_raw_leads_status_id", raw_leads.c.status, raw_leads.c.id)
+Index("ix_raw_leads_received_at", raw_leads.c.received_at)
 Index("ix_raw_leads_lead_key", raw_leads.c.lead_key)
 
 contacts = Table(
@@ -116,6 +119,7 @@ leads = Table(
     Column("created_at", UTC, nullable=False),
     Column("updated_at", UTC, nullable=False),
     Column("version", Integer, nullable=False, default=1),
+    Column("grade", String(2)),  # fit × engagement cell ("A2"), when configured (issue 24)
 )
 Index("ix_leads_email", leads.c.email)
 Index("ix_leads_stage", leads.c.stage)
@@ -240,6 +244,87 @@ Index("ix_job_runs_job_started", job_runs.c.job, job_runs.c.started_at)
 
 # --- alerts (issue 18): the notification outbox and each channel's state ---------------------
 
+# One row per (alert, channel): the alert is queued in the transaction of the fact it reports
+# (a CRM's confirmation, a dead letter), once — `dedupe_key` names the fact, e.g.
+# hot_lead:<lead>:<stage> — and each channel's copy is sent, retried and marked on its own.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(100), nullable=False),
+    Column("event", String(30), nullable=False),
+    Column("dedupe_key", String(300), nullable=False),
+    Column("data", JSON, nullable=False),  # what the message says, minus record links
+    Column("created_at", UTC, nullable=False),
+    Column("next_attempt_at", UTC, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("claimed_by", String(100)),
+    Column("claimed_until", UTC),
+    Column("state", String(20), nullable=False, default="pending"),  # pending | sent | dropped
+    Column("sent_at", UTC),
+    Column("grouped", Boolean, nullable=False, default=False),  # sent inside a summary
+    UniqueConstraint("dedupe_key", "channel", name="uq_alerts_dedupe_channel"),
+)
+Index("ix_alerts_channel_due", alerts.c.channel, alerts.c.state, alerts.c.next_attempt_at)
+
+# Each channel's health and its grouping window: `status` shows the last success and failure.
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("last_success_at", UTC),
+    Column("last_failure_at", UTC),
+    Column("last_error", Text),
+    Column("failures", Integer, nullable=False, default=0),  # in a row; 0 after a success
+    Column("retry_at", UTC),  # a failing channel's back-off: nothing is sent before it
+    Column("window_start", UTC),
+    Column("window_sent", Integer, nullable=False, default=0),  # messages sent in the window
+)
+
 # --- scoring (issue 24): fit × engagement ------------------------------------------------------
+# `leads list --grade`, the funnel by grade and the daily rescore select leads by grade.
+Index("ix_leads_grade", leads.c.grade)
 
 # --- people and companies (issue 16): accounts and the CRM records of contacts/accounts ---------
+# The person's and company's records a lead hangs off in each CRM (a Dataverse contact and
+# account), beside the lead's own in target_links: `leads show` lists all three per CRM.
+record_links = Table(
+    "record_links",
+    metadata,
+    Column("lead_key", String(32), primary_key=True),
+    Column("target", String(100), primary_key=True),
+    Column("kind", String(20), primary_key=True),  # contact | account
+    Column("external_id", String(200), nullable=False),
+    Column("linked_at", UTC, nullable=False),
+    # When the CRM said it created the record for leadbridge (set once): erasure may delete
+    # only these, never a contact or account someone else made.
+    Column("created_at", UTC),
+)
+
+# --- privacy (issue 17): the suppression list and the erasures asked for --------------------
+
+# A forgotten person's keyed hash (core/domain/suppression.py): a new raw lead with the same
+# address is quarantined `erased`, never a lead again. No address is kept.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("person_hash", String(64), primary_key=True),
+    Column("created_at", UTC, nullable=False),
+)
+
+# One `leads forget` and what it still has to do in each CRM (resumable): the plan holds the
+# CRMs' record ids and each one's state, never the person's data.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("person_hash", String(64), nullable=False),
+    Column("requested_at", UTC, nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("finished_at", UTC),
+    Column("removed", JSON, nullable=False),  # what left the store: counts per table
+    Column("plan", JSON, nullable=False),  # {target: [{kind, external_id, state, error}]}
+)
+Index("ix_erasures_person_hash", erasures.c.person_hash)
+Index("ix_erasures_open", erasures.c.finished_at)

@@ -94,7 +94,7 @@ def setup(fmt: str = "json", level: str = "INFO", stream: Any = None) -> None:
     root.setLevel(level)
     # procrastinate logs two INFO lines per job; job_runs and `status` have that, and a job
     # that fails still logs at ERROR.
-    for noisy in ("azure", "urllib3", "alembic", "waitress", "msal", "procrastinate"):
+    for noisy in ("azure", "urllib3", "alembic", "waitress", "msal", "procrastinate", "apprise"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # "skipped: maximum number of running instances reached" is max_instances=1 working as
     # meant, not news for ops; APScheduler's errors (a job raised) still come through.

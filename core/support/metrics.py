@@ -16,6 +16,7 @@ from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
+from leadbridge.core.domain.alerting import AlertEvent
 from leadbridge.core.domain.vocabulary import Action, QuarantineReason
 
 # *_created series double the scrape for nothing a dashboard uses
@@ -102,4 +103,14 @@ ARRIVAL_TO_CONFIRMED = Histogram(
     ["target"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
     registry=REGISTRY,
+)
+# Channel names come from the configuration; events from the AlertEvent enum.
+ALERTS = BoundedCounter(
+    "leadbridge_alerts_total",
+    "Alerts sent to people, or failed, by channel and event",
+    ["channel", "event", "outcome"],
+    {
+        "event": known(frozenset(e.value for e in AlertEvent)),
+        "outcome": known(frozenset({"sent", "failed", "dropped"})),
+    },
 )

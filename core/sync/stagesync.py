@@ -132,6 +132,10 @@ def _group(
             if slot not in latest or change.at >= latest[slot].at:
                 latest[slot] = change
     keys = {key for key, _ in latest}
+    # The same per-lead locks processing (and erasure) take, in the same sorted order: a
+    # lead changed by a new action meanwhile is read after that commits, never overwritten
+    # with what was read before it (PostgreSQL; SQLite has one writer).
+    repo.lock_leads(conn, keys)
     cycle.leads = repo.load_leads(conn, keys)
     for name in cycle.targets:
         for key, link in repo.load_links(conn, name, keys).items():

@@ -221,6 +221,9 @@ def test_dataverse_entity_definition_and_key_index(tmp_path: Path) -> None:
             "authority": AUTHORITY,
             "client_id": "c",
             "client_secret": "s",
+            # The lead table's own definition is under test here; contact's and account's
+            # keys are checked in tests/connectors/dataverse/test_people.py.
+            "model": "leads",
         },
     )
     result = run_cli(check, expect=EXIT_USAGE)

@@ -33,6 +33,8 @@ class SingleEngine:
         self.sources, self.targets = self.jobs.sources, self.jobs.targets
         self.replica = Replica(store, "single", settings.cluster.heartbeat, buffered=True)
         workers = 2 + len(self.sources) + len(self.targets)
+        if settings.alerts.channels:  # the alert sender must never wait for a thread
+            workers += 2
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},

@@ -1,7 +1,11 @@
 """The jobs both engines run, by id, and the replica bookkeeping around them.
 
 Job ids: `ingest:<source>` per polling source, `process` (raw leads pushed through the
-webhook), `deliver:<target>` per target, `pull:<target>` per target whose stage sync pulls.
+webhook), `deliver:<target>` per target, `pull:<target>` per target whose stage sync pulls,
+`retention` daily (personal data past `retention:` redacted), `erasures` (what a target
+couldn't delete at `leads forget` time, asked again), `rescore` daily when fit ×
+engagement scoring is configured, `alerts:send` and
+`alerts:watch` when alert channels are (docs/alerts.md).
 An engine decides when and where a job runs; `Jobs.run` is what running it means, so the
 single engine and the cluster run exactly the same code. A job asks for follow-up work
 through `wake` (a lead changed: deliver it now; a vendor said wait: deliver then), and the
@@ -24,20 +28,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from leadbridge.core.connector import HttpTarget, PushReceiver, Source, build
-from leadbridge.core.delivery.deliver import deliver
+from leadbridge.core.alerts import outbox as alert_outbox
+from leadbridge.core.alerts.send import send_due, unloadable
+from leadbridge.core.alerts.watch import watch
+from leadbridge.core.app import alerting
+from leadbridge.core.connector import HttpTarget, PushReceiver, RecordLinks, Source, build
+from leadbridge.core.delivery.deliver import DeliveryReport, deliver
 from leadbridge.core.ingest.pipeline import ingest, process_pending
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import runs
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.support.whoami import replica_name
+from leadbridge.core.sync.erasure import carry_out
+from leadbridge.core.sync.rescore import rescore
+from leadbridge.core.sync.retention import prune
 from leadbridge.core.sync.stagesync import pull_stages
 
 log = logging.getLogger("leadbridge.engine")
 PROCESS_EVERY = timedelta(seconds=10)
+ALERTS_EVERY = timedelta(seconds=30)  # the alert sender, when nothing wakes it sooner
+RETENTION_EVERY = timedelta(days=1)  # personal data past `retention:` is redacted daily
+ERASURES_EVERY = timedelta(minutes=15)  # an erasure a target couldn't confirm, asked again
+RESCORE_EVERY = timedelta(days=1)  # fit × engagement decays by the day (docs/scoring.md)
 KEEP_RUNS = timedelta(days=7)
+KEEP_ALERTS = timedelta(days=30)  # older than any fact that could be reported again
 KEEP_GONE_REPLICAS = timedelta(days=1)
 PRUNE_EVERY_S = 3600.0
+FOLLOW_UPS_EVERY_S = 600.0  # SLA alerts are judged every 10 minutes
 
 Wake = Callable[[str, datetime | None], None]
 
@@ -75,6 +92,11 @@ class Jobs:
         self._sources = {s.name: s for s in self.sources}
         self._targets = {t.name: t for t in self.targets}
         self._fatal_until: dict[str, float] = {}
+        self._alerts_pruned = 0.0
+        self._followups_at = float("-inf")  # the first watch judges them
+        if settings.alerts.channels:
+            for channel in unloadable(settings.alerts):
+                log.warning("apprise cannot load this channel's URL", extra={"channel": channel})
 
     def schedules(self) -> list[Schedule]:
         """Every job and how often it runs when nothing wakes it."""
@@ -88,6 +110,16 @@ class Jobs:
             out.append(Schedule(f"deliver:{target.name}", target.config.every))
             if target.policy().pulls:
                 out.append(Schedule(f"pull:{target.name}", target.config.pull_every))
+        kept = self.settings.retention
+        if kept.raw_days is not None or kept.quarantine_days is not None:
+            out.append(Schedule("retention", RETENTION_EVERY))
+        if self.settings.privacy.suppression_key is not None:  # `leads forget` is possible
+            out.append(Schedule("erasures", ERASURES_EVERY))
+        if self.settings.qualification.graded:  # one number never changes with time
+            out.append(Schedule("rescore", RESCORE_EVERY))
+        if self.settings.alerts.channels:  # no channel, no alert jobs: as before alerts
+            out.append(Schedule("alerts:send", ALERTS_EVERY))
+            out.append(Schedule("alerts:watch", self.settings.alerts.watch_every))
         return out
 
     def run(self, job_id: str) -> None:
@@ -100,6 +132,16 @@ class Jobs:
             self._deliver(self._targets[name])
         elif kind == "pull":
             self._pull(self._targets[name])
+        elif job_id == "alerts:send":
+            self._send_alerts()
+        elif job_id == "alerts:watch":
+            self._watch()
+        elif job_id == "retention":
+            prune(self.store, self.settings.retention, utcnow())
+        elif job_id == "erasures":  # what a target couldn't delete at `forget` time
+            carry_out(self.store, self.targets, utcnow())
+        elif kind == "rescore":
+            self._rescore()
         else:
             raise ValueError(f"unknown job {job_id!r}")
 
@@ -117,6 +159,12 @@ class Jobs:
         if report.leads_created or report.leads_updated:
             self.wake_delivery()
 
+    def _rescore(self) -> None:
+        """The daily rescore: grades change with time; what a CRM must learn goes out now."""
+        report = rescore(self.store, self.settings, stop=self.stop)
+        if report.queued:
+            self.wake_delivery()
+
     def _pull(self, target: HttpTarget) -> None:
         """A stage read calls the same CRM as delivery: a vendor's pause holds it too
         (pull_stages honours it; the next periodic run reads again)."""
@@ -132,12 +180,47 @@ class Jobs:
         run is planned for when it ends."""
         if time.monotonic() < self._fatal_until.get(target.name, 0.0):
             return  # credentials were refused: try again after `delivery.fatal_retry`
-        report = deliver(target, self.store, self.settings, stop=self.stop)
+        report = deliver(
+            target, self.store, self.settings, stop=self.stop, on_batch=self._alert_after
+        )
         if report.fatal:
             retry = self.settings.delivery.fatal_retry.total_seconds()
             self._fatal_until[target.name] = time.monotonic() + retry
         elif (report.pause or report.retrying) and report.paused_until is not None:
             self.wake(f"deliver:{target.name}", report.paused_until)
+
+    def _alert_after(self, report: DeliveryReport) -> None:
+        """After each delivered batch (not the whole drain, which runs on while leads keep
+        arriving): a hot lead the CRM just confirmed goes out now."""
+        if report.pushed and self.settings.alerts.channels:
+            self.wake("alerts:send", None)
+
+    def _send_alerts(self) -> None:
+        """Send what the alert outbox has due; come back when a back-off or window ends."""
+        links = {t.name: t for t in self.targets if isinstance(t, RecordLinks)}
+
+        def record_url(target: str, external_id: str) -> str | None:
+            found = links.get(target)
+            return found.record_url(external_id) if found is not None else None
+
+        report = send_due(self.store, self.settings.alerts, record_url=record_url)
+        if report.next_due is not None:
+            self.wake("alerts:send", report.next_due)
+
+    def _watch(self) -> None:
+        """Targets down or back, new dead letters, follow-ups due, the daily digest."""
+        queued = watch(self.store, self.settings).queued
+        if time.monotonic() - self._alerts_pruned > PRUNE_EVERY_S:
+            with self.store.begin() as conn:  # sent and dropped alerts, after a month
+                alert_outbox.prune(conn, utcnow() - KEEP_ALERTS)
+            self._alerts_pruned = time.monotonic()
+        if time.monotonic() - self._followups_at > FOLLOW_UPS_EVERY_S:
+            # The funnel's SLA reads every lead's history: not every minute.
+            queued += alerting.follow_ups(self.store, self.settings)
+            self._followups_at = time.monotonic()
+        queued += alerting.digest(self.store, self.settings)
+        if queued:
+            self.wake("alerts:send", None)
 
 
 class Replica:

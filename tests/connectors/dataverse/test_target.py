@@ -30,6 +30,10 @@ def _target() -> DataverseTarget:
             authority=AUTHORITY,
             client_id="app",
             client_secret="secret",
+            # These tests are about the lead's own request shapes (its upsert, write policy,
+            # tokens, schema): the contact-and-account change sets have their own tests in
+            # test_people.py.
+            model="leads",
         )
     )
 

@@ -385,7 +385,8 @@ def test_the_ten_tokens_in_ten_minutes_block_pauses_instead_of_stopping() -> Non
     ("status", "code", "says"),
     [
         (403, "NO_PERMISSION", "may not create or edit Leads"),
-        (401, "OAUTH_SCOPE_MISMATCH", "credentials rejected"),  # the transport's 401 rule
+        # a 401 no new token fixes: said at once, without asking for another token
+        (401, "OAUTH_SCOPE_MISMATCH", "make a new refresh token with the scopes"),
         (400, "INVALID_MODULE", "api_domain"),
     ],
 )

@@ -84,8 +84,12 @@ def test_dlq_discard_and_usage_errors(lb: Args) -> None:
     run_cli([*lb, "ingest"])
     run_cli([*lb, "deliver"], expect=EXIT_ATTENTION)
     [letter] = json.loads(run_cli([*lb, "dlq", "list", "--format", "json"]).stdout)
-    run_cli([*lb, "dlq", "discard", str(letter["id"])])
+    run_cli([*lb, "dlq", "discard", str(letter["id"]), "--reason", "a duplicate of Ana's"])
     run_cli([*lb, "dlq", "discard", str(letter["id"])], expect=EXIT_ATTENTION)  # not open now
+    story = run_cli([*lb, "leads", "show", letter["lead_key"]])  # who closed it, and why
+    assert f"dead letter {letter['id']} ({letter['target']}) discarded: a duplicate" in " ".join(
+        story.stdout.split()
+    )
     run_cli([*lb, "dlq", "replay"], expect=EXIT_USAGE)  # none of ID, --all, --target
     run_cli([*lb, "deliver", "--target", "nope"], expect=EXIT_USAGE)
     closed = json.loads(run_cli([*lb, "dlq", "list", "--all", "--format", "json"]).stdout)

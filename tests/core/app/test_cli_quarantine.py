@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.clihelp import EXIT_ATTENTION, run_cli
+from tests.clihelp import EXIT_ATTENTION, EXIT_USAGE, run_cli
 
 
 def test_leads_without_a_usable_email_are_listed_and_counted(tmp_path: Path) -> None:
@@ -36,3 +36,36 @@ def test_leads_without_a_usable_email_are_listed_and_counted(tmp_path: Path) -> 
     assert ",invalid_email,Email," in csv_out.stdout
     status = run_cli([*lb, "status", "--format", "json"])
     assert json.loads(status.stdout)["quarantine"] == {"invalid_email": 1}
+
+
+def test_test_leads_are_processed_again_once_the_config_delivers_them(tmp_path: Path) -> None:
+    """A publisher who wants Microsoft's test lead in the CRM after all: `test_leads:
+    deliver`, then `leads reprocess --reason test` makes a lead of the raw one kept."""
+    leads = tmp_path / "leads.jsonl"
+    test_lead = {
+        "LeadSource": "AzureMarketplace-INS|c.o",
+        "UserDetails": {"Email": "MSFT_TEST_1@test.com", "FirstName": "MSFT_TEST_1"},
+    }
+    leads.write_text(json.dumps(test_lead) + "\n", encoding="utf-8")
+    config = tmp_path / "lb.yaml"
+    base = (
+        f"store: sqlite:///{tmp_path / 'lb.db'}\nlog_format: text\n"
+        f"sources:\n  - name: capture\n    kind: leads_file\n    path: {leads}\n"
+    )
+    config.write_text(base, encoding="utf-8")
+    lb = ["--config", config]
+    run_cli([*lb, "ingest"])  # the test lead is quarantined: expected, not a problem
+    [kept] = json.loads(run_cli([*lb, "leads", "quarantine", "--format", "json"]).stdout)
+    assert kept["reason"] == "test"
+    run_cli([*lb, "leads", "reprocess"], expect=EXIT_USAGE)  # which ones?
+    again = run_cli([*lb, "leads", "reprocess", str(kept["raw_lead_id"])])  # still quarantined
+    assert "1 quarantined raw lead(s) processed again" in again.output
+    assert json.loads(run_cli([*lb, "leads", "list", "--format", "json"]).stdout) == []
+
+    config.write_text(base + "test_leads: deliver\n", encoding="utf-8")
+    run_cli([*lb, "leads", "reprocess", "--reason", "test"])
+    [lead] = json.loads(run_cli([*lb, "leads", "list", "--format", "json"]).stdout)
+    assert lead["email"] == "msft_test_1@test.com"
+    assert json.loads(run_cli([*lb, "leads", "quarantine", "--format", "json"]).stdout) == []
+    nothing = run_cli([*lb, "leads", "reprocess", "--reason", "test"], expect=EXIT_ATTENTION)
+    assert "0 quarantined raw lead(s)" in nothing.output

@@ -136,6 +136,26 @@ def test_401_after_a_new_token_is_fatal() -> None:
 
 
 @responses.activate
+def test_a_401_the_vendor_calls_fatal_stops_without_asking_for_a_new_token() -> None:
+    """A token without a scope the API needs (Zoho answers 401 OAUTH_SCOPE_MISMATCH) won't
+    get it by being renewed: the connector's verdict comes first."""
+    calls: list[bool] = []
+
+    def auth(force: bool) -> dict[str, str]:
+        calls.append(force)
+        return {}
+
+    def classify(response: requests.Response) -> FatalError | None:
+        scope = response.status_code == 401 and response.json()["code"] == "OAUTH_SCOPE_MISMATCH"
+        return FatalError("crm: the token lacks a scope") if scope else None
+
+    responses.post(URL, status=401, json={"code": "OAUTH_SCOPE_MISMATCH"})
+    with pytest.raises(FatalError, match="lacks a scope"):
+        Transport("crm", auth=auth, classify=classify).request("POST", URL)
+    assert calls == [False] and len(responses.calls) == 1
+
+
+@responses.activate
 def test_4xx_is_returned_to_the_caller_not_retried() -> None:
     responses.post(URL, status=400, json={"error": "bad"})
     assert Transport("crm").request("POST", URL).status_code == 400

@@ -22,7 +22,8 @@ from leadbridge.core.store.tables import dead_letters, events, outbox, target_li
 
 
 class ScriptedTarget(HttpTarget):
-    """Answers each lead by the first letter of its email: o=ok r=retry p=permanent c=converted."""
+    """Answers each lead by the first letter of its email: o=ok r=retry p=permanent c=converted
+    f=fatal (a record refused for the target's configuration, e.g. a missing permission)."""
 
     field_map: ClassVar[FieldMap] = FieldMap({"email": "email", "title": "title"})
     max_batch: ClassVar[int] = 10
@@ -39,7 +40,7 @@ class ScriptedTarget(HttpTarget):
         if self.fatal:
             raise FatalError("crm: credentials rejected")
         self.calls.append([lead.email for lead in leads])
-        classes = {"o": None, "r": "retryable", "p": "permanent", "c": "converted"}
+        classes = {"o": None, "r": "retryable", "p": "permanent", "c": "converted", "f": "fatal"}
         return [
             PushResult(
                 lead_key=lead.lead_key,
@@ -115,6 +116,20 @@ def test_rejected_credentials_stop_the_target_and_keep_everything_queued(setup: 
         assert '"fatal"' in repo.get_cursor(conn, "target:crm:health")
     target.fatal = False
     assert deliver(target, store, settings).pushed == 1
+
+
+def test_a_record_refused_as_fatal_stops_the_target_and_stays_queued(setup: Any) -> None:
+    store, settings, target = setup
+    for email in ("ok1@x.io", "fatal@x.io"):
+        _add(store, settings, email)
+    report = deliver(target, store, settings)
+    assert report.pushed == 1 and report.dead_lettered == 0
+    assert report.fatal == "no" and report.needs_attention
+    [pending] = _rows(store, outbox)  # the refused one, released: not a dead letter
+    assert pending.claimed_by is None and pending.attempts == 0
+    assert _rows(store, dead_letters) == []
+    with store.connect() as conn:
+        assert '"fatal"' in repo.get_cursor(conn, "target:crm:health")
 
 
 def test_a_change_while_a_batch_is_in_flight_is_not_lost(setup: Any) -> None:

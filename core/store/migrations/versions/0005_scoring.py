@@ -1,4 +1,8 @@
-"""fit × engagement scores (issue 24)
+"""fit × engagement scores (issue 24): the lead's grid cell, to select leads by grade
+
+The grade, the numbers behind it and the actions' times live in the lead's JSON (`data`);
+the column is the cell alone, indexed for `leads list --grade`, the funnel by grade and the
+daily rescore. Leads stored before have none until they are scored again.
 
 Revision ID: 0005
 Revises: 0004
@@ -6,10 +10,8 @@ Revises: 0004
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
-
-import leadbridge.core.store.tables  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0005"
 down_revision = "0004"
@@ -18,8 +20,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("leads", sa.Column("grade", sa.String(2), nullable=True))
+    op.create_index("ix_leads_grade", "leads", ["grade"])
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_leads_grade", table_name="leads")
+    with op.batch_alter_table("leads") as batch:
+        batch.drop_column("grade")

@@ -103,9 +103,34 @@ targets:
     )
     jobs = Jobs(settings, Store(settings.store), threading.Event(), wake=lambda *_: None)
     schedules = {s.job_id: s.every.total_seconds() for s in jobs.schedules()}
-    assert schedules == {"ingest:file": 90, "process": 10, "deliver:hook": 7}
+    day = 86400
+    assert schedules == {"ingest:file": 90, "process": 10, "deliver:hook": 7, "retention": day}
     with pytest.raises(ValueError, match="unknown job"):
         jobs.run("reticulate:splines")
+    jobs.run("retention")  # nothing past retention in an empty store: it just runs
+
+
+def test_retention_kept_forever_has_no_job(make_settings, tmp_path: Path) -> None:
+    settings = make_settings(
+        f"""
+store: sqlite:///{tmp_path / "lb.db"}
+retention: {{raw_days: null, quarantine_days: null}}
+"""
+    )
+    jobs = Jobs(settings, Store(settings.store), threading.Event(), wake=lambda *_: None)
+    assert "retention" not in {s.job_id for s in jobs.schedules()}
+
+
+def test_erasures_are_asked_again_when_forget_is_possible(make_settings, tmp_path: Path) -> None:
+    settings = make_settings(
+        f"""
+store: sqlite:///{tmp_path / "lb.db"}
+privacy: {{suppression_key: a-long-random-suppression-secret}}
+"""
+    )
+    jobs = Jobs(settings, Store(settings.store), threading.Event(), wake=lambda *_: None)
+    assert {s.job_id: s.every.total_seconds() for s in jobs.schedules()}["erasures"] == 900
+    jobs.run("erasures")  # none open: it just runs
 
 
 def test_the_single_engine_records_its_runs_and_says_goodbye(tmp_path: Path) -> None:
