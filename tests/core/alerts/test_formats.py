@@ -20,7 +20,7 @@ from leadbridge.core.alerts.send import notify, send_due
 from leadbridge.core.alerts.watch import watch
 from leadbridge.core.store import state
 from leadbridge.core.store.repo import Store, utcnow
-from tests.core.alerts.conftest import make_alert_settings
+from tests.core.alerts.helpers import make_alert_settings
 from tests.core.alerts.receiver import receiver
 
 

@@ -19,7 +19,7 @@ from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import alerts
 from leadbridge.core.support import metrics
-from tests.core.alerts.conftest import ConfirmingTarget, land, make_alert_settings
+from tests.core.alerts.helpers import ConfirmingTarget, land, make_alert_settings
 from tests.core.alerts.receiver import receiver
 
 

@@ -11,7 +11,7 @@ from leadbridge.core.alerts.watch import watch
 from leadbridge.core.settings import ConnectorEntry
 from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
-from tests.core.alerts.conftest import make_alert_settings
+from tests.core.alerts.helpers import make_alert_settings
 from tests.core.alerts.receiver import receiver
 
 
