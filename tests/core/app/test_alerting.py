@@ -11,7 +11,7 @@ from leadbridge.core.alerts.send import send_due
 from leadbridge.core.app import alerting
 from leadbridge.core.delivery.deliver import deliver
 from leadbridge.core.store.repo import Store, utcnow
-from tests.core.alerts.conftest import ConfirmingTarget, land, make_alert_settings
+from tests.core.alerts.helpers import ConfirmingTarget, land, make_alert_settings
 from tests.core.alerts.receiver import receiver
 
 
