@@ -1,7 +1,8 @@
 """Dataverse lead columns (reference §1.7) and the stage choice values.
 
 Consent: the `donot*` columns and `msdyn_gdproptout` are opt-outs, sent only as true from an
-explicit withdrawal (`opted_out`), never as false. The marketplace DNC action is not an
+explicit withdrawal of that channel (`opted_out_email`, `_bulk_email`, `_phone`: read back
+from any CRM), never as false. The marketplace DNC action is not an
 opt-out: it goes to leadbridge's own column `lb_marketplacednc`. `subject` (Topic) is
 ApplicationRequired: the API accepts a lead without it but the form can't save one, so a
 new lead always gets a topic.
@@ -31,9 +32,9 @@ FIELD_MAP = FieldMap(
         "jobtitle": "title",
         "address1_country": "country_name",
         "description": "notes",
-        "donotemail": "opted_out",
-        "donotbulkemail": "opted_out",
-        "donotphone": "opted_out",
+        "donotemail": "opted_out_email",
+        "donotbulkemail": "opted_out_bulk_email",
+        "donotphone": "opted_out_phone",
         DNC_COLUMN: "marketplace_dnc",
     },
     required=frozenset({"lastname", "subject"}),

@@ -1,7 +1,8 @@
 """Salesforce Lead fields (reference §2.5) and the Lead_Stage__c picklist values.
 
 Consent: `HasOptedOutOfEmail`, `DoNotCall` and `HasOptedOutOfFax` are opt-outs, sent only as
-true from an explicit withdrawal (`opted_out`), never as false. The marketplace DNC action
+true from an explicit withdrawal of that channel (`opted_out_email`, `_phone`, `_fax`: read
+back from any CRM, core/sync/consentsync.py), never as false. The marketplace DNC action
 (a cross-listed partner was asked) is not an opt-out: it goes to leadbridge's own checkbox
 `LeadBridge_Marketplace_DNC__c`.
 
@@ -35,8 +36,9 @@ FIELD_MAP = FieldMap(
         "Country": COUNTRY_NAME,
         "Description": "notes",
         "LeadSource": "=Web",  # a standard picklist value every org has
-        "HasOptedOutOfEmail": "opted_out",
-        "DoNotCall": "opted_out",
+        "HasOptedOutOfEmail": "opted_out_email",
+        "DoNotCall": "opted_out_phone",
+        "HasOptedOutOfFax": "opted_out_fax",
         DNC_FIELD: "marketplace_dnc",
     },
     required=frozenset({"LastName", "Company"}),

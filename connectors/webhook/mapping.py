@@ -2,7 +2,8 @@
 
 The receiver owns what it does with them, so every field is written on every delivery.
 `do_not_contact` is the marketplace DNC marker (a cross-listed partner was asked), not an
-opt-out; `opted_out` is present, as true, only after an explicit withdrawal.
+opt-out; `opted_out` is present, as true, only after an explicit withdrawal, and
+`opted_out_of` then names the channels ("email;phone").
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ NAMES = (
     "score",
     "do_not_contact",
     "opted_out",
+    "opted_out_of",
     "first_seen",
     "last_seen",
 )
@@ -40,5 +42,5 @@ SCORE_FIELDS: dict[str, str | FieldSpec] = {name: name for name in ("grade", "fi
 FIELD_MAP = FieldMap(
     {name: name for name in NAMES},
     policies={name: WritePolicy.ALWAYS for name in NAMES},
-    consent=frozenset({"opted_out"}),
+    consent=frozenset({"opted_out", "opted_out_of"}),
 )

@@ -7,8 +7,9 @@ Description 32000 characters, and `Last_Name` as `system_mandatory`). `Company` 
 in the standard Leads layout, so both get the placeholder when a lead is created without them.
 
 Consent: `Email_Opt_Out` is the person's opt-out, sent only as true from an explicit
-withdrawal (`opted_out`), never as false. The marketplace DNC action is not an opt-out: it
-goes to leadbridge's own checkbox `LeadBridge_Marketplace_DNC`. `Lead_Source` says where a
+withdrawal of email (`opted_out_email`, read back from any CRM), never as false. The
+marketplace DNC action is not an opt-out: it goes to leadbridge's own checkbox
+`LeadBridge_Marketplace_DNC`. `Lead_Source` says where a
 lead came from when it was made ("Online Store" is one of the values every org's picklist
 starts with); a salesperson may reclassify it, so it is written on create only.
 """
@@ -39,7 +40,7 @@ FIELD_MAP = FieldMap(
         "Country": "country_name",
         "Description": "notes",
         "Lead_Source": "=Online Store",
-        "Email_Opt_Out": "opted_out",
+        "Email_Opt_Out": "opted_out_email",
         DNC_FIELD: "marketplace_dnc",
     },
     required=frozenset({"Last_Name", "Company"}),

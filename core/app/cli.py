@@ -598,7 +598,9 @@ def sync_stages_command(
         str | None, typer.Option(help="Read stages back from this target only.")
     ] = None,
 ) -> None:
-    """Read stage changes back from the CRMs, reconcile them, and deliver the outcome."""
+    """Read stage changes and opt-outs back from the CRMs, reconcile them, and deliver
+    the outcome (an opt-out to every target, as true)."""
+    from leadbridge.core.sync.consentsync import pull_opt_outs
     from leadbridge.core.sync.stagesync import pull_stages
 
     settings = _ctx(ctx).settings
@@ -627,11 +629,20 @@ def sync_stages_command(
         render.console.print(f"  {name}: could not read stages: {error}")
     for name, pause in report.paused.items():  # the vendor asked: not a failure
         render.console.print(f"  {name}: paused by the vendor {pause}; not read")
+    consent = pull_opt_outs(targets, store, settings, only=[target] if target else None)
+    if consent.read:
+        render.console.print(
+            f"opt-outs: {sum(consent.read.values())} read; {consent.leads} lead(s) of "
+            f"{consent.people} person(s) newly opted out; {consent.unknown} of records "
+            "leadbridge doesn't know"
+        )
+    for name, error in consent.errors.items():
+        render.console.print(f"  {name}: could not read opt-outs: {error}")
     deliveries = [delivery.deliver(t, store, settings) for t in targets]
     for delivered in deliveries:
         if delivered.pushed or delivered.needs_attention:
             _print_delivery(delivered)
-    if report.errors or any(d.needs_attention for d in deliveries):
+    if report.errors or consent.errors or any(d.needs_attention for d in deliveries):
         raise typer.Exit(EXIT_ATTENTION)
 
 

@@ -125,10 +125,15 @@ class Eraser(ABC):
 
 
 class ConsentReader(ABC):
-    """A target whose opt-outs can be read back (consent flows one way, to true)."""
+    """A target whose opt-outs can be read back (consent flows one way, to true).
+
+    `opt_outs(since)` answers the records found opted out since the watermark `since`
+    (None: from the start), as OptOut-shaped mappings (core/domain/models.py) — whose they
+    are by `lead_key` or, for a person-level record, by its `external_id` — and the next
+    watermark. Core records each on the person and fans it out to every target."""
 
     @abstractmethod
-    def opt_outs(self, since: str | None) -> tuple[list[Any], str]: ...
+    def opt_outs(self, since: str | None) -> tuple[list[Mapping[str, Any]], str]: ...
 
 
 class PushReceiver(ABC):

@@ -147,9 +147,12 @@ class Person:
 
     fields: dict[str, str] = field(default_factory=dict)
     last_seen: datetime | None = None
+    # Consent the person withdrew, on any lead of theirs: every lead of theirs carries it
+    # (a withdrawal only grows: no new action gives consent back).
+    opted_out_of: set[str] = field(default_factory=set)
 
     def copy(self) -> Person:
-        return Person(dict(self.fields), self.last_seen)
+        return Person(dict(self.fields), self.last_seen, set(self.opted_out_of))
 
     def absorb(self, source: Lead | MarketplaceLead, at: datetime | None, newer: bool) -> None:
         """Take the source's identity fields where they beat what the person has."""
@@ -157,6 +160,7 @@ class Person:
             value = getattr(source, name)
             if value is not None and _better(name, self.fields.get(name), value, newer):
                 self.fields[name] = value
+        self.opted_out_of.update(getattr(source, "opted_out_of", ()))
         if at is not None and (self.last_seen is None or at > self.last_seen):
             self.last_seen = at
 
@@ -172,11 +176,12 @@ def person_of(leads: Iterable[Lead]) -> Person:
 
 def behind(lead: Lead, person: Person) -> list[str]:
     """The identity fields `adopt` would change on this lead; none when it is up to date."""
-    return [
+    names = [
         name
         for name, value in person.fields.items()
         if _better(name, getattr(lead, name), value, newer=True)
     ]
+    return names + (["opted_out_of"] if person.opted_out_of - set(lead.opted_out_of) else [])
 
 
 def adopt(lead: Lead, person: Person) -> dict[str, tuple[Any, Any]]:
@@ -188,6 +193,11 @@ def adopt(lead: Lead, person: Person) -> dict[str, tuple[Any, Any]]:
     """
     changes: dict[str, tuple[Any, Any]] = {}
     for name in behind(lead, person):
+        if name == "opted_out_of":
+            withdrawn = sorted(person.opted_out_of | set(lead.opted_out_of))
+            changes[name] = (list(lead.opted_out_of), withdrawn)
+            lead.opted_out_of, lead.opted_out = withdrawn, True
+            continue
         changes[name] = (getattr(lead, name), person.fields[name])
         setattr(lead, name, person.fields[name])
     return changes

@@ -59,6 +59,23 @@ PERSON_VALUES = frozenset(
 )
 
 
+# A canonical consent field per channel, and the withdrawals that set it.
+CONSENT_CHANNELS: dict[str, frozenset[str]] = {
+    "email": frozenset({"email"}),
+    "bulk_email": frozenset({"email", "bulk_email"}),
+    "phone": frozenset({"phone"}),
+    "fax": frozenset({"fax"}),
+    "mail": frozenset({"mail"}),
+}
+
+
+def _withdrawn(lead: Lead) -> set[str]:
+    """The channels the person withdrew from; an opt-out that names none withdrew all."""
+    if lead.opted_out_of:
+        return set(lead.opted_out_of)
+    return set(CONSENT_CHANNELS) if lead.opted_out else set()
+
+
 def canonical(lead: Lead) -> dict[str, Any]:
     """Every value a map may name. `attribution.<key>` gives marketplace URL parameters."""
     # ISO 3166, only for a country normalisation could place: a CRM with a country picklist
@@ -97,6 +114,13 @@ def canonical(lead: Lead) -> dict[str, Any]:
         "do_not_contact": lead.do_not_contact,  # the marketplace DNC marker, not an opt-out
         "marketplace_dnc": lead.do_not_contact,
         "opted_out": True if lead.opted_out else None,  # an explicit withdrawal, or nothing
+        # Per channel, from a withdrawal read back from a CRM: true, or nothing — never false.
+        # No email at all covers marketing email too.
+        **{
+            f"opted_out_{channel}": True if covered & _withdrawn(lead) else None
+            for channel, covered in CONSENT_CHANNELS.items()
+        },
+        "opted_out_of": ";".join(lead.opted_out_of) or None,
         "first_seen": lead.first_seen.isoformat() if lead.first_seen else None,
         "last_seen": lead.last_seen.isoformat() if lead.last_seen else None,
         "lead_source": f"Marketplace-{lead.last_action or 'unknown'}|{lead.offer_key}",

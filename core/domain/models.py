@@ -104,6 +104,9 @@ class Lead:
     last_action: str | None = None
     do_not_contact: bool = False  # the marketplace DNC action: an FYI, never an opt-out
     opted_out: bool = False  # an explicit withdrawal of consent (sent to CRMs only as true)
+    # What the person withdrew from, read back from a CRM (core/sync/consentsync.py): email,
+    # bulk_email, phone, fax, mail. Only ever grows; `opted_out` is true once it holds one.
+    opted_out_of: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
     score: int = 0
     score_rules: list[str] = field(default_factory=list)
@@ -168,6 +171,18 @@ class ErasureResult(BaseModel):
     ok: bool
     error_class: Outcome | None = None  # RETRYABLE: asked again later; PERMANENT: said why
     error: str | None = None
+
+
+class OptOut(BaseModel):
+    """A withdrawal of consent read back from a CRM: whose (the lead the record holds, or the
+    person-level record by its id), from what, and when the CRM says it happened."""
+
+    target: str
+    external_id: str
+    channels: list[Literal["email", "bulk_email", "phone", "fax", "mail"]]
+    at: datetime
+    lead_key: str | None = None
+    person_key: str | None = None
 
 
 class StageChange(BaseModel):

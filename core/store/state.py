@@ -36,6 +36,7 @@ _NAMES = {
     "source_cursor": "source:{}",  # how far a source's records have landed
     "backfill_cursor": "backfill:{}",  # how far a backfill of a source has landed
     "stage_watermark": "stages:{}",  # how far a target's stages have been read back
+    "consent_watermark": "consent:{}",  # how far a target's opt-outs have been read back
     "target_health": "target:{}:health",  # ok / fatal, and the target's own state (JSON)
     "target_pause": "target:{}:pause",  # a vendor's pause: until, why (JSON)
     "last_test_lead": "health:last_test_lead",  # when Microsoft's test lead last arrived
@@ -55,6 +56,11 @@ def backfill_cursor(source: str) -> Key:
 
 def stage_watermark(target: str) -> Key:
     return Key("stage_watermark", target)
+
+
+def consent_watermark(target: str) -> Key:
+    """Where the target's opt-out read (core/sync/consentsync.py) goes on from."""
+    return Key("consent_watermark", target)
 
 
 def target_health(target: str) -> Key:

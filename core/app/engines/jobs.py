@@ -39,6 +39,7 @@ from leadbridge.core.settings import Settings
 from leadbridge.core.store import runs
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.support.whoami import replica_name
+from leadbridge.core.sync.consentsync import pull_opt_outs
 from leadbridge.core.sync.erasure import carry_out
 from leadbridge.core.sync.rescore import rescore
 from leadbridge.core.sync.retention import prune
@@ -171,7 +172,9 @@ class Jobs:
         report = pull_stages(
             self.targets, self.store, self.settings, only=[target.name], stop=self.stop
         )
-        if report.applied or report.refused:
+        # Its opt-outs are read with its stages (core/sync/consentsync.py).
+        consent = pull_opt_outs(self.targets, self.store, self.settings, only=[target.name])
+        if report.applied or report.refused or consent.leads:
             self.wake_delivery()
 
     def _deliver(self, target: HttpTarget) -> None:

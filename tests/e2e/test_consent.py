@@ -1,0 +1,109 @@
+"""An opt-out made in one CRM reaches the others, and a new marketplace action leaves it.
+
+Against the sandboxes, in this process: Ana has leads for two offers in Salesforce,
+HubSpot and Dataverse; she unsubscribes in HubSpot; one `sync-stages` later both her
+Salesforce leads hold HasOptedOutOfEmail and her Dataverse leads donotemail and
+donotbulkemail — and nothing she didn't withdraw (DoNotCall, donotphone) is set. Her next
+marketplace click, on a third offer, arrives opted out too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from leadbridge.core.connector import sandboxes
+from tests.clihelp import run_cli
+
+pytestmark = pytest.mark.slow
+ANA = "ana.opt@contoso.example"
+KINDS = ["salesforce", "hubspot", "dataverse"]
+
+
+@pytest.fixture
+def crms() -> Iterator[dict[str, Any]]:
+    running = sandboxes.start(KINDS, latency_ms=0)
+    yield running
+    sandboxes.stop(running)
+
+
+def _lead(email: str, offer: str, first: str) -> dict[str, Any]:
+    return {
+        "LeadSource": f"AppSource-INS|{offer}",
+        "ActionCode": "INS",
+        "UserDetails": {
+            "FirstName": first,
+            "LastName": "Opt",
+            "Email": email,
+            "Company": "Contoso",
+            "Country": "PT",
+        },
+    }
+
+
+def _config(tmp_path: Path, crms: dict[str, Any], leads: list[dict[str, Any]]) -> Path:
+    source = tmp_path / "leads.jsonl"
+    source.write_text("".join(json.dumps(lead) + "\n" for lead in leads), encoding="utf-8")
+    config = tmp_path / "lb.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "store": f"sqlite:///{tmp_path / 'lb.db'}",
+                "log_format": "text",
+                "sources": [{"name": "file", "kind": "leads_file", "path": str(source)}],
+                "targets": [sandboxes.target_entry(k, crm) for k, crm in crms.items()],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
+def _of(crm: Any, email_field: str, email: str) -> list[dict[str, Any]]:
+    return [r for r in crm.records.values() if str(r.get(email_field, "")).lower() == email]
+
+
+def test_an_unsubscribe_in_hubspot_reaches_salesforce_and_dataverse_and_stays(
+    tmp_path: Path, crms: dict[str, Any]
+) -> None:
+    leads = [
+        _lead(ANA, "contoso.one", "Ana"),
+        _lead(ANA, "contoso.two", "Ana"),
+        _lead("ben.opt@contoso.example", "contoso.one", "Ben"),
+    ]
+    config = _config(tmp_path, crms, leads)
+    lb = ["--config", config]
+    run_cli([*lb, "ingest"])
+    run_cli([*lb, "deliver"])
+    sales, dataverse = crms["salesforce"], crms["dataverse"]
+    assert len(_of(sales, "Email", ANA)) == 2 and len(_of(dataverse, "emailaddress1", ANA)) == 2
+
+    unsubscribe = {"email": ANA, "properties": {"hs_email_optout": "true"}}
+    hubspot = crms["hubspot"]
+    requests.post(f"{hubspot.url}/_sandbox/stage", json=unsubscribe, timeout=10).raise_for_status()
+    synced = run_cli([*lb, "sync-stages"])
+    assert "2 lead(s) of 1 person(s) newly opted out" in " ".join(synced.stdout.split())
+
+    for record in _of(sales, "Email", ANA):
+        assert record["HasOptedOutOfEmail"] is True and record.get("DoNotCall") is not True
+    for record in _of(dataverse, "emailaddress1", ANA):
+        assert record["donotemail"] is True and record["donotbulkemail"] is True
+        assert record.get("donotphone") is not True
+    assert not any(
+        r.get("HasOptedOutOfEmail") for r in _of(sales, "Email", "ben.opt@contoso.example")
+    )
+
+    # Her next click, on a third offer: a new lead, opted out from the start, everywhere.
+    config = _config(tmp_path, crms, [*leads, _lead(ANA, "contoso.three", "Ana")])
+    run_cli([*lb, "ingest"])
+    run_cli([*lb, "deliver"])
+    assert len(_of(sales, "Email", ANA)) == 3
+    assert all(r["HasOptedOutOfEmail"] is True for r in _of(sales, "Email", ANA))
+    story = run_cli([*lb, "leads", "show", ANA, "--format", "json"]).stdout
+    assert '"consent"' in story and '"withdrawn"' in story
