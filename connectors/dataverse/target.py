@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import msal
 import requests
@@ -42,6 +43,7 @@ from leadbridge.core.connector import (
     Link,
     Outcome,
     PermanentError,
+    RecordLinks,
     RetryableError,
     Sandboxed,
     SandboxRecord,
@@ -65,6 +67,7 @@ class DeltaExpired(Exception):
 
 
 LEAD_KEY_LENGTH = 32  # uuid5 as 32 hex characters
+_ENTITY_ID = re.compile(r"/(\w+)\(([0-9a-fA-F-]{36})\)$")  # …/leads(<guid>)
 ODATA_HEADERS = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
 
@@ -152,7 +155,13 @@ def _missing_key(answer: Any) -> str | None:
 
 
 class DataverseTarget(
-    HttpTarget, StageReader, SchemaChecker, Sandboxed, DataverseEraser, DataverseConsent
+    HttpTarget,
+    StageReader,
+    SchemaChecker,
+    Sandboxed,
+    RecordLinks,
+    DataverseEraser,
+    DataverseConsent,
 ):
     Config: ClassVar[type[DataverseConfig]] = DataverseConfig
     default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
@@ -195,7 +204,21 @@ class DataverseTarget(
             return {"leadsourcecode": self.config.lead_source_code}
         return {}
 
-    def record_url(self, lead_key: str) -> str:
+    def record_url(self, external_id: str) -> str | None:
+        """The record's form in the Dynamics 365 app: `main.aspx?etn=…&pagetype=entityrecord
+        &id=…` ("Open forms, views, dialogs and reports with a URL",
+        learn.microsoft.com/previous-versions/dynamicscrm-2015/developers-guide/gg328483).
+        The external id is the record's OData-EntityId, `…/leads(<guid>)`."""
+        found = _ENTITY_ID.search(external_id)
+        if found is None:
+            return None
+        entity_set, guid = found.groups()
+        table = "contact" if entity_set == self.config.contact_entity_set else "lead"
+        query = urlencode({"etn": table, "pagetype": "entityrecord", "id": guid})
+        return f"{self.config.environment_url.rstrip('/')}/main.aspx?{query}"
+
+    def _key_url(self, lead_key: str) -> str:
+        """The lead's API address by its alternate key."""
         key = quote(batch.odata_string(lead_key), safe="'")
         return f"{self.base}/{self.config.entity_set}({self.config.key_column}={key})"
 
@@ -212,7 +235,7 @@ class DataverseTarget(
         parts = [
             batch.Part(
                 method="PATCH",
-                url=f"{self.record_url(w.lead.lead_key)}?$select={self.config.key_column}",
+                url=f"{self._key_url(w.lead.lead_key)}?$select={self.config.key_column}",
                 headers={"Prefer": "return=representation"},
                 body=self._body(w),
             )
@@ -380,7 +403,7 @@ class DataverseTarget(
         parts.append(
             batch.Part(
                 method="PATCH",
-                url=f"{self.record_url(lead.lead_key)}?$select={self.config.key_column}",
+                url=f"{self._key_url(lead.lead_key)}?$select={self.config.key_column}",
                 headers={"Prefer": "return=representation"},
                 body=lead_body,
                 content_id=str(3 * index + 3),

@@ -35,6 +35,7 @@ from leadbridge.core.connector import (
     Link,
     Outcome,
     PermanentError,
+    RecordLinks,
     RetryableError,
     Sandboxed,
     SandboxRecord,
@@ -92,6 +93,10 @@ class HubSpotConfig(TargetConfig):
     companies: Literal["off", "associate"] = "off"
     companies_path: str = "/crm/v3/objects/companies"
     associations_path: str = "/crm/v4/associations/contacts/companies"
+    # Links to a contact in HubSpot's app (alerts, the console): the account's Hub ID
+    # (Settings > Account Defaults) and the app's host (EU accounts: app-eu1.hubspot.com).
+    portal_id: int | None = None
+    app_url: str = Field(default="https://app.hubspot.com", pattern=r"^https://")
 
     @field_validator("account_timezone")
     @classmethod
@@ -107,7 +112,13 @@ class HubSpotConfig(TargetConfig):
 
 
 class HubSpotTarget(
-    HttpTarget, StageReader, SchemaChecker, Sandboxed, HubSpotEraser, HubSpotConsent
+    HttpTarget,
+    StageReader,
+    SchemaChecker,
+    Sandboxed,
+    RecordLinks,
+    HubSpotEraser,
+    HubSpotConsent,
 ):
     Config: ClassVar[type[HubSpotConfig]] = HubSpotConfig
     max_batch: ClassVar[int] = 100
@@ -129,6 +140,15 @@ class HubSpotTarget(
         if self.config.stage_property and self.pushes_stage:
             owned[self.config.stage_property] = str(lead.stage)
         return owned
+
+    def record_url(self, external_id: str) -> str | None:
+        """The contact in HubSpot's app, `<app>/contacts/<Hub ID>/record/0-1/<id>` (0-1 is
+        the contacts object type: developers.hubspot.com/docs/guides/api/crm/understanding-
+        the-crm, "Object type IDs"); none without `portal_id`."""
+        if self.config.portal_id is None or not external_id.isdigit():
+            return None
+        app = self.config.app_url.rstrip("/")
+        return f"{app}/contacts/{self.config.portal_id}/record/0-1/{external_id}"
 
     def upsert(
         self, leads: Sequence[Lead], links: Mapping[str, Link] | None = None

@@ -37,7 +37,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from leadbridge.connectors.salesforce import contacts
 from leadbridge.connectors.salesforce.consent import SalesforceConsent
-from leadbridge.connectors.salesforce.erase import SalesforceEraser
+from leadbridge.connectors.salesforce.erase import RECORD_ID, SalesforceEraser
 from leadbridge.connectors.salesforce.mapping import (
     CONVERTED_CODES,
     COUNTRY_FIELDS,
@@ -54,6 +54,7 @@ from leadbridge.core.connector import (
     Link,
     Outcome,
     PermanentError,
+    RecordLinks,
     RetryableError,
     Sandboxed,
     SandboxRecord,
@@ -160,6 +161,7 @@ class SalesforceTarget(
     SchemaChecker,
     StateReporter,
     Sandboxed,
+    RecordLinks,
     SalesforceEraser,
     SalesforceConsent,
 ):
@@ -189,6 +191,17 @@ class SalesforceTarget(
         if config.country_field != "auto":
             self._use_country_mode(config.country_field)
         self.transport.on_response.append(self._track_usage)
+
+    def record_url(self, external_id: str) -> str | None:
+        """The record in Lightning Experience, `/lightning/r/<object>/<id>/view` ("Lightning
+        Experience URL format", help.salesforce.com/s/articleView?id=sf.lex_url_format.htm):
+        the object by the id's key prefix (00Q a Lead, 003 a Contact); any other record by
+        its id alone, which Salesforce redirects to its page."""
+        if not RECORD_ID.match(external_id):
+            return None
+        kind = {"00Q": "Lead", "003": "Contact"}.get(external_id[:3])
+        path = f"lightning/r/{kind}/{external_id}/view" if kind else external_id
+        return f"{self._instance}/{path}"
 
     # --- the org's shape: country picklists ----------------------------------------------
 

@@ -218,7 +218,7 @@ def test_refused_client_credentials_are_fatal() -> None:
 def test_odata_literals_double_quotes_and_keys_are_url_safe() -> None:
     assert batch.odata_string("O'Brien") == "'O''Brien'"
     target = _target()
-    assert target.record_url("a'b c") == f"{ENV}/api/data/v9.2/leads(lb_leadkey='a''b%20c')"
+    assert target._key_url("a'b c") == f"{ENV}/api/data/v9.2/leads(lb_leadkey='a''b%20c')"
 
 
 def test_batch_codec_round_trip() -> None:
