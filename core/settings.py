@@ -38,6 +38,7 @@ from leadbridge.core.connector import (
     kinds_of,
 )
 from leadbridge.core.domain.alerting import AlertSettings
+from leadbridge.core.domain.console import ConsoleSettings  # issue 19
 from leadbridge.core.domain.durations import Duration
 from leadbridge.core.domain.qualify import QualificationSettings
 from leadbridge.core.store.db import STORE_EXAMPLES, unsupported_store
@@ -186,6 +187,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     # --- alerts (issue 18) ---
     alerts: AlertSettings = Field(default_factory=AlertSettings)  # docs/alerts.md
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)  # issue 19, docs/console.md
     # --- people and companies (issue 16) ---
 
     _connectors: dict[str, ConnectorConfig] = PrivateAttr(default_factory=dict)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from leadbridge.connectors.dataverse import batch
+from leadbridge.connectors.dataverse import batch, journeys
 from leadbridge.connectors.sandbox import EntraSandbox, Request, Response, form
 
 REJECT_MARKER = "SANDBOX_REJECT"
@@ -68,6 +68,8 @@ COLUMNS = {
 _KEYED = re.compile(
     r"(?P<set>leads|contacts|accounts)\((?P<column>\w+)=(?P<value>'(?:[^']|'')*')\)$"
 )
+_PURPOSE = re.compile(r"^/msdynmkt_purposes\(([0-9a-fA-F-]{36})\)$")
+CIJ_ID = "6f1c2b0e-4d3a-4b8e-9c57-2a1d3e4f5a6b"  # the consent table's MetadataId, made up
 _BY_ID = re.compile(r"^/?(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)$")
 CONTACT_LENGTHS = {
     "firstname": 50,
@@ -257,6 +259,10 @@ class DataverseSandbox(EntraSandbox):
             ),
         }
         self.version = 0  # the environment's row version, for change tracking
+        # issue 17: Customer Insights – Journeys installed (its consent table exists), and the
+        # contact point consent records created (msdynmkt_contactpointconsent4).
+        self.journeys = False
+        self.consents: list[dict[str, Any]] = []
         self.oldest_token = 0  # delta tokens older than this have expired
         super().__init__(port, latency_ms=latency_ms)
         self.tables["leads"].rows = self.records  # the leads are the sandbox's records
@@ -278,6 +284,7 @@ class DataverseSandbox(EntraSandbox):
         self.route("PATCH", r"/api/data/v9\.2/(?P<target>leads\(.*\))", self.single)
         self.route("GET", r"/api/data/v9\.2/leads", self.read_leads)
         self.route("GET", r"/api/data/v9\.2/EntityDefinitions.*", self.definitions)
+        self.route("GET", rf"/api/data/v9\.2/{journeys.CONSENT_SET}", self.read_consents)
 
     def is_api(self, request: Request) -> bool:
         return request.path.startswith("/api/")
@@ -400,12 +407,53 @@ class DataverseSandbox(EntraSandbox):
             return self._read_by_key(part.url)
         if part.method == "DELETE":
             return self._delete(part.url)
+        if part.method == "POST":
+            return self._create_consent(part.url, part.body)
         answer, written = self._write(
             part.url, part.body, "return=representation" in prefer, named, undo
         )
         if written is not None and part.content_id is not None:
             named[part.content_id] = written
         return answer
+
+    def _create_consent(self, url: str, body: Any) -> batch.Part:
+        """`POST msdynmkt_contactpointconsent4s`: 204 and the new row's OData-EntityId
+        (create-entity-web-api.md, "Basic create"). Without CI-J, the set is unknown (404);
+        a record without the mandatory consent type, or not bound to a purpose, is a 400."""
+        path = urlsplit(url).path.rstrip("/")
+        if not self.journeys or not path.endswith(f"/{journeys.CONSENT_SET}"):
+            return _error(404, "0x8006088a", f"Resource not found for the segment '{path}'.")
+        body = dict(body or {})
+        purpose = _PURPOSE.match(str(body.get("msdynmkt_purposeId@odata.bind") or ""))
+        if "msdynmkt_contactpointconsenttype" not in body or purpose is None:
+            return _error(400, "0x80040200", "Consent Type and Purpose are required.")
+        row = {k: v for k, v in body.items() if not k.endswith("@odata.bind")}
+        row |= {"msdynmkt_contactpointconsent4id": str(uuid.uuid4()), "_purpose": purpose[1]}
+        self.consents.append(row)
+        row_id = row["msdynmkt_contactpointconsent4id"]
+        entity = f"{self.url}/api/data/v9.2/{journeys.CONSENT_SET}({row_id})"
+        return batch.Part(status=204, headers={"OData-EntityId": entity})
+
+    def read_consents(self, request: Request) -> Response:
+        """`GET msdynmkt_contactpointconsent4s?$select=…&$filter=msdynmkt_contactpointtype eq
+        …  and msdynmkt_value eq … and Microsoft.Dynamics.CRM.In(PropertyName=@p1,
+        PropertyValues=@p2)` (query/filter-rows, "Dataverse query functions")."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        if not self.journeys:
+            return _not_found(request.path)
+        query = {k: v[0] for k, v in request.query.items()}
+        column = query.get("@p1", "''")[1:-1]
+        values = {str(v).lower() for v in json.loads(query.get("@p2", "[]"))}
+        wanted = dict(re.findall(r"(msdynmkt_\w+) eq (\d+)", query.get("$filter", "")))
+        with self.lock:
+            rows = [
+                {column: r.get(column)}
+                for r in self.consents
+                if str(r.get(column) or "").lower() in values
+                and all(str(r.get(k)) == v for k, v in wanted.items())
+            ]
+        return Response(200, {"value": rows})
 
     def _delete(self, url: str) -> batch.Part:
         """`DELETE <set>(<id>)` (or by alternate key): 204, or 404 when the row isn't there
@@ -479,6 +527,8 @@ class DataverseSandbox(EntraSandbox):
                 return _not_found(request.path)
             with self.lock:
                 return self._people_definition(match["entity"], query)
+        if match is not None and match["entity"] == journeys.CONSENT_ENTITY and self.journeys:
+            return Response(200, {"LogicalName": journeys.CONSENT_ENTITY, "MetadataId": CIJ_ID})
         if match is None or match["entity"] != "lead":
             return _not_found(request.path)
         with self.lock:

@@ -27,9 +27,10 @@ import msal
 import requests
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.dataverse import batch, people
+from leadbridge.connectors.dataverse import batch, journeys, people
 from leadbridge.connectors.dataverse.consent import DataverseConsent
 from leadbridge.connectors.dataverse.erase import DataverseEraser
+from leadbridge.connectors.dataverse.journeys import JourneysConsent
 from leadbridge.connectors.dataverse.mapping import (
     DNC_COLUMN,
     FIELD_MAP,
@@ -96,6 +97,9 @@ class DataverseConfig(TargetConfig):
     parent_bind: people.ParentBind = "content_id"
     contact_fields: dict[str, str | FieldSpec | None] = Field(default_factory=dict)
     account_fields: dict[str, str | FieldSpec | None] = Field(default_factory=dict)
+    # issue 17: where Customer Insights – Journeys is installed, an email opt-out is also an
+    # opted-out contact point consent record for this purpose's GUID (journeys.py). Unset: off.
+    journeys_purpose_id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F-]{36}$")
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class DataverseTarget(
     RecordLinks,
     DataverseEraser,
     DataverseConsent,
+    JourneysConsent,
 ):
     Config: ClassVar[type[DataverseConfig]] = DataverseConfig
     default_owns: ClassVar[frozenset[Stage]] = frozenset(SALES_STAGES)  # sales: SQL on
@@ -241,10 +246,12 @@ class DataverseTarget(
             )
             for w in writes
         ]
-        answers = self._batch(parts)
-        if len(answers) != len(leads):
+        consents = self.consent_parts(leads)
+        answers = self._batch([*parts, *consents.values()])
+        if len(answers) != len(leads) + len(consents):
             raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(leads)}")
-        return [self._result(w, answer) for w, answer in zip(writes, answers, strict=True)]
+        results = [self._result(w, a) for w, a in zip(writes, answers[: len(leads)], strict=True)]
+        return journeys.with_consent_answers(leads, results, consents, answers[len(leads) :])
 
     def existing(self, leads: Sequence[Lead]) -> dict[str, dict[str, Any]]:
         """The leads Dataverse holds for these keys, with the columns the write policies
@@ -309,12 +316,15 @@ class DataverseTarget(
             self._change_set(i, lead, parent, found_leads, contacts, accounts)
             for i, (lead, parent) in enumerate(zip(leads, parents, strict=True))
         ]
-        answers = self._batch([change.items for change in changes])
-        if len(answers) != len(leads):
+        consents = self.consent_parts(leads)
+        answers = self._batch([*(change.items for change in changes), *consents.values()])
+        if len(answers) != len(leads) + len(consents):
             raise RetryableError(f"{self.name}: $batch answered {len(answers)} of {len(leads)}")
-        return [
-            change.result(self, answer) for change, answer in zip(changes, answers, strict=True)
+        results = [
+            change.result(self, answer)
+            for change, answer in zip(changes, answers[: len(leads)], strict=True)
         ]
+        return journeys.with_consent_answers(leads, results, consents, answers[len(leads) :])
 
     def _existing_people(
         self, leads: Sequence[Lead], parents: Sequence[people.Parents]
@@ -497,7 +507,27 @@ class DataverseTarget(
         problems += self._key_problems(definition.get("Keys") or [], types)
         if self.config.model == "contacts_and_leads":
             problems += self._people_problems()
+        problems += self._journeys_problems()
         return problems
+
+    def _journeys_problems(self) -> list[SchemaProblem]:
+        """With `journeys_purpose_id` set: whether CI-J's consent table is there (a note when
+        it is, a problem when it isn't: opt-outs would reach the leads only)."""
+        if not self.config.journeys_purpose_id:
+            return []
+        if self.journeys_installed():
+            self.schema_notes.append(
+                "Customer Insights – Journeys found: email opt-outs are also written as "
+                f"opted-out consent records ({journeys.CONSENT_ENTITY})"
+            )
+            return []
+        return [
+            SchemaProblem(
+                f"targets[{self.name}].journeys_purpose_id",
+                f"Customer Insights – Journeys isn't installed here (no {journeys.CONSENT_ENTITY})",
+                "remove journeys_purpose_id, or install Customer Insights – Journeys",
+            )
+        ]
 
     def _people_problems(self) -> list[SchemaProblem]:
         """contact and account each need leadbridge's key column with an Active alternate

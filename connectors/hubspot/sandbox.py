@@ -11,6 +11,7 @@ import html
 import itertools
 import re
 import time
+import urllib.parse
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -88,6 +89,8 @@ CLOUDFLARE_FAULTS = {
     525: ("SSL handshake failed", "ssl"),
     526: ("Invalid SSL certificate", "ssl"),
 }
+# Email subscription types of a fresh portal (ids as strings, as v3 answers them).
+SUBSCRIPTION_TYPES = {"1001": "Marketing Information", "1002": "One to One"}
 # HubSpot validates an email's form: INVALID_EMAIL (seen in 207 error bodies).
 EMAIL_FORM = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -108,6 +111,10 @@ class HubSpotSandbox(Sandbox):
         self.companies: dict[str, dict[str, Any]] = {}  # by id
         self.associations: set[tuple[str, str]] = set()  # (contact id, company id)
         self.blocklist: set[str] = set()  # emails GDPR-deleted by address, unknown then
+        # issue 17: the portal's email subscription types (id -> name) and, per address
+        # (lower case), the types it is NOT_SUBSCRIBED from, with each unsubscribe's body.
+        self.subscription_types = dict(SUBSCRIPTION_TYPES)
+        self.unsubscribed: dict[str, dict[str, dict[str, Any]]] = {}
         super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
@@ -124,6 +131,12 @@ class HubSpotSandbox(Sandbox):
             self.associate,
         )
         self.route("POST", r"/crm/v3/objects/contacts/gdpr-delete", self.gdpr_delete)
+        self.route(
+            "GET",
+            r"/communication-preferences/v3/status/email/(?P<email>[^/]+)",
+            self.subscription_statuses,
+        )
+        self.route("POST", r"/communication-preferences/v3/unsubscribe", self.unsubscribe)
 
     def fault_statuses(self) -> frozenset[int]:
         return super().fault_statuses() | set(HUBSPOT_FAULTS) | set(CLOUDFLARE_FAULTS)
@@ -273,6 +286,43 @@ class HubSpotSandbox(Sandbox):
             contact_id = self.records.pop(email)["id"]
             self.associations = {a for a in self.associations if a[0] != contact_id}
         return Response(204)
+
+    def subscription_statuses(self, request: Request) -> Response:
+        """`GET /communication-preferences/v3/status/email/{emailAddress}`: `recipient` and
+        one `subscriptionStatuses` entry per type (id, name, description, status
+        SUBSCRIBED | NOT_SUBSCRIBED, sourceOfStatus, legalBasis…). Shape: developers.hubspot
+        .com/docs/api-reference/legacy/communication-preferences/v3/get-subscription."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        assert request.match is not None
+        email = urllib.parse.unquote(request.match["email"]).lower()
+        with self.lock:
+            out = self.unsubscribed.get(email, {})
+            statuses = [
+                _subscription(type_id, name, out.get(type_id))
+                for type_id, name in self.subscription_types.items()
+            ]
+        return Response(200, {"recipient": email, "subscriptionStatuses": statuses})
+
+    def unsubscribe(self, request: Request) -> Response:
+        """`POST /communication-preferences/v3/unsubscribe` `{emailAddress, subscriptionId,
+        legalBasis, legalBasisExplanation}` → the type's status, NOT_SUBSCRIBED. Source:
+        developers.hubspot.com/docs/api-reference/legacy/communication-preferences/v3/
+        unsubscribe-contact. An unknown type is a 400 (the v3 API has no "all"); an address
+        already out of it is a 400 too, as HubSpot refuses a no-op change."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        body = request.json() or {}
+        email = str(body.get("emailAddress") or "").lower()
+        type_id = str(body.get("subscriptionId") or "")
+        if not EMAIL_FORM.match(email) or type_id not in self.subscription_types:
+            return _error(400, "VALIDATION_ERROR", "emailAddress and a subscriptionId required")
+        with self.lock:
+            out = self.unsubscribed.setdefault(email, {})
+            if type_id in out:
+                return _error(400, "VALIDATION_ERROR", f"{email} is already unsubscribed")
+            out[type_id] = body
+        return Response(200, _subscription(type_id, self.subscription_types[type_id], body))
 
     def _check(self, item: dict[str, Any]) -> dict[str, str] | None:
         if item.get("idProperty") != "email" or not item.get("id"):
@@ -626,6 +676,21 @@ def _property(
             for i, v in enumerate(options)
         ],
     }
+
+
+def _subscription(type_id: str, name: str, unsubscribe: dict[str, Any] | None) -> dict[str, Any]:
+    """One v3 subscription status (same source as `subscription_statuses`)."""
+    status: dict[str, Any] = {
+        "id": type_id,
+        "name": name,
+        "description": f"{name} emails",
+        "status": "NOT_SUBSCRIBED" if unsubscribe is not None else "SUBSCRIBED",
+        "sourceOfStatus": "SUBSCRIPTION_STATUS",
+    }
+    if unsubscribe and unsubscribe.get("legalBasis"):
+        status["legalBasis"] = unsubscribe["legalBasis"]
+        status["legalBasisExplanation"] = unsubscribe.get("legalBasisExplanation")
+    return status
 
 
 def _error(status: int, category: str, message: str) -> Response:

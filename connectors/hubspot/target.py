@@ -29,6 +29,13 @@ from leadbridge.connectors.hubspot.mapping import (
     SCORE_PROPERTIES,
     STAGE_PROPERTY,
 )
+from leadbridge.connectors.hubspot.subscriptions import (
+    ALL_EMAIL_PROPERTY,
+    UNSUBSCRIBE_MARK,
+    HubSpotSubscriptions,
+    LegalBasis,
+    withdrew_email,
+)
 from leadbridge.core.connector import (
     FatalError,
     HttpTarget,
@@ -97,6 +104,12 @@ class HubSpotConfig(TargetConfig):
     # (Settings > Account Defaults) and the app's host (EU accounts: app-eu1.hubspot.com).
     portal_id: int | None = None
     app_url: str = Field(default="https://app.hubspot.com", pattern=r"^https://")
+    # issue 17: an email opt-out from another CRM unsubscribes the address from these
+    # subscription type ids (Settings > Marketing > Email > Subscriptions; the v3 API takes
+    # no "all"), with this legal basis (required by GDPR-enabled portals). Empty: off.
+    unsubscribe_from: list[str] = Field(default_factory=list)
+    legal_basis: LegalBasis | None = None
+    legal_basis_explanation: str = "The person opted out in another system (via leadbridge)."
 
     @field_validator("account_timezone")
     @classmethod
@@ -119,6 +132,7 @@ class HubSpotTarget(
     RecordLinks,
     HubSpotEraser,
     HubSpotConsent,
+    HubSpotSubscriptions,
 ):
     Config: ClassVar[type[HubSpotConfig]] = HubSpotConfig
     max_batch: ClassVar[int] = 100
@@ -140,6 +154,15 @@ class HubSpotTarget(
         if self.config.stage_property and self.pushes_stage:
             owned[self.config.stage_property] = str(lead.stage)
         return owned
+
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        """As any target's, plus the unsubscribe it owes (when configured): an opt-out read
+        from another CRM changes what HubSpot must get, so the push isn't skipped as
+        unchanged. The mark is no property: `_input` takes it out again."""
+        body = super().payload(lead)
+        if self.config.unsubscribe_from and withdrew_email(lead):
+            body[UNSUBSCRIBE_MARK] = sorted(self.config.unsubscribe_from)
+        return body
 
     def record_url(self, external_id: str) -> str | None:
         """The contact in HubSpot's app, `<app>/contacts/<Hub ID>/record/0-1/<id>` (0-1 is
@@ -180,6 +203,7 @@ class HubSpotTarget(
                 results[result.lead_key] = result
         if self.config.companies == "associate":
             self._link_companies(people, results)
+        self.unsubscribe_opted_out(people, existing, results)
         return [results[lead.lead_key] for lead in leads]
 
     def _link_companies(
@@ -263,7 +287,9 @@ class HubSpotTarget(
         """The contacts HubSpot holds for these emails, with the properties the write
         policies and the lifecycle rule need. A 207 lists the emails it doesn't know."""
         url = f"{self.config.base_url.rstrip('/')}{self.config.objects_path}/batch/read"
-        properties = sorted({"email", "lifecyclestage", *self.fields.read_fields()})
+        properties = sorted(
+            {"email", "lifecyclestage", ALL_EMAIL_PROPERTY, *self.fields.read_fields()}
+        )
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(emails), self.max_batch):
             inputs = [{"id": email} for email in emails[start : start + self.max_batch]]
@@ -291,7 +317,8 @@ class HubSpotTarget(
             group, key=lambda lead: (rank(lead.stage), lead.last_seen is not None, lead.last_seen)
         )
         write = self.plan(latest, (contact.get("properties") or {}) if contact else None)
-        properties = {**write.body, **self.owned_fields(furthest)}
+        body = {k: v for k, v in write.body.items() if k != UNSUBSCRIBE_MARK}
+        properties = {**body, **self.owned_fields(furthest)}
         if self.config.offers_property:
             properties[self.config.offers_property] = ";".join(
                 sorted({lead.offer_key for lead in group})

@@ -196,6 +196,10 @@ app.add_typer(alerts_app, name="alerts")
 from leadbridge.core.app import cli_scoring  # noqa: E402 (registered here, by its anchor)
 
 cli_scoring.register(app)
+# --- the operator console (issue 19) ---
+from leadbridge.core.app.cli_console import console_app  # noqa: E402  (light: typer only)
+
+app.add_typer(console_app, name="console")
 log = logging.getLogger("leadbridge.cli")
 
 

@@ -49,6 +49,16 @@ HEALTH_THREADS = 2  # probes and a Prometheus scrape: a few requests a minute
 HEALTH_CONNECTIONS = 64
 
 
+def _console(settings: Settings, store: Store) -> WSGIApplication | None:
+    """The operator console (issue 19), when `console: {enabled: true}`; imported only then."""
+    if not settings.console.enabled:
+        return None
+    from leadbridge.core.app.console.app import Console
+
+    # replays are queued; the daemon's own delivery job sends them, not a request thread
+    return Console(settings, store, deliver_now=False)
+
+
 def run(settings: Settings, store: Store) -> int:
     stop = threading.Event()
     engine_class = ClusterEngine if settings.engine == "cluster" else SingleEngine
@@ -61,6 +71,7 @@ def run(settings: Settings, store: Store) -> int:
         on_landed=lambda: engine.wake("process"),
         job_streaks=engine.replica.streaks,
         unready_after=settings.http.unready_after_failures,
+        console=_console(settings, store),  # issue 19
     )
     metrics.REGISTRY.register(gauges.StoreCollector(store, settings.cluster.stalled_after))
     listeners = listen(app, settings.http)

@@ -5,6 +5,8 @@
                                        target fatal, no job failing run after run
     GET  /metrics                      Prometheus
     POST /marketplace/leads/<token>    the marketplace_https source: Partner Center posts here
+    /console/…                         the operator console (issue 19, docs/console.md), only
+                                       when `console: {enabled: true}`
 
 `App.probes` serves the first three alone: the daemon's optional health listener, which a
 flood on the public port cannot reach (core/daemon.py).
@@ -41,7 +43,7 @@ from leadbridge.core.store.tables import cursors
 from leadbridge.core.support import logs, metrics
 
 if TYPE_CHECKING:  # typeshed's WSGI types exist only for the type checker
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("leadbridge.http")
 MAX_BODY = 1024 * 1024  # 1 MiB: a marketplace lead is well under 2 KiB
@@ -76,8 +78,10 @@ class App:
         *,
         job_streaks: Callable[[], Mapping[str, JobStreak]] | None = None,
         unready_after: int = 3,
+        console: WSGIApplication | None = None,  # issue 19: mounted under /console/
     ) -> None:
         self.store = store
+        self.console = console
         self.webhooks = webhooks
         self.target_names = target_names
         self.on_landed = on_landed or (lambda: None)
@@ -85,6 +89,9 @@ class App:
         self.unready_after = unready_after
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if self.console is not None and (path == "/console" or path.startswith("/console/")):
+            return self.console(environ, start_response)  # issue 19: the operator console
         return self._dispatch(_ROUTES, environ, start_response)
 
     def probes(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

@@ -115,23 +115,31 @@ def readable(value: object, max_chars: int = MAX_FIELD_CHARS) -> str | None:
 
 def nesting_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
     """How deep containers nest in `value`, counted without recursion and given up on past
-    `limit` (the result is then `limit + 1`): safe on a structure of any depth."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list | tuple):
-            children = node
-        else:
-            continue
+    `limit` (the result is then `limit + 1`): safe on a structure of any depth.
+
+    Walked one level at a time: every record is checked on landing and again on parsing,
+    and a marketplace record is two or three levels of a few dozen scalars, so most levels
+    hold no container at all and end the walk after one pass over their values.
+    """
+    depth = 0
+    level: list[Any] = [value]
+    while True:
+        below: list[Any] = []
+        found = False
+        for node in level:
+            if isinstance(node, dict):
+                below.extend(node.values())
+            elif isinstance(node, list | tuple):
+                below.extend(node)
+            else:
+                continue
+            found = True
+        if not found:
+            return depth
         depth += 1
         if depth > limit:
             return limit + 1
-        deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in children)
-    return deepest
+        level = below
 
 
 def bounded_json(value: str, max_depth: int = MAX_JSON_DEPTH) -> Any:

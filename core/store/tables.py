@@ -328,3 +328,40 @@ erasures = Table(
 )
 Index("ix_erasures_person_hash", erasures.c.person_hash)
 Index("ix_erasures_open", erasures.c.finished_at)
+
+# --- the operator console (issue 19): its users, its signing key, its audit log -------------
+
+# A person who may sign in to /console/; the password only as an argon2 hash.
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("role", String(20), nullable=False),  # viewer | operator
+    Column("password_hash", String(200), nullable=False),
+    Column("created_at", UTC, nullable=False),
+)
+
+# The key session cookies are signed with: in the store, so every replica accepts a cookie
+# any of them made, and a restart does not sign everyone out.
+console_keys = Table(
+    "console_keys",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UTC, nullable=False),
+)
+
+# Every change made from the console (and every sign-in): who, what, when.
+console_audit = Table(
+    "console_audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTC, nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("detail", JSON, nullable=False),
+)
+Index("ix_console_audit_at", console_audit.c.at)
+# the console's lead search lists the newest of a stage or an offer: read in index order
+Index("ix_leads_stage_last_seen", leads.c.stage, leads.c.last_seen)
+Index("ix_leads_offer_last_seen", leads.c.offer_key, leads.c.last_seen)

@@ -107,3 +107,39 @@ def test_an_unsubscribe_in_hubspot_reaches_salesforce_and_dataverse_and_stays(
     assert all(r["HasOptedOutOfEmail"] is True for r in _of(sales, "Email", ANA))
     story = run_cli([*lb, "leads", "show", ANA, "--format", "json"]).stdout
     assert '"consent"' in story and '"withdrawn"' in story
+
+
+def test_an_opt_out_in_salesforce_becomes_a_hubspot_unsubscribe_and_a_journeys_record(
+    tmp_path: Path, crms: dict[str, Any]
+) -> None:
+    """Issue 17, the writes: Ana opts out of email in Salesforce; one `sync-stages` later
+    HubSpot holds her address unsubscribed from the configured subscription type (through
+    the subscriptions API) and Dataverse, with Customer Insights – Journeys installed, an
+    opted-out contact point consent record for it — once, however often she is delivered."""
+    purpose = "1e6a4204-3056-47a6-8350-750fc17c0fdf"
+    crms["dataverse"].journeys = True
+    config = _config(tmp_path, crms, [_lead(ANA, "contoso.one", "Ana")])
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for entry in settings["targets"]:
+        if entry["kind"] == "hubspot":
+            entry |= {"unsubscribe_from": ["1001"], "legal_basis": "LEGITIMATE_INTEREST_OTHER"}
+        if entry["kind"] == "dataverse":
+            entry["journeys_purpose_id"] = purpose
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    lb = ["--config", config]
+    run_cli([*lb, "ingest"])
+    run_cli([*lb, "deliver"])
+    sales, hubspot, dataverse = crms["salesforce"], crms["hubspot"], crms["dataverse"]
+    assert hubspot.unsubscribed == {} and dataverse.consents == []
+
+    [key] = [k for k, r in sales.records.items() if str(r.get("Email")).lower() == ANA]
+    opt_out = {"key": key, "field": "HasOptedOutOfEmail", "value": True}
+    requests.post(f"{sales.url}/_sandbox/stage", json=opt_out, timeout=10).raise_for_status()
+    run_cli([*lb, "sync-stages"])
+    run_cli([*lb, "deliver"])  # a second run: nothing more is written anywhere
+
+    assert set(hubspot.unsubscribed[ANA]) == {"1001"}
+    assert hubspot.unsubscribed[ANA]["1001"]["legalBasis"] == "LEGITIMATE_INTEREST_OTHER"
+    [record] = dataverse.consents
+    assert record["msdynmkt_contactpointvalue"] == ANA
+    assert (record["msdynmkt_value"], record["_purpose"]) == (534120002, purpose)

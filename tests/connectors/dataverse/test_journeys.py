@@ -1,0 +1,154 @@
+"""Customer Insights – Journeys consent: an email opt-out becomes an opted-out contact point
+consent record, in the same write `$batch`, where CI-J is installed.
+
+Shapes:
+- Detection: `GET EntityDefinitions(LogicalName='msdynmkt_contactpointconsent4')` — 200 with
+  the definition, or 404 "Resource not found for the segment" (learn.microsoft.com/power-apps/
+  developer/data-platform/webapi/query-metadata-web-api; web-api-client-errors).
+- The record: `POST msdynmkt_contactpointconsent4s` (entity reference msdynmkt_contactpointconsent4,
+  "Messages": Create), 204 with OData-EntityId (webapi/create-entity-web-api); its values
+  from Microsoft's consent-record flow guide (MicrosoftDocs/customer-insights): contact point
+  type 534120000 Email, consent type 534120000 Purpose, value 534120002 opted out, the purpose
+  bound as `msdynmkt_purposes(<GUID>)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import responses
+
+from leadbridge.connectors.dataverse.sandbox import DataverseSandbox
+from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget
+from leadbridge.core.domain.models import Lead, Stage
+
+PURPOSE = "1e6a4204-3056-47a6-8350-750fc17c0fdf"
+ENV = "https://contoso.crm.dynamics.com"
+AUTHORITY = "https://login.sovereign.example/tenant-1"
+CONSENT_TABLE = (
+    f"{ENV}/api/data/v9.2/EntityDefinitions(LogicalName='msdynmkt_contactpointconsent4')"
+)
+
+
+@pytest.fixture
+def box() -> Iterator[DataverseSandbox]:
+    with DataverseSandbox() as sandbox:
+        sandbox.journeys = True
+        yield sandbox
+
+
+def _target(box: DataverseSandbox, **config: Any) -> DataverseTarget:
+    entry = DataverseTarget.sandbox_entry(box, "d365") | {"journeys_purpose_id": PURPOSE}
+    return DataverseTarget(DataverseConfig(**(entry | config)))
+
+
+def _lead(key: str, email: str, **fields: Any) -> Lead:
+    base = {
+        "lead_key": key * 32,
+        "offer_key": f"c.{key}",
+        "email": email,
+        "last_name": "Opt",
+        "company": "Contoso",
+        "stage": Stage.LEAD,
+    }
+    return Lead(**(base | fields))
+
+
+@pytest.mark.parametrize("model", ["contacts_and_leads", "leads"])
+def test_an_email_opt_out_is_written_as_one_opted_out_consent_record_per_address(
+    box: DataverseSandbox, model: str
+) -> None:
+    target = _target(box, model=model)
+    leads = [
+        _lead("a", "ana@contoso.example", opted_out=True, opted_out_of=["email"]),
+        _lead("b", "ana@contoso.example", offer_key="c.two", opted_out=True),
+        _lead("c", "ben@contoso.example", opted_out=True, opted_out_of=["phone"]),
+        _lead("d", "cy@contoso.example"),
+    ]
+    results = target.upsert(leads)
+
+    assert all(r.ok and not r.dropped for r in results)
+    assert [{k: v for k, v in c.items() if not k.endswith("id")} for c in box.consents] == [
+        {
+            "msdynmkt_contactpointvalue": "ana@contoso.example",
+            "msdynmkt_contactpointtype": 534120000,
+            "msdynmkt_contactpointconsenttype": 534120000,
+            "msdynmkt_value": 534120002,
+            "_purpose": PURPOSE,
+        }
+    ]
+    target.upsert(leads)  # delivered again: the record is there, none is added
+    assert len(box.consents) == 1
+
+
+def test_without_journeys_installed_nothing_but_the_leads_is_written(
+    box: DataverseSandbox,
+) -> None:
+    box.journeys = False
+    target = _target(box)
+    [result] = target.upsert([_lead("a", "ana@contoso.example", opted_out=True)])
+    assert result.ok and box.consents == []
+    assert len(box.records) == 1
+
+
+def test_a_refused_consent_record_is_recorded_on_the_lead_which_still_lands(
+    box: DataverseSandbox,
+) -> None:
+    target = _target(box)
+    target.config.journeys_purpose_id = "not-a-purpose-guid-0000000000000000"  # past validation
+    [result] = target.upsert([_lead("a", "ana@contoso.example", opted_out=True)])
+    assert result.ok
+    assert result.dropped["journeys_consent"].startswith("consent record: 400")
+
+
+def _authority() -> None:
+    token = f"{AUTHORITY}/oauth2/v2.0/token"
+    responses.get(
+        f"{AUTHORITY}/v2.0/.well-known/openid-configuration",
+        json={
+            "issuer": f"{AUTHORITY}/v2.0",
+            "token_endpoint": token,
+            "authorization_endpoint": f"{AUTHORITY}/oauth2/v2.0/authorize",
+        },
+    )
+    responses.post(token, json={"token_type": "Bearer", "expires_in": 3599, "access_token": "t"})
+
+
+@responses.activate
+def test_detection_asks_once_per_target_and_a_404_means_not_installed() -> None:
+    _authority()
+    responses.get(
+        CONSENT_TABLE,
+        status=404,
+        json={
+            "error": {
+                "code": "0x8006088a",
+                "message": "Resource not found for the segment 'EntityDefinitions'.",
+            }
+        },
+    )
+    target = DataverseTarget(
+        DataverseConfig(
+            name="d365",
+            environment_url=ENV,
+            authority=AUTHORITY,
+            client_id="app",
+            client_secret="secret",
+            journeys_purpose_id=PURPOSE,
+        )
+    )
+    assert target.journeys_installed() is False
+    assert target.journeys_installed() is False
+    assert len([c for c in responses.calls if "EntityDefinitions" in c.request.url]) == 1
+    assert "?$select=LogicalName" in responses.calls[-1].request.url
+
+
+def test_config_check_says_whether_journeys_was_found(box: DataverseSandbox) -> None:
+    target = _target(box)
+    assert target._journeys_problems() == []
+    assert any("Journeys found" in note for note in target.schema_notes)
+    box.journeys = False
+    [problem] = _target(box)._journeys_problems()
+    assert "isn't installed" in problem.message

@@ -1,0 +1,132 @@
+"""Ingest streams (issue 21): the source is pulled one batch ahead of landing at most, and
+a run stopped by Ctrl-C resumes where it stopped, with nothing lost or landed twice."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from leadbridge.connectors.marketplace import file as file_source
+from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.ingest import pipeline
+from leadbridge.core.settings import Settings, load_settings
+from leadbridge.core.store.repo import Store
+from leadbridge.core.store.tables import leads, raw_leads
+
+BATCH = 10
+
+
+def _payload(i: int) -> dict[str, Any]:
+    return {
+        "LeadSource": "AzurePortal-Create|contoso.offer",
+        "ActionCode": "Create",
+        "UserDetails": {"FirstName": f"F{i}", "LastName": "L", "Email": f"u{i}@x.example.com"},
+    }
+
+
+def _count(store: Store, table: Any) -> int:
+    with store.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+@pytest.fixture
+def batched(tmp_path: Path) -> Settings:
+    return load_settings(None, store=f"sqlite:///{tmp_path / 'lb.db'}", batch_size=BATCH)
+
+
+class _Watched:
+    """A generator source that refuses to be read ahead: before handing out a record it
+    checks that no more than one batch has been pulled past what the store has landed. A
+    pipeline that drained the source into a list first would trip it on record BATCH + 1."""
+
+    name = "watched"
+
+    def __init__(self, store: Store, count: int) -> None:
+        self.store = store
+        self.count = count
+        self.pulled = 0
+        self.most_ahead = 0
+
+    def fetch(self, cursor: str | None) -> Iterator[tuple[RawLead, str]]:
+        start = int(cursor or 0)
+        for i in range(start, self.count):
+            ahead = self.pulled - _count(self.store, raw_leads)
+            self.most_ahead = max(self.most_ahead, ahead)
+            if ahead >= BATCH:
+                raise AssertionError(f"{ahead} records pulled ahead of landing")
+            self.pulled += 1
+            payload = _payload(i)
+            yield (
+                RawLead(source=self.name, source_key=f"k{i}", kind="https", payload=payload),
+                str(i + 1),
+            )
+
+
+def test_ingest_pulls_no_more_than_a_batch_ahead_of_landing(
+    batched: Settings, tmp_path: Path
+) -> None:
+    store = Store(batched.store)
+    source = _Watched(store, 5 * BATCH + 3)
+    report = pipeline.ingest(source, store, batched)
+    assert (report.fetched, report.processed, report.quarantined) == (53, 53, 0)
+    assert source.most_ahead == BATCH - 1  # a whole batch in hand, never more
+    assert _count(store, leads) == 53
+    store.dispose()
+
+
+def _write_jsonl(path: Path, count: int) -> Path:
+    path.write_text("".join(json.dumps(_payload(i)) + "\n" for i in range(count)), "utf-8")
+    return path
+
+
+def _write_csv(path: Path, count: int) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["Lead Source", "Action Code", "First Name", "Last Name", "Email"])
+        for i in range(count):
+            p = _payload(i)
+            details = p["UserDetails"]
+            out.writerow(
+                [p["LeadSource"], p["ActionCode"], details["FirstName"], "L", details["Email"]]
+            )
+    return path
+
+
+@pytest.mark.parametrize("write", [_write_jsonl, _write_csv], ids=["jsonl", "csv"])
+def test_an_interrupted_ingest_resumes_where_it_stopped(
+    write: Any, batched: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = 9 * BATCH + 5
+    suffix = ".csv" if write is _write_csv else ".jsonl"
+    path = write(tmp_path / f"leads{suffix}", total)
+    store = Store(batched.store)
+    real_fetch = LeadsFileSource.fetch
+    interrupted: list[int] = []
+
+    def ctrl_c_midway(self: Any, cursor: str | None) -> Any:
+        for index, item in enumerate(real_fetch(self, cursor)):
+            if not interrupted and index == 4 * BATCH + 7:
+                interrupted.append(index)
+                raise KeyboardInterrupt  # mid-batch: 7 records pulled, not landed
+            yield item
+
+    monkeypatch.setattr(file_source.LeadsFileSource, "fetch", ctrl_c_midway)
+    source = LeadsFileSource(LeadsFileConfig(name="file", path=path))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.ingest(source, store, batched)
+    assert _count(store, raw_leads) == 4 * BATCH  # the committed batches, with their cursor
+
+    report = pipeline.ingest(source, store, batched)
+    assert report.fetched == total - 4 * BATCH  # only what the first run had not landed
+    assert _count(store, raw_leads) == total
+    assert _count(store, leads) == total  # every lead once: none lost, none twice
+    again = pipeline.ingest(source, store, batched)
+    assert (again.fetched, again.processed) == (0, 0)
+    store.dispose()
