@@ -9,16 +9,14 @@ the keyed hashes of the batch's addresses; nothing is asked while the list is em
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, select, update
+from sqlalchemy import Connection, exists, select
 
 from leadbridge.core.domain.models import MarketplaceLead
 from leadbridge.core.domain.suppression import person_hash
-from leadbridge.core.ingest.redact import redacted_payload
 from leadbridge.core.settings import Settings
-from leadbridge.core.store.tables import raw_leads, suppressions
+from leadbridge.core.store.tables import suppressions
 
 Parsed = tuple[Any, MarketplaceLead]
 
@@ -42,14 +40,3 @@ def split_forgotten(
     keep = [(row, lead) for row, lead in parsed if hashes[id(row)] not in known]
     forgotten = [(row, lead) for row, lead in parsed if hashes[id(row)] in known]
     return keep, forgotten
-
-
-def redact(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
-    """Replace the payloads of these landed raw leads by what carries no personal data."""
-    if rows:
-        conn.execute(
-            update(raw_leads)
-            .where(raw_leads.c.id == bindparam("rid"))
-            .values(payload=bindparam("kept"), redacted_at=now),
-            [{"rid": row.id, "kept": redacted_payload(row, now)} for row in rows],
-        )

@@ -30,7 +30,7 @@ from leadbridge.core.connector import MalformedLead, Source, parse_raw
 from leadbridge.core.domain import identity, normalize, qualify
 from leadbridge.core.domain.models import Event, Lead, MarketplaceLead, RawLead
 from leadbridge.core.ingest import forgotten
-from leadbridge.core.ingest.redact import landed
+from leadbridge.core.ingest.redact import landed, redact
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
@@ -283,7 +283,7 @@ def _without_the_forgotten(
         )
         metrics.QUARANTINED.labels(row.source, "erased").inc()
         report.erased += 1
-    forgotten.redact(conn, [row for row, _ in forgotten_rows], batch.now)
+    redact(conn, [row for row, _ in forgotten_rows], batch.now)
     return keep
 
 

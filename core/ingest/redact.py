@@ -8,11 +8,15 @@ can't be read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, bindparam, update
+
 from leadbridge.core.connector import parse_raw
 from leadbridge.core.domain.models import RawLead
+from leadbridge.core.store.tables import raw_leads
 
 REDACTED_MARK = "_redacted_at"  # the key every redacted payload carries
 KEPT = ("channel", "action", "offer_id", "offer_title")  # what reports group by
@@ -31,6 +35,18 @@ def redacted_payload(row: Any, now: datetime) -> dict[str, Any]:
         if value:
             kept[name] = value
     return kept
+
+
+def redact(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
+    """Replace these landed raw leads' payloads by what carries no personal data, and mark
+    them redacted (retention, and a forgotten person's new action)."""
+    if rows:
+        conn.execute(
+            update(raw_leads)
+            .where(raw_leads.c.id == bindparam("rid"))
+            .values(payload=bindparam("kept"), redacted_at=now),
+            [{"rid": row.id, "kept": redacted_payload(row, now)} for row in rows],
+        )
 
 
 def landed(row: Any) -> RawLead:

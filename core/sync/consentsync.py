@@ -167,9 +167,8 @@ def _apply(
     """Every lead of each person gets the withdrawal; the changed ones are queued for every
     target. Locks as processing takes them: people first, then their leads, sorted."""
     repo.lock_leads(conn, [identity.person_key(email) for email in by_person])
+    repo.lock_leads(conn, repo.lead_keys_by_email(conn, by_person))
     people = repo.leads_by_email(conn, by_person)
-    repo.lock_leads(conn, [lead.lead_key for group in people.values() for lead in group])
-    people = repo.leads_by_email(conn, by_person)  # as they are now that they are ours
     changed: list[Lead] = []
     events: list[Event] = []
     for email, group in people.items():

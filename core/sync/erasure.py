@@ -135,7 +135,7 @@ def forget(
     report = ErasureReport(erasure_id=erasure_id, removed=removed)
     carried = carry_out(store, targets, now, person=digest, report=report)
     if erasure_id is not None and erasure_id not in carried:  # nothing was left to ask
-        _summarise(store, [erasure_id], report)
+        _count(plan, report)
     return report
 
 
@@ -305,20 +305,18 @@ def carry_out(
             if isinstance(target, Eraser):
                 _ask(target, [e for e in entries if e["state"] == PENDING], report)
             _save(store, erasure.id, plan, now)
+        _count(plan, report)
         if report.erasure_id is None:
             report.erasure_id = erasure.id
-    carried = [erasure.id for erasure in open_ones]
-    _summarise(store, carried, report)
-    return carried
+    return [erasure.id for erasure in open_ones]
 
 
-def _summarise(store: Store, ids: Sequence[int], report: ErasureReport) -> None:
-    """Each target's records of these erasures, counted by state, into the report."""
-    for erasure_plan in _plans_of(store, ids):
-        for name, entries in erasure_plan.items():
-            states = report.targets.setdefault(name, {})
-            for entry in entries:
-                states[entry["state"]] = states.get(entry["state"], 0) + 1
+def _count(plan: dict[str, list[dict[str, Any]]], report: ErasureReport) -> None:
+    """Each target's records of one erasure, counted by state, into the report."""
+    for name, entries in plan.items():
+        states = report.targets.setdefault(name, {})
+        for entry in entries:
+            states[entry["state"]] = states.get(entry["state"], 0) + 1
 
 
 def _ask(target: Any, pending: list[dict[str, Any]], report: ErasureReport) -> None:
@@ -355,13 +353,6 @@ def _save(store: Store, erasure_id: int, plan: dict[str, Any], now: datetime) ->
             .where(erasures.c.id == erasure_id)
             .values(plan=plan, finished_at=None if _open(plan) else now)
         )
-
-
-def _plans_of(store: Store, ids: Sequence[int]) -> list[dict[str, list[dict[str, Any]]]]:
-    if not ids:
-        return []
-    with store.connect() as conn:
-        return list(conn.execute(select(erasures.c.plan).where(erasures.c.id.in_(ids))).scalars())
 
 
 def pending_count(conn: Connection) -> int:

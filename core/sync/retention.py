@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, not_, or_, select, update
+from sqlalchemy import Connection, and_, not_, or_, select, update
 
-from leadbridge.core.ingest.redact import redacted_payload
+from leadbridge.core.ingest.redact import redact
 from leadbridge.core.settings import RetentionSettings
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import quarantine, raw_leads
@@ -95,12 +95,7 @@ def _due(conn: Connection, retention: RetentionSettings, now: datetime) -> Seque
 
 
 def _redact(conn: Connection, rows: Sequence[Any], now: datetime) -> None:
-    conn.execute(
-        update(raw_leads)
-        .where(raw_leads.c.id == bindparam("rid"))
-        .values(payload=bindparam("kept"), redacted_at=now),
-        [{"rid": row.id, "kept": redacted_payload(row, now)} for row in rows],
-    )
+    redact(conn, rows, now)
     quarantined = [row.id for row in rows if row.status == "quarantined"]
     if quarantined:
         conn.execute(
