@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from leadbridge.core.connector import MalformedLead
@@ -35,13 +36,15 @@ _OFFER_ID = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+$")
 CUSTOMER_FIELDS = ("FirstName", "LastName", "Email", "Phone", "Country", "Company", "Title")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParsedSource:
+    """What one LeadSource says; immutable, as `parse_lead_source` hands out cached ones."""
+
     channel: str | None
     action: str | None
     offer_id: str | None
     offer_title: str | None
-    flags: list[str] = field(default_factory=list)
+    flags: tuple[str, ...] = ()
 
 
 def channel_of(source: str) -> str:
@@ -59,10 +62,15 @@ def action_of(code: str) -> str:
     return _ACTIONS.get(code.lower(), code)
 
 
+@lru_cache(maxsize=4096)
 def parse_lead_source(
     lead_source: str | None, action_code: str | None, offer_title: str | None
 ) -> ParsedSource:
     """Split LeadSource into channel, action and offer, filling gaps from the separate fields.
+
+    Cached per value: a publisher has a few offers, channels and actions, so a backfill of
+    a million leads carries a few hundred distinct LeadSource triples (a bounded cache, as
+    the values come from outside). A MalformedLead is raised, never cached.
 
     The action inside LeadSource wins over ActionCode when both are present: it is what the
     CRM destinations receive. An offer part that is not `publisher.offer` (the test lead
@@ -103,7 +111,7 @@ def parse_lead_source(
             offer_id = offer_part
         elif title is None:
             title = offer_part
-    return ParsedSource(channel, action, offer_id, title, flags)
+    return ParsedSource(channel, action, offer_id, title, tuple(flags))
 
 
 def contains_test_marker(value: Any) -> bool:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -75,30 +76,45 @@ class MarketplaceTableSource(MarketplacePayloads):
         """Yield every row changed since the cursor, minus the overlap.
 
         Rows come back in PartitionKey/RowKey order, not Timestamp order, so the watermark
-        can only move once the whole scan is read: every row but the last is yielded with
-        the old cursor, the last with the newest Timestamp seen.
+        can only move once the whole scan is read: the last row is yielded with the newest
+        Timestamp seen. Every other row carries a *scan* cursor: the watermark the scan
+        started from, the newest Timestamp of the pages before its own, and the
+        continuation token of its page — so a scan of a million rows stopped midway (Ctrl-C,
+        a crash) goes on from that page, not from the first (landing dedupes the page's
+        rows already landed).
         """
-        since = _parse_cursor(cursor)
-        if since is None:
-            entities = self.client.list_entities(results_per_page=self.config.page_size)
-        else:
-            entities = self.client.query_entities(
-                "Timestamp ge @since",
-                parameters={"since": since - self.config.overlap},
-                results_per_page=self.config.page_size,
-            )
-        newest = since
-        pending: RawLead | None = None
-        for entity in entities:
-            if pending is not None:
-                yield pending, _format_cursor(since)
-            raw = self._raw_lead(entity)
-            stamp = entity.metadata.get("timestamp")
-            if stamp is not None and (newest is None or stamp > newest):
-                newest = stamp
-            pending = raw
+        scan = _Scan.parse(cursor)
+        pages = self._entities(scan.since).by_page(continuation_token=scan.page)
+        newest = scan.newest
+        pending: tuple[RawLead, str] | None = None
+        while True:
+            token = pages.continuation_token  # the one that fetches the page below
+            page = next(pages, None)
+            if page is None:
+                break
+            resume = _Scan(scan.since, newest, token).format()
+            for entity in page:
+                if pending is not None:
+                    yield pending
+                stamp = entity.metadata.get("timestamp")
+                if stamp is not None and (newest is None or stamp > newest):
+                    newest = stamp
+                pending = (self._raw_lead(entity), resume)
         if pending is not None:
-            yield pending, _format_cursor(newest)
+            yield pending[0], _format_cursor(newest)
+        elif scan.page is not None:
+            # The pages left of a stopped scan are empty now (rows deleted meanwhile): scan
+            # again from its watermark, so the cursor can't stay mid-scan for ever.
+            yield from self.fetch(_format_cursor(scan.since))
+
+    def _entities(self, since: datetime | None) -> Any:
+        if since is None:
+            return self.client.list_entities(results_per_page=self.config.page_size)
+        return self.client.query_entities(
+            "Timestamp ge @since",
+            parameters={"since": since - self.config.overlap},
+            results_per_page=self.config.page_size,
+        )
 
     def _raw_lead(self, entity: Any) -> RawLead:
         payload = {key: _json_safe(value) for key, value in entity.items()}
@@ -216,6 +232,33 @@ def _json_safe(value: Any) -> Any:
     if hasattr(value, "value") and not isinstance(value, str | int | float | bool):
         return _json_safe(value.value)  # EntityProperty (Int64, GUID, ...)
     return value
+
+
+_SCAN = "scan:"
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """Where a table scan stands: the watermark it started from (`since`), the newest row
+    Timestamp of the pages already read, and the continuation token of the next page (a
+    `{"PartitionKey", "RowKey"}` mapping, as the Table service's x-ms-continuation headers
+    give it; None: the first page). A finished scan's cursor is the plain watermark."""
+
+    since: datetime | None
+    newest: datetime | None
+    page: Any
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> _Scan:
+        if cursor and cursor.startswith(_SCAN):
+            state = json.loads(cursor[len(_SCAN) :])
+            return cls(_parse_cursor(state["since"]), _parse_cursor(state["newest"]), state["page"])
+        since = _parse_cursor(cursor)
+        return cls(since, since, None)
+
+    def format(self) -> str:
+        state = {"since": _format_cursor(self.since), "newest": _format_cursor(self.newest)}
+        return _SCAN + json.dumps({**state, "page": self.page}, sort_keys=True)
 
 
 def _parse_cursor(cursor: str | None) -> datetime | None:

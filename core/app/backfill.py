@@ -16,7 +16,7 @@ from typing import Any
 from leadbridge.core.connector import build
 from leadbridge.core.delivery.deliver import DeliveryReport, deliver
 from leadbridge.core.domain.mapping import payload_hash
-from leadbridge.core.ingest.pipeline import IngestReport, ingest
+from leadbridge.core.ingest.pipeline import IngestReport, Watcher, ingest
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
@@ -45,6 +45,7 @@ def run(
     targets: list[str] | None = None,
     on_ingest: Callable[[IngestReport], None] | None = None,
     on_deliver: Callable[[DeliveryReport], None] | None = None,
+    watcher: Watcher | None = None,
 ) -> BackfillReport:
     report = BackfillReport()
     for config in settings.source_configs():
@@ -52,7 +53,14 @@ def run(
             continue
         key = state.backfill_cursor(config.name)
         report.ingested.append(
-            ingest(build(config), store, settings, cursor_key=key, on_batch=on_ingest)
+            ingest(
+                build(config),
+                store,
+                settings,
+                cursor_key=key,
+                on_batch=on_ingest,
+                watcher=watcher,
+            )
         )
         with store.begin() as conn:
             state.forget(conn, key)  # finished: the next backfill reads from the start

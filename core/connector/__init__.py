@@ -27,6 +27,7 @@ _HOMES = {
     "ErasureRecord": "leadbridge.core.domain.models",
     "ErasureResult": "leadbridge.core.domain.models",
     "FatalError": "leadbridge.core.connector.errors",
+    "Countable": "leadbridge.core.connector.contract",
     "HttpTarget": "leadbridge.core.connector.http_target",
     "InteractiveSignIn": "leadbridge.core.connector.contract",
     "Link": "leadbridge.core.connector.http_target",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from leadbridge.core.connector.contract import (
         Connector,
         ConsentReader,
+        Countable,
         Eraser,
         InteractiveSignIn,
         PayloadParser,
@@ -115,6 +117,7 @@ __all__ = [
     "ConnectorConfig",
     "ConnectorError",
     "ConsentReader",
+    "Countable",
     "Eraser",
     "ErasureRecord",
     "ErasureResult",

@@ -153,6 +153,15 @@ class PushReceiver(ABC):
     def problem(self, raw: RawLead) -> MalformedLead | None: ...
 
 
+class Countable(ABC):
+    """A source that can say, cheaply and in bounded memory, about how many records a
+    fetch from `cursor` will yield: what a long run's progress bar and ETA are out of.
+    An estimate (a CSV row may span lines); None when it can't tell."""
+
+    @abstractmethod
+    def expected_records(self, cursor: str | None) -> int | None: ...
+
+
 class PayloadParser(ABC):
     """A source whose landed raw leads core parses when it processes them: it declares the
     raw kinds it makes (`RawLead.kind`) and parses them."""

@@ -48,20 +48,35 @@ def build(config: ConnectorConfig, **options: Any) -> Any:
     return cls.from_config(config, **options) if cls.role == "target" else cls.from_config(config)
 
 
-@cache
-def _parsers() -> dict[str, type[PayloadParser]]:
-    found: dict[str, type[PayloadParser]] = {}
-    for kind in sorted(connector_kinds()):
+_PARSERS: dict[str, type[PayloadParser]] = {}
+
+
+def _parser_for(payload_kind: str, prefer: str | None) -> type[PayloadParser] | None:
+    """The class that parses raw leads of `payload_kind`, loading as few connectors as it can.
+
+    Importing every installed connector costs about half a second (the CRM targets pull in
+    their SDKs), which a run that only reads a leads file should not pay: the connector kind
+    that landed the raw lead (`prefer`) is tried first, and the full scan, in sorted kind
+    order, is the fallback for a raw lead whose source is no longer configured.
+    """
+    found = _PARSERS.get(payload_kind)
+    if found is not None:
+        return found
+    for kind in ([prefer] if prefer in connector_kinds() else []) + sorted(connector_kinds()):
         cls = connector_class(kind)
-        if isinstance(cls, type) and issubclass(cls, PayloadParser):
-            for payload_kind in cls.payload_kinds:
-                found.setdefault(payload_kind, cls)
-    return found
+        if not (isinstance(cls, type) and issubclass(cls, PayloadParser)):
+            continue
+        if payload_kind in cls.payload_kinds:
+            _PARSERS[payload_kind] = cls
+            return cls
+    return None
 
 
-def parse_raw(raw: RawLead) -> MarketplaceLead:
-    """Parse a landed raw lead with the parser its source declared for its shape."""
-    parser = _parsers().get(raw.kind)
+def parse_raw(raw: RawLead, prefer: str | None = None) -> MarketplaceLead:
+    """Parse a landed raw lead with the parser its source declared for its shape.
+
+    `prefer` names the connector kind that landed it, when known: see `_parser_for`."""
+    parser = _parser_for(raw.kind, prefer)
     if parser is None:
         raise ValueError(f"no installed connector parses raw leads of kind {raw.kind!r}")
     return parser.parse_payload(raw.kind, raw.payload, raw.occurred_at)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    bindparam,
     func,
     or_,
     select,
@@ -23,9 +24,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ClauseElement
 
 from leadbridge.core.domain.models import Event, Lead, RawLead, lead_from_json, lead_to_json
-from leadbridge.core.store import migrate
+from leadbridge.core.store import bulk, migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
 from leadbridge.core.store.tables import (
     contacts,
@@ -82,7 +84,11 @@ class Store:
 
 
 def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    if conn.dialect.name == "postgresql":
+    return _insert_for(conn.dialect.name, table)
+
+
+def _insert_for(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if dialect_name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -112,24 +118,32 @@ def upsert_rows(
 # --- landing ---------------------------------------------------------------------------
 
 
+_LAND = bulk.Bulk(
+    lambda dialect: _insert_for(dialect, raw_leads).on_conflict_do_nothing(
+        index_elements=["source", "source_key"]
+    ),
+    ["source", "source_key", "kind", "payload", "received_at", "occurred_at", "status"],
+)
+
+
 def land(conn: Connection, raws: Sequence[RawLead], received_at: datetime) -> None:
     """Store raw leads; the same (source, source_key) twice is one row, the first."""
-    insert_ignore(
+    time = bulk.time(conn)
+    now = time(received_at)
+    _LAND.execute(
         conn,
-        raw_leads,
         [
             {
                 "source": r.source,
                 "source_key": r.source_key,
                 "kind": r.kind,
-                "payload": r.payload,
-                "received_at": r.received_at or received_at,
-                "occurred_at": r.occurred_at,
+                "payload": bulk.json(r.payload),
+                "received_at": now if r.received_at is None else time(r.received_at),
+                "occurred_at": time(r.occurred_at),
                 "status": "new",
             }
             for r in raws
         ],
-        ["source", "source_key"],
     )
 
 
@@ -185,17 +199,20 @@ def lock_leads(conn: Connection, keys: Iterable[str]) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
+_MARK_RAW = bulk.Bulk(
+    lambda _dialect: (
+        update(raw_leads)
+        .where(raw_leads.c.id == bindparam("rid"))
+        .values(status=bindparam("status"), lead_key=bindparam("lkey"))
+    )
+)
+
+
 def mark_raw(conn: Connection, updates: Sequence[dict[str, Any]]) -> None:
     """Set status and lead key of processed raw leads (`rid`, `status`, `lead_key`)."""
-    if updates:
-        from sqlalchemy import bindparam
-
-        conn.execute(
-            update(raw_leads)
-            .where(raw_leads.c.id == bindparam("rid"))
-            .values(status=bindparam("status"), lead_key=bindparam("lkey")),
-            [{"rid": u["rid"], "status": u["status"], "lkey": u["lead_key"]} for u in updates],
-        )
+    _MARK_RAW.execute(
+        conn, [{"rid": u["rid"], "status": u["status"], "lkey": u["lead_key"]} for u in updates]
+    )
 
 
 def add_quarantine(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -258,51 +275,68 @@ def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
         if emails
         else {}
     )
-    rows = [
-        {
-            "lead_key": lead.lead_key,
-            "contact_id": contact_ids.get(lead.email),
-            "email": lead.email,
-            "offer_key": lead.offer_key,
-            "stage": lead.stage.value,
-            "score": lead.score,
-            "do_not_contact": lead.do_not_contact,
-            "grade": lead.grade,
-            "data": lead_to_json(lead),
-            "first_seen": lead.first_seen,
-            "last_seen": lead.last_seen,
-            "created_at": at,
-            "updated_at": at,
-            "version": 1,
-        }
-        for lead in changed
-    ]
-    stmt = _insert(conn, leads)
-    keep = {"lead_key", "created_at", "version"}
-    set_: dict[str, ColumnElement[Any]] = (
-        {c: stmt.excluded[c] for c in rows[0] if c not in keep} if rows else {}
+    time = bulk.time(conn)
+    now = time(at)
+    _SAVE_LEADS.execute(
+        conn,
+        [
+            {
+                "lead_key": lead.lead_key,
+                "contact_id": contact_ids.get(lead.email),
+                "email": lead.email,
+                "offer_key": lead.offer_key,
+                "stage": lead.stage.value,
+                "score": lead.score,
+                "do_not_contact": lead.do_not_contact,
+                "grade": lead.grade,
+                "data": lead_to_json(lead),
+                "first_seen": time(lead.first_seen),
+                "last_seen": time(lead.last_seen),
+                "created_at": now,
+                "updated_at": now,
+                "version": 1,
+            }
+            for lead in changed
+        ],
     )
+
+
+def _save_leads_statement(dialect: str) -> ClauseElement:
+    """Insert a lead, or update every column of it but its key, creation time and version,
+    which goes up by one."""
+    stmt = _insert_for(dialect, leads)
+    keep = {"lead_key", "created_at", "version"}
+    set_: dict[str, ColumnElement[Any]] = {
+        c.name: stmt.excluded[c.name] for c in leads.columns if c.name not in keep
+    }
     set_["version"] = leads.c.version + 1
-    if rows:
-        conn.execute(stmt.on_conflict_do_update(index_elements=["lead_key"], set_=set_), rows)
+    return stmt.on_conflict_do_update(index_elements=["lead_key"], set_=set_)
+
+
+_SAVE_LEADS = bulk.Bulk(_save_leads_statement, [c.name for c in leads.columns])
+
+
+_ADD_EVENTS = bulk.Bulk(
+    lambda _dialect: events.insert(), ["lead_key", "kind", "actor", "at", "data", "raw_lead_id"]
+)
 
 
 def add_events(conn: Connection, new_events: Sequence[Event]) -> None:
-    if new_events:
-        conn.execute(
-            events.insert(),
-            [
-                {
-                    "lead_key": e.lead_key,
-                    "kind": e.kind,
-                    "actor": e.actor,
-                    "at": e.at,
-                    "data": e.data,
-                    "raw_lead_id": e.raw_lead_id,
-                }
-                for e in new_events
-            ],
-        )
+    time = bulk.time(conn)
+    _ADD_EVENTS.execute(
+        conn,
+        [
+            {
+                "lead_key": e.lead_key,
+                "kind": e.kind,
+                "actor": e.actor,
+                "at": time(e.at),
+                "data": bulk.json(e.data),
+                "raw_lead_id": e.raw_lead_id,
+            }
+            for e in new_events
+        ],
+    )
 
 
 def load_aliases(conn: Connection) -> dict[str, str]:

@@ -28,6 +28,22 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
 
+def utc_for_driver(value: datetime | None, dialect_name: str) -> datetime | str | None:
+    """A time as the driver stores it: aware UTC; on SQLite fixed-width ISO-8601 text.
+
+    `UtcDateTime` binds through this, and so does the bulk path (core/store/bulk.py), which
+    hands rows to the driver itself: one conversion, so both store the same bytes."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_UTC)
+    elif value.tzinfo is not _UTC:
+        value = value.astimezone(_UTC)
+    if dialect_name == "sqlite":
+        return value.isoformat(timespec="microseconds")
+    return value
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in and out: `timestamptz` on PostgreSQL; on SQLite (no time zones)
     fixed-width ISO-8601 text, which sorts correctly and converts in C both ways."""
@@ -41,15 +57,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_UTC)
-        elif value.tzinfo is not _UTC:
-            value = value.astimezone(_UTC)
-        if dialect.name == "sqlite":
-            return value.isoformat(timespec="microseconds")
-        return value
+        return utc_for_driver(value, dialect.name)
 
     def process_result_value(
         self, value: datetime | str | None, dialect: Dialect
@@ -122,8 +130,7 @@ leads = Table(
     Column("grade", String(2)),  # fit × engagement cell ("A2"), when configured (issue 24)
 )
 Index("ix_leads_email", leads.c.email)
-Index("ix_leads_stage", leads.c.stage)
-Index("ix_leads_offer_key", leads.c.offer_key)
+# Lookups by stage or by offer use the composite indexes below (their leading column).
 
 events = Table(
     "events",

@@ -46,7 +46,7 @@ from leadbridge.core.connector import MalformedLead
 def test_combined_forms(lead_source: str, channel: str, action: str, offer_id: str) -> None:
     parsed = parse_lead_source(lead_source, None, None)
     assert (parsed.channel, parsed.action, parsed.offer_id) == (channel, action, offer_id)
-    assert parsed.flags == []
+    assert parsed.flags == ()
 
 
 def test_bare_source_takes_action_and_title_from_their_own_fields() -> None:

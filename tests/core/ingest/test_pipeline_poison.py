@@ -69,10 +69,10 @@ def test_a_record_that_makes_the_parser_raise_is_quarantined_and_the_rest_goes_o
 ) -> None:
     parse = pipeline.parse_raw
 
-    def hostile(raw: RawLead) -> MarketplaceLead:
+    def hostile(raw: RawLead, prefer: str | None = None) -> MarketplaceLead:
         if raw.payload["UserDetails"]["Email"] == POISON:
             raise error  # what JSON nested 1,000 deep did in normalisation
-        return parse(raw)
+        return parse(raw, prefer)
 
     monkeypatch.setattr(pipeline, "parse_raw", hostile)
     _land(store, _body("a@contoso.com"), _body(POISON), _body("b@contoso.com"))
@@ -166,8 +166,8 @@ def test_a_lead_whose_text_cannot_be_encoded_is_set_aside(
     written: the batch goes on without that record."""
     parse = pipeline.parse_raw
 
-    def with_surrogate(raw: RawLead) -> MarketplaceLead:
-        parsed = parse(raw)
+    def with_surrogate(raw: RawLead, prefer: str | None = None) -> MarketplaceLead:
+        parsed = parse(raw, prefer)
         if parsed.email == "b@contoso.com":
             parsed.title = "Head of \udc80"
         return parsed
