@@ -70,6 +70,18 @@ _KEYED = re.compile(
 )
 _PURPOSE = re.compile(r"^/msdynmkt_purposes\(([0-9a-fA-F-]{36})\)$")
 CIJ_ID = "6f1c2b0e-4d3a-4b8e-9c57-2a1d3e4f5a6b"  # the consent table's MetadataId, made up
+# The consent table's choice columns and their values (learn.microsoft.com/dynamics365/
+# developer/reference/entities/msdynmkt_contactpointconsent4): a value outside them is
+# Dataverse's "A validation error occurred. The value X of 'column' on record of type
+# 'table' is outside the valid range. Accepted Values: …" (wording as Microsoft's Project
+# Operations docs quote it; the code 0x8004431a from a third party: UNCONFIRMED).
+CONSENT_CHOICES = {
+    "msdynmkt_contactpointtype": range(534120000, 534120004),  # Email, Text, Custom, Voice
+    "msdynmkt_contactpointconsenttype": range(534120000, 534120002),  # Purpose, Topic
+    "msdynmkt_value": range(534120000, 534120003),  # Not Set, Opted In, Opted Out
+    "msdynmkt_logicalreason": range(534119999, 534120008),  # No reasons … One-click
+    "msdynmkt_source": range(534120000, 534120008),  # Internal … Email list-unsubscribe
+}
 _BY_ID = re.compile(r"^/?(?P<set>\w+)\((?P<id>[0-9a-fA-F-]{36})\)$")
 CONTACT_LENGTHS = {
     "firstname": 50,
@@ -427,6 +439,15 @@ class DataverseSandbox(EntraSandbox):
         purpose = _PURPOSE.match(str(body.get("msdynmkt_purposeId@odata.bind") or ""))
         if "msdynmkt_contactpointconsenttype" not in body or purpose is None:
             return _error(400, "0x80040200", "Consent Type and Purpose are required.")
+        for column, accepted in CONSENT_CHOICES.items():
+            if column in body and body[column] not in accepted:
+                return _error(
+                    400,
+                    "0x8004431a",
+                    f"A validation error occurred. The value {body[column]} of '{column}' on "
+                    f"record of type '{journeys.CONSENT_ENTITY}' is outside the valid range. "
+                    f"Accepted Values: {','.join(str(v) for v in accepted)}",
+                )
         row = {k: v for k, v in body.items() if not k.endswith("@odata.bind")}
         row |= {"msdynmkt_contactpointconsent4id": str(uuid.uuid4()), "_purpose": purpose[1]}
         self.consents.append(row)

@@ -115,6 +115,8 @@ class HubSpotSandbox(Sandbox):
         # (lower case), the types it is NOT_SUBSCRIBED from, with each unsubscribe's body.
         self.subscription_types = dict(SUBSCRIPTION_TYPES)
         self.unsubscribed: dict[str, dict[str, dict[str, Any]]] = {}
+        # Addresses (lower case) opted out of all email (v4 unsubscribe-all), and when.
+        self.opted_out_of_all: dict[str, str] = {}
         super().__init__(port, latency_ms=latency_ms)
 
     def routes(self) -> None:
@@ -137,6 +139,9 @@ class HubSpotSandbox(Sandbox):
             self.subscription_statuses,
         )
         self.route("POST", r"/communication-preferences/v3/unsubscribe", self.unsubscribe)
+        all_path = r"/communication-preferences/v4/statuses/(?P<email>[^/]+)/unsubscribe-all"
+        self.route("POST", all_path, self.unsubscribe_all)
+        self.route("GET", all_path, self.unsubscribed_from_all)
 
     def fault_statuses(self) -> frozenset[int]:
         return super().fault_statuses() | set(HUBSPOT_FAULTS) | set(CLOUDFLARE_FAULTS)
@@ -323,6 +328,47 @@ class HubSpotSandbox(Sandbox):
                 return _error(400, "VALIDATION_ERROR", f"{email} is already unsubscribed")
             out[type_id] = body
         return Response(200, _subscription(type_id, self.subscription_types[type_id], body))
+
+    def unsubscribe_all(self, request: Request) -> Response:
+        """`POST /communication-preferences/v4/statuses/{subscriberIdString}/unsubscribe-all
+        ?channel=EMAIL` (the path parameter: "the contact's email address"; `channel`
+        required, EMAIL its only value) → `{"status": "COMPLETE", "results": [...],
+        "startedAt", "completedAt", "requestedAt"}`, `results` empty unless `verbose=true`.
+        Source: developers.hubspot.com/docs/api-reference/communication-preferences-
+        subscriptions-v4/subscription-status/post-communication-preferences-v4-statuses-
+        subscriberIdString-unsubscribe-all. Opted out of all email, the address's contact
+        says so in `hs_email_optout` (modified now), as HubSpot's own opt-out does."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        assert request.match is not None
+        email = urllib.parse.unquote(request.match["email"]).lower()
+        channel = (request.query.get("channel") or [""])[0]
+        if channel != "EMAIL" or not EMAIL_FORM.match(email):
+            return _error(400, "VALIDATION_ERROR", "channel=EMAIL and an email address required")
+        with self.lock:
+            now = self._modified()
+            self.opted_out_of_all.setdefault(email, now)
+            record = self.records.get(email)
+            if record is not None:
+                record |= {"hs_email_optout": "true", "lastmodifieddate": now}
+            results = [_wide_status(email, now, "UNSUBSCRIBED")]
+        verbose = (request.query.get("verbose") or ["false"])[0] == "true"
+        return Response(200, _operation(results if verbose else []))
+
+    def unsubscribed_from_all(self, request: Request) -> Response:
+        """`GET …/statuses/{subscriberIdString}/unsubscribe-all?channel=EMAIL`: one
+        `results` entry (wideStatusType PORTAL_WIDE, status UNSUBSCRIBED) when the address is
+        opted out of all email, "the response results array will be empty" when not (same
+        source, the GET page)."""
+        if not self.bearer_ok(request):
+            return self.token_expired()
+        assert request.match is not None
+        email = urllib.parse.unquote(request.match["email"]).lower()
+        with self.lock:
+            since = self.opted_out_of_all.get(email)
+        return Response(
+            200, _operation([_wide_status(email, since, "UNSUBSCRIBED")] if since else [])
+        )
 
     def _check(self, item: dict[str, Any]) -> dict[str, str] | None:
         if item.get("idProperty") != "email" or not item.get("id"):
@@ -691,6 +737,29 @@ def _subscription(type_id: str, name: str, unsubscribe: dict[str, Any] | None) -
         status["legalBasis"] = unsubscribe["legalBasis"]
         status["legalBasisExplanation"] = unsubscribe.get("legalBasisExplanation")
     return status
+
+
+def _wide_status(email: str, at: str, status: str) -> dict[str, Any]:
+    """One v4 wide (all-email) status, as the unsubscribe-all GET answers it."""
+    return {
+        "subscriberIdString": email,
+        "channel": "EMAIL",
+        "status": status,
+        "wideStatusType": "PORTAL_WIDE",
+        "timestamp": at,
+    }
+
+
+def _operation(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The v4 status endpoints' envelope: a completed operation and its results."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {
+        "status": "COMPLETE",
+        "results": results,
+        "requestedAt": now,
+        "startedAt": now,
+        "completedAt": now,
+    }
 
 
 def _error(status: int, category: str, message: str) -> Response:

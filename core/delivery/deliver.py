@@ -283,6 +283,8 @@ def _record(
                 event_data["kept"] = {"fields": result.kept, "why": "the CRM has a value"}
             if result.dropped:
                 event_data["dropped"] = result.dropped
+            if result.consent:  # an unsubscribe, a consent record: in the lead's history
+                event_data["consent"] = result.consent
             if lead.last_received_at is not None:
                 metrics.ARRIVAL_TO_CONFIRMED.labels(target.name).observe(
                     (now - lead.last_received_at).total_seconds()

@@ -153,6 +153,10 @@ class PushResult(BaseModel):
     # {"contact": id, "account": id} (ids or record URLs, as the CRM gives them).
     related: dict[str, str] = {}
     related_created: list[str] = []  # which of them the CRM says it made now (erasure's)
+    # Consent the target wrote beyond the record's fields, for the lead's history (issue 17):
+    # {"unsubscribe": "unsubscribed from all email", "journeys_consent": "… record <id>"}.
+    # Ids and the CRM's words only, never an address.
+    consent: dict[str, str] = {}
 
 
 class ErasureRecord(BaseModel):

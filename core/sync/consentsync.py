@@ -11,6 +11,15 @@ other leads withdrew: core/domain/identity.py), and an opt-out already known mak
 What a CRM answers is outside input: an item that isn't an opt-out is counted and skipped,
 a record leadbridge doesn't know is counted as unknown, and one CRM that can't be read
 doesn't stop the others.
+
+Writing an opt-out may take more than the record's fields (an unsubscribe, a consent record:
+the connector's business). A CRM that refuses that part (a 4xx) still takes the record, and
+the connector says so in the push's `dropped` under a `consent:` key (`CONSENT_REFUSED`).
+Such a refusal is not lost: each consent sync of that target finds the pushes recorded since
+its last run whose refusal is still the latest word, and sends those leads again (their
+last-pushed hash cleared, so the push isn't skipped as unchanged) — up to
+`MAX_CONSENT_ATTEMPTS` times, each decision an event in the lead's history. Throttling and
+outages are the delivery's retries, as for any push.
 """
 
 from __future__ import annotations
@@ -18,11 +27,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Text, and_, cast, or_, select, update
 
 from leadbridge.core.connector import ConsentReader, HttpTarget
 from leadbridge.core.delivery.pauses import vendor_pause
@@ -31,10 +40,16 @@ from leadbridge.core.domain.models import Event, Lead, OptOut
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
-from leadbridge.core.store.tables import leads, record_links, target_links
+from leadbridge.core.store.tables import events, leads, record_links, target_links
 
 log = logging.getLogger("leadbridge.consent")
 _OPT_OUT = TypeAdapter(OptOut)
+# A `dropped` key under which a connector says the CRM refused writing an opt-out (beyond the
+# record's fields): sent again at the target's next consent sync.
+CONSENT_REFUSED = "consent:"
+MAX_CONSENT_ATTEMPTS = 5  # the first push and four more; then the history says to fix it
+_OVERLAP = timedelta(minutes=5)  # pushes recorded while the last consent sync ran
+_CHUNK = 500  # keys per IN list (SQLite's bound-parameter limit)
 
 
 @dataclass
@@ -49,6 +64,8 @@ class ConsentReport:
     invalid: int = 0
     errors: dict[str, str] = field(default_factory=dict)
     paused: dict[str, str] = field(default_factory=dict)
+    retried: dict[str, int] = field(default_factory=dict)  # refused opt-out writes, per target
+    gave_up: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,12 +87,16 @@ def pull_opt_outs(
     """Read every consent-reading target (or `only` these), record and fan out."""
     report = ConsentReport()
     read: dict[str, tuple[list[OptOut], str]] = {}
-    for target in targets:
-        if isinstance(target, ConsentReader) and (only is None or target.name in only):
-            _read_one(target, store, read, report)
+    readers = [
+        t for t in targets if isinstance(t, ConsentReader) and (only is None or t.name in only)
+    ]
+    for target in readers:
+        _read_one(target, store, read, report)
+    now = utcnow()
+    with store.begin() as conn:  # before the watermarks move: they say where to look from
+        retry_refused(conn, [t.name for t in readers], now, report)
     if not read:
         return report
-    now = utcnow()
     with store.begin() as conn:
         by_person = _whose(conn, [o for found, _ in read.values() for o in found], report)
         _apply(conn, by_person, settings, now, report)
@@ -203,5 +224,143 @@ def _withdraw(lead: Lead, withdrawal: _Withdrawal, now: datetime) -> Event | Non
             "in": sources,
             "at": withdrawal.at.isoformat() if withdrawal.at else None,
             "reason": "opted out in a CRM: sent to every target as true, never back as false",
+        },
+    )
+
+
+# --- refused opt-out writes, asked again ---------------------------------------------------
+
+
+@dataclass
+class _Refusal:
+    """A (lead, target) whose latest push says the CRM refused writing the opt-out."""
+
+    lead_key: str
+    target: str
+    push_id: int
+    why: dict[str, str]
+    attempts: int
+
+
+def retry_refused(
+    conn: Connection, targets: Sequence[str], now: datetime, report: ConsentReport
+) -> None:
+    """Send again each lead whose latest push to one of `targets` had its opt-out write
+    refused, once per refused push, until `MAX_CONSENT_ATTEMPTS`; then say so, once."""
+    refusals = _refusals(conn, targets)
+    if not refusals:
+        return
+    again = [r for r in refusals if r.attempts < MAX_CONSENT_ATTEMPTS]
+    for target in sorted({r.target for r in again}):
+        keys = [r.lead_key for r in again if r.target == target]
+        for start in range(0, len(keys), _CHUNK):  # the push isn't skipped as unchanged
+            conn.execute(
+                update(target_links)
+                .where(
+                    target_links.c.target == target,
+                    target_links.c.lead_key.in_(keys[start : start + _CHUNK]),
+                )
+                .values(pushed_hash=None)
+            )
+        repo.enqueue(conn, keys, [target], now)
+        report.retried[target] = len(keys)
+        log.info("refused opt-out writes sent again", extra={"target": target, "leads": len(keys)})
+    for refusal in refusals:
+        if refusal.attempts >= MAX_CONSENT_ATTEMPTS:
+            report.gave_up[refusal.target] = report.gave_up.get(refusal.target, 0) + 1
+    repo.add_events(conn, [_retry_event(r, now) for r in refusals])
+
+
+def _refusals(conn: Connection, targets: Sequence[str]) -> list[_Refusal]:
+    """The (lead, target) pairs with a refused opt-out write among the pushes recorded since
+    each target's last consent sync, whose refusal is still the latest push and hasn't been
+    acted on yet."""
+    since = state.every_updated(conn, "consent_watermark")
+    window = [
+        and_(events.c.actor == name, events.c.at >= since[name].updated_at - _OVERLAP)
+        if name in since
+        else events.c.actor == name
+        for name in targets
+    ]
+    if not window:
+        return []
+    recent = conn.execute(
+        select(events.c.lead_key, events.c.actor, events.c.data).where(
+            events.c.kind == "push",
+            or_(*window),
+            # the few that may hold one, found by the database (JSON as text on both)
+            cast(events.c.data, Text).contains(f'"{CONSENT_REFUSED}'),
+        )
+    ).all()
+    pairs = {(key, actor) for key, actor, data in recent if _refused(data)}
+    if not pairs:
+        return []
+    return _still_refused(conn, pairs)
+
+
+def _still_refused(conn: Connection, pairs: set[tuple[str, str]]) -> list[_Refusal]:
+    keys = sorted({key for key, _ in pairs})
+    history = [
+        row
+        for start in range(0, len(keys), _CHUNK)
+        for row in conn.execute(
+            select(events.c.id, events.c.lead_key, events.c.kind, events.c.actor, events.c.data)
+            .where(
+                events.c.lead_key.in_(keys[start : start + _CHUNK]),
+                events.c.kind.in_(["push", "consent"]),
+            )
+            .order_by(events.c.id)
+        )
+    ]
+    acted_on = {
+        (row.lead_key, row.data.get("target"), row.data.get("after_push"))
+        for row in history
+        if row.kind == "consent" and isinstance(row.data, dict)
+    }
+    latest: dict[tuple[str, str], Any] = {}
+    attempts: dict[tuple[str, str], int] = {}
+    for row in history:
+        pair = (row.lead_key, row.actor)
+        if row.kind != "push" or pair not in pairs:
+            continue
+        latest[pair] = row  # refusals in a row: a clean push starts the count again
+        attempts[pair] = attempts.get(pair, 0) + 1 if _refused(row.data) else 0
+    return [
+        _Refusal(key, target, row.id, _refused(row.data), attempts[(key, target)])
+        for (key, target), row in sorted(latest.items())
+        if _refused(row.data) and (key, target, row.id) not in acted_on
+    ]
+
+
+def _refused(data: Any) -> dict[str, str]:
+    """The refused opt-out writes a push event records (none unless the record landed)."""
+    if not isinstance(data, dict) or not data.get("ok"):
+        return {}
+    dropped = data.get("dropped")
+    if not isinstance(dropped, dict):
+        return {}
+    return {str(k): str(v) for k, v in dropped.items() if str(k).startswith(CONSENT_REFUSED)}
+
+
+def _retry_event(refusal: _Refusal, now: datetime) -> Event:
+    gave_up = refusal.attempts >= MAX_CONSENT_ATTEMPTS
+    reason = (
+        f"refused {refusal.attempts} times: not asked again; fix what the CRM says, and the "
+        "opt-out is written with the lead's next change"
+        if gave_up
+        else "the CRM refused writing the opt-out: sent again at this consent sync"
+    )
+    return Event(
+        lead_key=refusal.lead_key,
+        kind="consent",
+        actor="leadbridge",
+        at=now,
+        data={
+            "target": refusal.target,
+            "after_push": refusal.push_id,
+            "refused": refusal.why,
+            "attempt": refusal.attempts,
+            ("gave_up" if gave_up else "retry"): True,
+            "reason": reason,
         },
     )

@@ -143,3 +143,49 @@ def test_an_opt_out_in_salesforce_becomes_a_hubspot_unsubscribe_and_a_journeys_r
     [record] = dataverse.consents
     assert record["msdynmkt_contactpointvalue"] == ANA
     assert (record["msdynmkt_value"], record["_purpose"]) == (534120002, purpose)
+
+
+def test_a_refused_unsubscribe_is_asked_again_at_the_next_sync_until_hubspot_takes_it(
+    tmp_path: Path, crms: dict[str, Any]
+) -> None:
+    """Issue 17: HubSpot refuses the unsubscribe (a subscription type it doesn't have yet);
+    Ana's contact still lands and her history says so. Once the type exists, the next
+    `sync-stages` sends her again — though nothing about her changed — and she is out."""
+    config = _config(tmp_path, crms, [_lead(ANA, "contoso.one", "Ana")])
+    settings = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for entry in settings["targets"]:
+        if entry["kind"] == "hubspot":
+            entry["unsubscribe_from"] = ["1003"]
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    lb = ["--config", config]
+    run_cli([*lb, "ingest"])
+    run_cli([*lb, "deliver"])
+    sales, hubspot = crms["salesforce"], crms["hubspot"]
+    [key] = [k for k, r in sales.records.items() if str(r.get("Email")).lower() == ANA]
+    opt_out = {"key": key, "field": "HasOptedOutOfEmail", "value": True}
+    requests.post(f"{sales.url}/_sandbox/stage", json=opt_out, timeout=10).raise_for_status()
+
+    run_cli([*lb, "sync-stages"])
+    assert hubspot.unsubscribed.get(ANA, {}) == {}
+    [refused] = [e for e in _history(lb) if "consent:unsubscribe" in e["data"].get("dropped", {})]
+    assert refused["actor"] == "marketing" and refused["data"]["ok"] is True  # she landed
+    assert "HTTP 400" in refused["data"]["dropped"]["consent:unsubscribe"]
+
+    hubspot.subscription_types["1003"] = "Product news"  # the portal gets the type
+    run_cli([*lb, "sync-stages"])
+
+    assert set(hubspot.unsubscribed[ANA]) == {"1003"}
+    [retry] = [e for e in _history(lb) if e["data"].get("retry")]
+    assert (retry["kind"], retry["data"]["target"], retry["data"]["attempt"]) == (
+        "consent",
+        "marketing",
+        1,
+    )
+    pushes = [e for e in _history(lb) if e["kind"] == "push" and e["actor"] == "marketing"]
+    assert pushes[-1]["data"]["ok"] and not pushes[-1]["data"].get("dropped")
+
+
+def _history(lb: list[Any]) -> list[dict[str, Any]]:
+    story = json.loads(run_cli([*lb, "leads", "show", ANA, "--format", "json"]).stdout)
+    history: list[dict[str, Any]] = story["history"]
+    return history

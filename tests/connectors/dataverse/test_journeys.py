@@ -7,9 +7,12 @@ Shapes:
   developer/data-platform/webapi/query-metadata-web-api; web-api-client-errors).
 - The record: `POST msdynmkt_contactpointconsent4s` (entity reference msdynmkt_contactpointconsent4,
   "Messages": Create), 204 with OData-EntityId (webapi/create-entity-web-api); its values
-  from Microsoft's consent-record flow guide (MicrosoftDocs/customer-insights): contact point
-  type 534120000 Email, consent type 534120000 Purpose, value 534120002 opted out, the purpose
-  bound as `msdynmkt_purposes(<GUID>)`.
+  from Microsoft's consent-record flow guide (MicrosoftDocs/customer-insights, ci-docs/
+  journeys/consent-record-creation.md: Reason "No reasons", Source "Internal", Consent Type
+  "Purpose") as the table reference numbers them (learn.microsoft.com/dynamics365/developer/
+  reference/entities/msdynmkt_contactpointconsent4): contact point type 534120000 Email,
+  consent type 534120000 Purpose, value 534120002 Opted Out, logical reason 534119999 No
+  reasons, source 534120000 Internal, the purpose bound as `msdynmkt_purposes(<GUID>)`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from typing import Any
 import pytest
 import responses
 
+from leadbridge.connectors.dataverse import journeys
 from leadbridge.connectors.dataverse.sandbox import DataverseSandbox
 from leadbridge.connectors.dataverse.target import DataverseConfig, DataverseTarget
+from leadbridge.core.connector import RetryableError
 from leadbridge.core.domain.models import Lead, Stage
 
 PURPOSE = "1e6a4204-3056-47a6-8350-750fc17c0fdf"
@@ -76,11 +81,24 @@ def test_an_email_opt_out_is_written_as_one_opted_out_consent_record_per_address
             "msdynmkt_contactpointtype": 534120000,
             "msdynmkt_contactpointconsenttype": 534120000,
             "msdynmkt_value": 534120002,
+            "msdynmkt_logicalreason": 534119999,
+            "msdynmkt_source": 534120000,
+            "msdynmkt_reason": "leadbridge: opted out in another system",
             "_purpose": PURPOSE,
         }
     ]
-    target.upsert(leads)  # delivered again: the record is there, none is added
+    # each of Ana's leads says, for its history, which record was written (no address)
+    record = box.consents[0]["msdynmkt_contactpointconsent4id"]
+    written = f"opted-out contact point consent record {record}"
+    assert [getattr(r, "consent", {}) for r in results] == [
+        {"journeys_consent": written},
+        {"journeys_consent": written},
+        {},
+        {},
+    ]
+    again = target.upsert(leads)  # delivered again: the record is there, none is added
     assert len(box.consents) == 1
+    assert not any(getattr(r, "consent", {}) for r in again)
 
 
 def test_without_journeys_installed_nothing_but_the_leads_is_written(
@@ -100,7 +118,39 @@ def test_a_refused_consent_record_is_recorded_on_the_lead_which_still_lands(
     target.config.journeys_purpose_id = "not-a-purpose-guid-0000000000000000"  # past validation
     [result] = target.upsert([_lead("a", "ana@contoso.example", opted_out=True)])
     assert result.ok
-    assert result.dropped["journeys_consent"].startswith("consent record: 400")
+    # a `consent:` refusal: core's consent sync sends the lead again (core/sync/consentsync)
+    assert result.dropped["consent:journeys"].startswith("consent record: 400")
+    assert "ana@" not in result.dropped["consent:journeys"]
+
+
+@pytest.mark.parametrize("model", ["contacts_and_leads", "leads"])
+def test_installed_without_a_purpose_the_history_says_so_and_how_to_fix_it(
+    box: DataverseSandbox, model: str
+) -> None:
+    """CI-J is there but `journeys_purpose_id` isn't set: a record without a purpose would
+    not be read by journeys, so none is written — and the lead says why, never silently."""
+    target = _target(box, model=model, journeys_purpose_id=None)
+    leads = [
+        _lead("a", "ana@contoso.example", opted_out=True, opted_out_of=["email"]),
+        _lead("b", "ben@contoso.example"),
+    ]
+    opted, other = target.upsert(leads)
+
+    assert opted.ok and other.ok and not other.dropped
+    assert box.consents == []
+    why = opted.dropped["journeys_consent"]
+    assert "installed but no consent purpose is configured" in why
+    assert "targets[d365].journeys_purpose_id" in why and "Consent Purposes" in why
+    assert not any(key.startswith("consent:") for key in opted.dropped)  # a fix, not a retry
+
+
+def test_not_installed_and_no_purpose_the_leads_carry_the_opt_out_alone(
+    box: DataverseSandbox,
+) -> None:
+    box.journeys = False
+    target = _target(box, journeys_purpose_id=None)
+    [result] = target.upsert([_lead("a", "ana@contoso.example", opted_out=True)])
+    assert result.ok and not result.dropped and box.consents == []
 
 
 def _authority() -> None:
@@ -152,3 +202,30 @@ def test_config_check_says_whether_journeys_was_found(box: DataverseSandbox) -> 
     box.journeys = False
     [problem] = _target(box)._journeys_problems()
     assert "isn't installed" in problem.message
+
+
+def test_without_a_purpose_a_failed_detection_does_not_hold_up_the_leads(
+    box: DataverseSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target not configured for CI-J that can't tell whether it's installed (metadata
+    not readable, say) delivers its leads with their flags, and asks again next batch."""
+    target = _target(box, journeys_purpose_id=None)
+
+    def cannot_tell() -> bool:
+        raise RetryableError("d365: looking for Customer Insights – Journeys HTTP 403")
+
+    monkeypatch.setattr(target, "journeys_installed", cannot_tell)
+    [result] = target.upsert([_lead("a", "ana@contoso.example", opted_out=True)])
+    assert result.ok and not result.dropped and box.consents == []
+
+
+def test_the_sandbox_refuses_a_choice_value_the_table_does_not_have(
+    box: DataverseSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The choice values are the table reference's: one outside them is Dataverse's range
+    error, which the lead's history shows as a refusal to ask again."""
+    monkeypatch.setattr(journeys, "NO_REASONS", 1)
+    [result] = _target(box).upsert([_lead("a", "ana@contoso.example", opted_out=True)])
+    assert result.ok and box.consents == []
+    why = result.dropped["consent:journeys"]
+    assert "The value 1 of 'msdynmkt_logicalreason'" in why and "outside the valid range" in why

@@ -7,6 +7,14 @@ API (v3), shapes from HubSpot's docs.
   "SUBSCRIBED|NOT_SUBSCRIBED", "sourceOfStatus", "legalBasis", …}]}`.
 - Unsubscribe: …/v3/unsubscribe-contact — `POST /communication-preferences/v3/unsubscribe`
   `{"emailAddress", "subscriptionId", "legalBasis", "legalBasisExplanation"}` → the status.
+- Unsubscribe from all email (v4): developers.hubspot.com/docs/api-reference/communication-
+  preferences-subscriptions-v4/subscription-status/post-communication-preferences-v4-
+  statuses-subscriberIdString-unsubscribe-all — `POST /communication-preferences/v4/
+  statuses/{subscriberIdString}/unsubscribe-all?channel=EMAIL` (the contact's email address;
+  channel required, EMAIL only; no body) → `{"status": "COMPLETE", "results": [], "startedAt",
+  "completedAt", "requestedAt"}` (results only with verbose=true); the GET on the same path
+  answers `results` empty unless the address is opted out of all email (…get-communication-
+  preferences-v4-statuses-subscriberIdString-unsubscribe-all).
 - Contacts batch read / upsert: as in test_target.py (…/crm/objects/objects/batch/…).
 - Errors: developers.hubspot.com/docs/api-reference/error-handling.
 """
@@ -29,6 +37,7 @@ READ = f"{BASE}/crm/v3/objects/contacts/batch/read"
 UPSERT = f"{BASE}/crm/v3/objects/contacts/batch/upsert"
 STATUS = f"{BASE}/communication-preferences/v3/status/email/"
 UNSUBSCRIBE = f"{BASE}/communication-preferences/v3/unsubscribe"
+UNSUBSCRIBE_ALL = f"{BASE}/communication-preferences/v4/statuses/ana%2Bnews%40contoso.example"
 EMAIL = "ana+news@contoso.example"
 
 
@@ -95,6 +104,10 @@ def test_an_email_opt_out_unsubscribes_the_address_from_each_type_still_subscrib
     [result] = _target().upsert([_lead(opted_out=True, opted_out_of=["email"])])
 
     assert result.ok and not result.dropped
+    # for the lead's history: what was withdrawn, never the address
+    assert getattr(result, "consent", {}) == {
+        "unsubscribe": "unsubscribed from subscription types 1001"
+    }
     assert [json.loads(c.request.body) for c in _calls(UNSUBSCRIBE)] == [
         {
             "emailAddress": EMAIL,
@@ -144,7 +157,7 @@ def test_nothing_is_asked_of_the_subscriptions_api_when_there_is_nothing_to_with
 
 
 @responses.activate
-def test_a_refused_unsubscribe_is_recorded_on_the_lead_and_the_contact_still_lands() -> None:
+def test_a_refused_type_is_recorded_on_the_lead_the_others_still_go_and_the_contact_lands() -> None:
     _contact(optout="false")
     responses.get(
         f"{STATUS}ana%2Bnews%40contoso.example",
@@ -153,14 +166,82 @@ def test_a_refused_unsubscribe_is_recorded_on_the_lead_and_the_contact_still_lan
     responses.post(
         UNSUBSCRIBE, status=400, json=_error(400, "VALIDATION_ERROR", "Invalid subscription id")
     )
+    responses.post(UNSUBSCRIBE, json=_status("1002", "NOT_SUBSCRIBED"))
 
     [result] = _target().upsert([_lead(opted_out=True)])
 
     assert result.ok and result.external_id == "301"
+    assert [json.loads(c.request.body)["subscriptionId"] for c in _calls(UNSUBSCRIBE)] == [
+        "1001",
+        "1002",
+    ]
+    # a `consent:` refusal: core's consent sync sends the lead again (core/sync/consentsync)
     assert result.dropped == {
-        "unsubscribe": "unsubscribing from 1001: HTTP 400: Invalid subscription id"
+        "consent:unsubscribe": "unsubscribing from 1001: HTTP 400: Invalid subscription id "
+        "(asked again at the next consent sync)"
+    }
+    assert getattr(result, "consent", {}) == {
+        "unsubscribe": "unsubscribed from subscription types 1002"
     }
     assert EMAIL not in json.dumps(result.dropped)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@responses.activate
+def test_throttled_or_down_leaves_the_lead_queued_for_the_delivery_retries(status: int) -> None:
+    """What the transport's own retries didn't get past: the push is retryable, so the
+    outbox's back-off asks again (the contact, then the unsubscribe)."""
+    _contact(optout="false")
+    responses.get(
+        f"{STATUS}ana%2Bnews%40contoso.example",
+        json={"recipient": EMAIL, "subscriptionStatuses": []},
+    )
+    responses.post(UNSUBSCRIBE, status=status, json=_error(status, "RATE_LIMITS", "slow down"))
+    target = _target()
+    target.transport.max_attempts = 1  # no waiting in a test: one answer is the last
+
+    [result] = target.upsert([_lead(opted_out=True)])
+
+    assert not result.ok and result.error_class == "retryable"
+
+
+@responses.activate
+def test_all_unsubscribes_the_address_from_all_email_through_v4() -> None:
+    _contact(optout="false")
+    responses.post(
+        f"{UNSUBSCRIBE_ALL}/unsubscribe-all",
+        json={
+            "status": "COMPLETE",
+            "results": [],
+            "requestedAt": "2026-12-03T07:00:00Z",
+            "startedAt": "2026-12-03T07:00:00Z",
+            "completedAt": "2026-12-03T07:00:01Z",
+        },
+    )
+
+    [result] = _target(unsubscribe_from=["all"]).upsert([_lead(opted_out=True)])
+
+    assert result.ok and not result.dropped
+    assert getattr(result, "consent", {}) == {"unsubscribe": "unsubscribed from all email"}
+    [call] = _calls(f"{BASE}/communication-preferences")
+    assert call.request.method == "POST" and call.request.body is None
+    assert call.request.url == f"{UNSUBSCRIBE_ALL}/unsubscribe-all?channel=EMAIL"
+
+
+@responses.activate
+def test_a_refused_unsubscribe_from_all_is_recorded_for_the_next_consent_sync() -> None:
+    _contact(optout="false")
+    responses.post(
+        f"{UNSUBSCRIBE_ALL}/unsubscribe-all",
+        status=400,
+        json=_error(400, "VALIDATION_ERROR", f"Invalid input: {EMAIL.upper()} is not valid"),
+    )
+    [result] = _target(unsubscribe_from=["all"]).upsert([_lead(opted_out=True)])
+    assert result.ok
+    # HubSpot's words go into the lead's history: the address it quoted is taken out
+    assert result.dropped["consent:unsubscribe"].startswith(
+        "unsubscribing from all email: HTTP 400: Invalid input: <the address> is not valid"
+    )
 
 
 @responses.activate
@@ -193,3 +274,29 @@ def test_against_the_sandbox_the_address_is_unsubscribed_once_and_never_resubscr
         assert first[0].ok and again[0].ok and not again[0].dropped
         assert set(box.unsubscribed[EMAIL]) == {"1001"}  # 1002 was not configured
         assert box.unsubscribed[EMAIL]["1001"]["legalBasis"] == "LEGITIMATE_INTEREST_OTHER"
+
+
+def test_against_the_sandbox_all_opts_the_address_out_and_the_opt_out_read_sees_it() -> None:
+    """v4 unsubscribe-all, then HubSpot's own "unsubscribed from all email" says so: the
+    contact's `hs_email_optout` is what the stage reads look for (consent.py)."""
+    with HubSpotSandbox() as box:
+        target = HubSpotTarget(
+            HubSpotConfig(
+                name="marketing", base_url=box.url, token=box.token, unsubscribe_from=["all"]
+            )
+        )
+        lead = _lead(opted_out=True, opted_out_of=["email"])
+        [first] = target.upsert([lead])
+        [again] = target.upsert([lead])  # now out of all: nothing more is asked
+
+        assert first.ok and getattr(first, "consent", {}) == {
+            "unsubscribe": "unsubscribed from all email"
+        }
+        assert again.ok and not getattr(again, "consent", {})
+        assert set(box.opted_out_of_all) == {EMAIL}
+        found, _ = target.opt_outs(None)
+        assert [(o["lead_key"], o["channels"]) for o in found] == [("a" * 32, ["email"])]
+        status = target.transport.request(
+            "GET", f"{box.url}/communication-preferences/v4/statuses/{EMAIL}/unsubscribe-all"
+        ).json()
+        assert [r["wideStatusType"] for r in status["results"]] == ["PORTAL_WIDE"]
