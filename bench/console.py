@@ -64,7 +64,13 @@ def main() -> None:
         )
         auth.add_user(store, "bench", auth.Role.viewer, "bench password")
         http = Client(App(store, [], [], console=Console(settings, store)))
-        http.post("/console/login", data={"username": "bench", "password": "bench password"})
+        form = http.get("/console/login").get_data(as_text=True)  # the form's CSRF token
+        token = form.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = http.post(
+            "/console/login",
+            data={"username": "bench", "password": "bench password", "csrf": token},
+        )
+        assert signed.status_code == 303, signed.status_code
         with store.connect() as conn:
             total = conn.execute(select(func.count()).select_from(leads)).scalar_one()
             one = conn.execute(select(leads.c.lead_key, leads.c.email).limit(1)).one()
@@ -104,6 +110,13 @@ def main() -> None:
                 "leads by email",
                 page(f"/console/leads?email={one.email}"),
                 bare(leads.c.email == one.email),
+            ),
+            (
+                f"leads by company (part of a name, newest {PAGE_ROWS})",
+                page("/console/leads?company=customer%2042%20"),
+                bare(
+                    func.lower(func.json_extract(leads.c.data, "$.company")).like("%customer 42 %")
+                ),
             ),
             (
                 "a lead's lineage",

@@ -1,7 +1,8 @@
 """The console's main flows in headless Chromium (selenium + Debian's chromium-driver),
 against the daemon's real listener (waitress) on loopback: sign in, a failed target turns
 green after a replay, a lead's lineage, a viewer's replay refused, a form without the CSRF
-token refused. A screenshot of each page is kept (tmp_path, and $LEADBRIDGE_ARTEFACTS)."""
+token refused, a sign-in forged without the form's token refused. A screenshot of each page
+is kept (tmp_path, and $LEADBRIDGE_ARTEFACTS)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,10 @@ def test_the_console_in_a_browser(base_url: str, browser: Any, tmp_path: Path) -
     driver = browser
     driver.get(f"{base_url}/console/leads")
     _shot(driver, tmp_path, "login")
+    # a sign-in forged without the form's token (login CSRF) signs nobody in
+    _post_form(driver, "/console/login", {"username": "olga", "password": PASSWORD})
+    assert "CSRF" in driver.find_element(By.ID, "why").text
+    _shot(driver, tmp_path, "login-forged")
     _sign_in(driver, base_url, "olga")
     row = driver.find_element(By.CSS_SELECTOR, "tr[data-target='sales']")
     assert row.get_attribute("data-state") == "red" and "dead letter" in row.text

@@ -9,6 +9,11 @@ Why these choices (docs/console.md):
   signing key lives in the store (`console_keys`) so all replicas share it.
 - The CSRF token is random per session, carried inside the signed cookie and in each form;
   a POST is accepted only when the two match (compared in constant time).
+- The sign-in form has no session yet, so its token is a pre-session one: random, in a
+  cookie of its own signed under another salt, and in the form's hidden field (double
+  submit). Signed, so a sibling site that can plant cookies still cannot plant a valid one;
+  a login forged from elsewhere (login CSRF: signing the victim in as the attacker) is
+  refused.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import console_audit, console_keys, console_users
 
 COOKIE = "leadbridge_console"
+LOGIN_COOKIE = "leadbridge_console_login"  # the sign-in form's CSRF token, before a session
+LOGIN_FORM_S = 2 * 3600  # a sign-in form left open longer asks to be reloaded
 _HASHER = PasswordHasher()
 # verifying a name that does not exist costs as much as one that does: no user enumeration
 _DUMMY_HASH = _HASHER.hash("not a password anyone has")
@@ -101,6 +108,12 @@ def check_password(store: Store, name: str, password: str) -> Role | None:
     return Role(row.role) if row else None
 
 
+def is_user(conn: Connection, name: str) -> bool:
+    """Whether a console user has this name (for the audit log of a refused sign-in)."""
+    found = conn.execute(select(console_users.c.name).where(console_users.c.name == name))
+    return found.first() is not None
+
+
 def signing_key(store: Store) -> str:
     """The store's cookie-signing key, made on first use (a race between replicas: the
     first insert wins and everyone reads it back)."""
@@ -154,6 +167,41 @@ class Sessions:
 def csrf_ok(session: Session, token: str | None) -> bool:
     """The form's token is this session's (constant-time compare)."""
     return token is not None and hmac.compare_digest(session.csrf.encode(), token.encode())
+
+
+class LoginTokens:
+    """The sign-in form's CSRF token and the signed cookie that carries it: same key as the
+    sessions, another salt, so neither cookie passes for the other."""
+
+    def __init__(self, key: str, max_age_s: int = LOGIN_FORM_S) -> None:
+        self._serializer = URLSafeTimedSerializer(
+            key, salt="leadbridge.console.login", signer_kwargs={"digest_method": hashlib.sha256}
+        )
+        self.max_age_s = max_age_s
+
+    def make(self) -> tuple[str, str]:
+        """A new token and its cookie value."""
+        token = secrets.token_urlsafe(32)
+        return token, self._serializer.dumps(token)
+
+    def read(self, cookie: str | None) -> str | None:
+        """The token a still-valid cookie carries, else None."""
+        if not cookie:
+            return None
+        try:
+            token: Any = self._serializer.loads(cookie, max_age=self.max_age_s)
+        except BadSignature:
+            return None
+        return token if isinstance(token, str) and token else None
+
+    def ok(self, cookie: str | None, form_token: str | None) -> bool:
+        """The form's token is the one the cookie carries (constant-time compare)."""
+        token = self.read(cookie)
+        return (
+            token is not None
+            and form_token is not None
+            and hmac.compare_digest(token.encode(), form_token.encode())
+        )
 
 
 def audit(conn: Connection, actor: str, action: str, detail: dict[str, Any]) -> None:

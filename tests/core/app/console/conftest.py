@@ -79,8 +79,16 @@ def world(tmp_path: Path, samples: list[dict[str, Any]]) -> Iterator[World]:
         sandboxes.stop(running)
 
 
+def login_form(client: Client, user: str, password: str = PASSWORD) -> Any:
+    """What a browser does: load the sign-in form (its CSRF token and cookie), post it."""
+    token = csrf_of(client.get("/console/login").text)
+    return client.post(
+        "/console/login", data={"username": user, "password": password, "csrf": token}
+    )
+
+
 def sign_in(client: Client, user: str, password: str = PASSWORD) -> None:
-    response = client.post("/console/login", data={"username": user, "password": password})
+    response = login_form(client, user, password)
     assert response.status_code == 303, response.text
 
 

@@ -12,7 +12,7 @@ from leadbridge.core.app.http_app import App
 from leadbridge.core.settings import HttpSettings
 from tests.conftest import free_port
 
-from .conftest import PASSWORD, World
+from .conftest import PASSWORD, World, csrf_of
 
 
 def test_sign_in_and_overview_through_waitress(world: World) -> None:
@@ -26,9 +26,10 @@ def test_sign_in_and_overview_through_waitress(world: World) -> None:
     base = f"http://127.0.0.1:{listener.port}"
     try:
         with requests.Session() as browser:
+            form = browser.get(f"{base}/console/login", timeout=10)
             signed = browser.post(
                 f"{base}/console/login",
-                data={"username": "olga", "password": PASSWORD},
+                data={"username": "olga", "password": PASSWORD, "csrf": csrf_of(form.text)},
                 timeout=10,
             )
             assert signed.status_code == 200 and signed.url == f"{base}/console/"

@@ -15,9 +15,9 @@ from leadbridge.connectors.salesforce import sandbox as sf_sandbox
 from leadbridge.core.app.console import auth
 from leadbridge.core.app.console.app import target_light
 from leadbridge.core.app.http_app import App
-from leadbridge.core.store.tables import console_users, dead_letters, leads
+from leadbridge.core.store.tables import console_users, dead_letters, events, leads
 
-from .conftest import HOSTILE_COMPANY, HOSTILE_NAME, World, csrf_of, sign_in
+from .conftest import HOSTILE_COMPANY, HOSTILE_NAME, World, csrf_of, login_form, sign_in
 
 
 def _open_letters(world: World) -> list[Any]:
@@ -46,15 +46,11 @@ def test_the_console_is_off_unless_enabled(world: World) -> None:
 
 def test_a_wrong_password_is_refused_and_the_cookie_is_locked_down(world: World) -> None:
     http = world.client()
-    refused = http.post("/console/login", data={"username": "olga", "password": "nope"})
+    refused = login_form(http, "olga", "nope")
     assert refused.status_code == 401 and "Wrong user name or password" in refused.text
-    assert (
-        http.post("/console/login", data={"username": "ghost", "password": "x"}).status_code == 401
-    )
-    ok = http.post(
-        "/console/login", data={"username": "olga", "password": "correct horse battery staple"}
-    )
-    cookie = ok.headers["Set-Cookie"]
+    assert login_form(http, "ghost", "x").status_code == 401
+    ok = login_form(http, "olga")
+    [cookie] = [c for c in ok.headers.getlist("Set-Cookie") if c.startswith(f"{auth.COOKIE}=")]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Max-Age=28800" in cookie
     with world.store.connect() as conn:
         stored = conn.execute(select(console_users.c.password_hash)).scalars().all()
@@ -205,3 +201,26 @@ def test_target_light_says_why() -> None:
     assert target_light({"health": {"state": "unknown"}, "dead_letters": 0})[0] == "amber"
     assert target_light({"health": {"state": "ok"}, "outbox": 3}) == ("green", "3 pending")
     assert json.dumps(target_light({"health": {"state": "ok"}, "dead_letters": 2}))
+
+
+def test_the_overview_shows_last_success_and_the_last_hour_from_the_store(world: World) -> None:
+    http = world.client()
+    sign_in(http, "victor")
+    with world.store.connect() as conn:
+        pushes = conn.execute(select(events.c.data).where(events.c.kind == "push")).scalars()
+        oks = sum(1 for p in pushes if p["ok"])
+    page = http.get("/console/").text
+    row = page.split('data-target="sales"', 1)[1].split("</tr>", 1)[0]
+    assert f'<td class="hour-pushed">{oks}</td>' in row and oks > 0
+    assert '<td class="hour-failed red">1</td>' in row  # the dead letter
+    assert "none in" not in row.split('class="last-success">', 1)[1].split("</td>", 1)[0]
+
+
+def test_leads_search_by_company(world: World) -> None:
+    http = world.client()
+    sign_in(http, "victor")
+    found = http.get("/console/leads?company=sandbox_reject").text  # any case; _ literal
+    assert "1 found" in found and "SANDBOX_REJECT GmbH" in found
+    assert "0 found" in http.get("/console/leads?company=sandbox%25reject").text
+    page = http.get("/console/leads?company=" + "%E2%80%AEevil").text  # the RTL override
+    assert "1 found" in page and "<script>alert" not in page
