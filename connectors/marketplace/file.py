@@ -113,10 +113,12 @@ class LeadsFileSource(MarketplacePayloads, Countable):
             raise FileNotFoundError(f"sources[{self.name}].path: {path} does not exist")
         skip = _records_read(cursor, path)
         fingerprint = _fingerprint(path, min(path.stat().st_size, 1024))
-        records = self._csv_records(path) if self.format == "csv" else self._jsonl_records(path)
-        for index, raw in enumerate(records, start=1):
-            if index <= skip:
-                continue
+        records = (
+            self._csv_records(path, skip)
+            if self.format == "csv"
+            else self._jsonl_records(path, skip)
+        )
+        for index, raw in enumerate(records, start=skip + 1):
             yield raw, f"{fingerprint}:{index}"
 
     def expected_records(self, cursor: str | None) -> int | None:
@@ -136,10 +138,15 @@ class LeadsFileSource(MarketplacePayloads, Countable):
             lines -= 1
         return max(0, lines - _records_read(cursor, path))
 
-    def _jsonl_records(self, path: Path) -> Iterator[RawLead]:
+    def _jsonl_records(self, path: Path, skip: int) -> Iterator[RawLead]:
+        """The records after the first `skip` (read before, per the cursor): those are
+        counted, not parsed, so resuming a million-line file costs a read, not a parse."""
         with path.open(encoding="utf-8-sig", errors="replace") as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
+                    continue
+                if skip:
+                    skip -= 1
                     continue
                 payload = read_record(line.rstrip("\n"), f"line {line_no}")
                 yield RawLead(
@@ -150,7 +157,16 @@ class LeadsFileSource(MarketplacePayloads, Countable):
                     occurred_at=_payload_time(payload),
                 )
 
-    def _csv_records(self, path: Path) -> Iterator[RawLead]:
+    def _csv_records(self, path: Path, skip: int) -> Iterator[RawLead]:
+        """The records after the first `skip`: only the CSV reader can tell where a record
+        ends (a quoted field may span lines), so those are read and dropped."""
+        for raw in self._csv_all(path):
+            if skip:
+                skip -= 1
+                continue
+            yield raw
+
+    def _csv_all(self, path: Path) -> Iterator[RawLead]:
         with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
             lines = _Lines(handle)
             reader = csv.reader(lines)

@@ -77,3 +77,29 @@ def test_pulling_records_allocates_far_less_than_the_file(
     assert len(first) == PULLED
     assert first[-1][0].payload  # records really were read and parsed
     assert peak < size / 8, f"{peak:,} bytes allocated to read {PULLED} of a {size:,}-byte file"
+
+
+@pytest.mark.parametrize("write", [_jsonl, _csv], ids=["jsonl", "csv"])
+def test_resuming_reads_on_from_the_cursor_without_parsing_what_was_read(
+    tmp_path: Path, write: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadbridge.connectors.marketplace import file as file_module
+
+    path = tmp_path / ("leads.csv" if write is _csv else "leads.jsonl")
+    write(path)  # type: ignore[operator]
+    source = LeadsFileSource(LeadsFileConfig(name="f", path=path))
+    first = list(islice(source.fetch(None), PULLED))
+    cursor = first[-1][1]
+    parsed: list[str] = []
+    real = file_module.read_record
+    monkeypatch.setattr(
+        file_module, "read_record", lambda line, where: parsed.append(where) or real(line, where)
+    )
+    rest = list(islice(source.fetch(cursor), 3))
+    emails = [raw.payload.get("UserDetails", raw.payload).get("Email") for raw, _ in rest]
+    if write is _csv:
+        emails = [raw.payload["Email"] for raw, _ in rest]
+    assert emails == [f"user{i}@customer.example.com" for i in range(PULLED, PULLED + 3)]
+    assert [position.rsplit(":", 1)[1] for _, position in rest] == ["201", "202", "203"]
+    if write is _jsonl:
+        assert parsed == ["line 201", "line 202", "line 203"]  # the first 200 only counted
