@@ -512,9 +512,26 @@ class DataverseTarget(
 
     def _journeys_problems(self) -> list[SchemaProblem]:
         """With `journeys_purpose_id` set: whether CI-J's consent table is there (a note when
-        it is, a problem when it isn't: opt-outs would reach the leads only)."""
+        it is, a problem when it isn't: opt-outs would reach the leads only). Without it:
+        a problem when CI-J is installed, as real-time journeys read consent per purpose
+        from its records, never from the lead's flags (vendor-facts.md §1.7)."""
         if not self.config.journeys_purpose_id:
-            return []
+            try:
+                installed = self.journeys_installed()
+            except RetryableError:  # metadata not readable now: nothing configured to check
+                return []
+            if not installed:
+                return []
+            return [
+                SchemaProblem(
+                    f"targets[{self.name}].journeys_purpose_id",
+                    "Customer Insights – Journeys is installed here, but no consent purpose is "
+                    "configured: opt-outs reach the leads' flags only, which its real-time "
+                    "journeys do not read",
+                    "set journeys_purpose_id to the GUID of the purpose email opt-outs withdraw "
+                    "(Customer Insights – Journeys › Settings › Compliance)",
+                )
+            ]
         if self.journeys_installed():
             self.schema_notes.append(
                 "Customer Insights – Journeys found: email opt-outs are also written as "

@@ -105,8 +105,9 @@ class HubSpotConfig(TargetConfig):
     portal_id: int | None = None
     app_url: str = Field(default="https://app.hubspot.com", pattern=r"^https://")
     # issue 17: an email opt-out from another CRM unsubscribes the address from these
-    # subscription type ids (Settings > Marketing > Email > Subscriptions; the v3 API takes
-    # no "all"), with this legal basis (required by GDPR-enabled portals). Empty: off.
+    # subscription type ids (Settings > Marketing > Email > Subscriptions; through the v3
+    # API), or with ["all"] from every email subscription (the v4 unsubscribe-all call),
+    # with this legal basis (required by GDPR-enabled portals). Empty: off.
     unsubscribe_from: list[str] = Field(default_factory=list)
     legal_basis: LegalBasis | None = None
     legal_basis_explanation: str = "The person opted out in another system (via leadbridge)."

@@ -229,3 +229,16 @@ def test_the_sandbox_refuses_a_choice_value_the_table_does_not_have(
     assert result.ok and box.consents == []
     why = result.dropped["consent:journeys"]
     assert "The value 1 of 'msdynmkt_logicalreason'" in why and "outside the valid range" in why
+
+
+def test_config_check_names_the_missing_purpose_when_journeys_is_installed(
+    box: DataverseSandbox,
+) -> None:
+    """Installed, but no purpose configured: opt-outs would reach the leads' flags only,
+    which real-time journeys don't read — `config check` says so, with the fix."""
+    [problem] = _target(box, journeys_purpose_id=None)._journeys_problems()
+    assert problem.key == "targets[d365].journeys_purpose_id"
+    assert "no consent purpose is configured" in problem.message
+    assert "GUID" in problem.fix
+    box.journeys = False
+    assert _target(box, journeys_purpose_id=None)._journeys_problems() == []

@@ -316,10 +316,24 @@ def _definitions(columns: dict[str, tuple[str, int | None]], key_status: str = "
                 ],
             },
         )
+    # Customer Insights – Journeys not installed: its consent table's definition is the Web
+    # API's 404 for an unknown entity (the shape tests/connectors/dataverse/test_journeys.py
+    # copies from the same page).
+    responses.get(
+        f"{ENV}/api/data/v9.2/EntityDefinitions(LogicalName='msdynmkt_contactpointconsent4')",
+        status=404,
+        json={
+            "error": {
+                "code": "0x8006088a",
+                "message": "Resource not found for the segment 'EntityDefinitions'.",
+            }
+        },
+    )
 
 
 def _metadata_urls() -> list[str]:
-    return [c.request.url for c in responses.calls if "EntityDefinitions" in c.request.url]
+    """The lead table's metadata reads (not the look for Customer Insights – Journeys)."""
+    return [c.request.url for c in responses.calls if c.request.url.startswith(DEFINITION)]
 
 
 @responses.activate
