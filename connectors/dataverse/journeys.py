@@ -67,6 +67,11 @@ RETRYABLE = frozenset({0, 429, 500, 502, 503, 504})  # 0: no answer for it at al
 ODATA = {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
 
 
+# In a lead's payload (what a push is hashed on), never sent: Dataverse column names are
+# letters, digits and underscores.
+PURPOSE_MARK = "@journeys_purpose"
+
+
 def withdrew_email(lead: Lead) -> bool:
     """As the canonical `opted_out_email`: an opt-out naming no channel withdrew them all."""
     return "email" in lead.opted_out_of or (lead.opted_out and not lead.opted_out_of)

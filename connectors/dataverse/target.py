@@ -449,9 +449,20 @@ class DataverseTarget(
             )
         return batch.parse(response.headers.get("Content-Type", ""), response.content)
 
+    def payload(self, lead: Lead) -> dict[str, Any]:
+        """The mapped columns, plus — when CI-J consent is configured and the person withdrew
+        their email — the purpose the consent record is written for: configuring a purpose
+        (or changing it) changes what Dataverse must get, so the lead is pushed again and its
+        record written, not skipped as unchanged. The mark is no column: `_body` takes it
+        out again."""
+        body = super().payload(lead)
+        if self.config.journeys_purpose_id and journeys.withdrew_email(lead):
+            body[journeys.PURPOSE_MARK] = self.config.journeys_purpose_id
+        return body
+
     def _body(self, write: Write) -> dict[str, Any]:
         """Columns, plus the owner binding (`systemusers(<id>)`, `teams(<id>)`) on create."""
-        body = dict(write.body)
+        body = {k: v for k, v in write.body.items() if k != journeys.PURPOSE_MARK}
         owner = self.owner(write.lead) if write.created else None
         if owner:
             body["ownerid@odata.bind"] = f"/{owner.lstrip('/')}"

@@ -242,3 +242,23 @@ def test_config_check_names_the_missing_purpose_when_journeys_is_installed(
     assert "GUID" in problem.fix
     box.journeys = False
     assert _target(box, journeys_purpose_id=None)._journeys_problems() == []
+
+
+@pytest.mark.parametrize("model", ["contacts_and_leads", "leads"])
+def test_a_purpose_configured_later_sends_an_opted_out_lead_again(
+    box: DataverseSandbox, model: str
+) -> None:
+    """A lead delivered opted out before CI-J consent was configured is unchanged to the
+    delivery's eye unless the purpose is part of what it is hashed on: with it, configuring
+    the purpose pushes the lead again and writes its record. The mark is never a column."""
+    from leadbridge.core.domain.mapping import payload_hash
+
+    lead = _lead("a", "ana@contoso.example", opted_out=True, opted_out_of=["email"])
+    before, after = _target(box, model=model, journeys_purpose_id=None), _target(box, model=model)
+    assert payload_hash(before.payload(lead)) != payload_hash(after.payload(lead))
+    assert journeys.PURPOSE_MARK not in before.payload(lead)
+    calm = _lead("b", "ben@contoso.example")  # not opted out: the same either way
+    assert payload_hash(before.payload(calm)) == payload_hash(after.payload(calm))
+    [result] = after.upsert([lead])
+    assert result.ok and not result.dropped and len(box.consents) == 1
+    assert box.records and all(journeys.PURPOSE_MARK not in r for r in box.records.values())
