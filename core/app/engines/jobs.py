@@ -1,7 +1,8 @@
 """The jobs both engines run, by id, and the replica bookkeeping around them.
 
 Job ids: `ingest:<source>` per polling source, `process` (raw leads pushed through the
-webhook), `deliver:<target>` per target, `pull:<target>` per target whose stage sync pulls,
+webhook), `deliver:<target>` per target, `pull:<target>` per target whose stage sync pulls or whose
+opt-outs can be read (consent flows between CRMs whatever the stage sync),
 `retention` daily (personal data past `retention:` redacted), `erasures` (what a target
 couldn't delete at `leads forget` time, asked again), `rescore` daily when fit ×
 engagement scoring is configured, `alerts:send` and
@@ -32,7 +33,14 @@ from leadbridge.core.alerts import outbox as alert_outbox
 from leadbridge.core.alerts.send import send_due, unloadable
 from leadbridge.core.alerts.watch import watch
 from leadbridge.core.app import alerting
-from leadbridge.core.connector import HttpTarget, PushReceiver, RecordLinks, Source, build
+from leadbridge.core.connector import (
+    ConsentReader,
+    HttpTarget,
+    PushReceiver,
+    RecordLinks,
+    Source,
+    build,
+)
 from leadbridge.core.delivery.deliver import DeliveryReport, deliver
 from leadbridge.core.ingest.pipeline import ingest, process_pending
 from leadbridge.core.settings import Settings
@@ -109,7 +117,7 @@ class Jobs:
         out.append(Schedule("process", PROCESS_EVERY))
         for target in self.targets:
             out.append(Schedule(f"deliver:{target.name}", target.config.every))
-            if target.policy().pulls:
+            if target.policy().pulls or isinstance(target, ConsentReader):
                 out.append(Schedule(f"pull:{target.name}", target.config.pull_every))
         kept = self.settings.retention
         if kept.raw_days is not None or kept.quarantine_days is not None:
@@ -168,13 +176,17 @@ class Jobs:
 
     def _pull(self, target: HttpTarget) -> None:
         """A stage read calls the same CRM as delivery: a vendor's pause holds it too
-        (pull_stages honours it; the next periodic run reads again)."""
-        report = pull_stages(
-            self.targets, self.store, self.settings, only=[target.name], stop=self.stop
-        )
-        # Its opt-outs are read with its stages (core/sync/consentsync.py).
+        (pull_stages honours it; the next periodic run reads again). Its opt-outs are read
+        with its stages (core/sync/consentsync.py) — and without them when its stage sync
+        only pushes: an opt-out made there still reaches every other target."""
+        moved = False
+        if target.policy().pulls:
+            report = pull_stages(
+                self.targets, self.store, self.settings, only=[target.name], stop=self.stop
+            )
+            moved = bool(report.applied or report.refused)
         consent = pull_opt_outs(self.targets, self.store, self.settings, only=[target.name])
-        if report.applied or report.refused or consent.leads:
+        if moved or consent.leads:
             self.wake_delivery()
 
     def _deliver(self, target: HttpTarget) -> None:

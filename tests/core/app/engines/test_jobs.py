@@ -284,3 +284,33 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def test_a_target_that_only_pushes_stages_still_has_its_opt_outs_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consent flows between CRMs whatever the stage sync (issue 17): a CRM whose opt-outs
+    can be read gets its `pull:` job even when its stages are only pushed, and that job
+    reads the opt-outs, not the stages."""
+    from leadbridge.core.app.engines import jobs as jobs_module
+
+    running = sandboxes.start(["hubspot"])
+    try:
+        entry = sandboxes.target_entry("hubspot", running["hubspot"]) | {"stage_sync": "push"}
+        settings = load_settings(None, store=f"sqlite:///{tmp_path / 'lb.db'}", targets=[entry])
+        name = entry["name"]
+        read: list[str] = []
+        monkeypatch.setattr(jobs_module, "pull_stages", lambda *a, **k: read.append("stages"))
+        real = jobs_module.pull_opt_outs
+
+        def opt_outs(*args: object, **kwargs: object) -> object:
+            read.append("opt-outs")
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(jobs_module, "pull_opt_outs", opt_outs)
+        jobs = Jobs(settings, Store(settings.store), threading.Event(), wake=lambda *_: None)
+        assert f"pull:{name}" in {s.job_id for s in jobs.schedules()}
+        jobs.run(f"pull:{name}")
+        assert read == ["opt-outs"]
+    finally:
+        sandboxes.stop(running)
