@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from leadbridge.core.app import views
+from leadbridge.core.app import status
 from tests.clihelp import EXIT_ATTENTION, run_cli
 
 TESTS = Path(__file__).resolve().parent
@@ -81,7 +81,7 @@ def test_a_crash_fails_the_test_even_when_its_exit_code_was_expected(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in status")
 
-    monkeypatch.setattr(views, "status", broken)
+    monkeypatch.setattr(status, "status", broken)
     with pytest.raises(pytest.fail.Exception) as failed:
         run_cli(["--config", config, "status"], expect=EXIT_ATTENTION)
     message = str(failed.value)

@@ -6,6 +6,7 @@ line with the fix, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import re
@@ -23,7 +24,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from leadbridge.core.app import render
 from leadbridge.core.domain.vocabulary import QuarantineReason, Stage
 from leadbridge.core.support.env import CONFIG_ENV
 
@@ -55,7 +55,7 @@ def _lazy(name: str) -> Any:
 if TYPE_CHECKING:  # the same modules, seen by the type checker as what they are
     from leadbridge.core import connector as connectors
     from leadbridge.core import settings as config_file
-    from leadbridge.core.app import backfill, operations, privacy, views
+    from leadbridge.core.app import backfill, operations, privacy, render, status, views
     from leadbridge.core.delivery import deliver as delivery
     from leadbridge.core.ingest import pipeline
     from leadbridge.core.store import db as store_db
@@ -64,6 +64,8 @@ if TYPE_CHECKING:  # the same modules, seen by the type checker as what they are
     from leadbridge.core.sync import erasure, retention
 else:
     backfill = _lazy("leadbridge.core.app.backfill")
+    render = _lazy("leadbridge.core.app.render")  # rich's console: ~40 ms, none for --help
+    status = _lazy("leadbridge.core.app.status")
     views = _lazy("leadbridge.core.app.views")
     operations = _lazy("leadbridge.core.app.operations")
     privacy = _lazy("leadbridge.core.app.privacy")
@@ -86,10 +88,29 @@ NO_CONFIG_FIX = (
     f"pass --config PATH (before or after the command) or set {CONFIG_ENV}=PATH; "
     "config/leadbridge.example.yaml documents every option"
 )
-# Errors and summaries of JSON output go to stderr: stdout may be read by another program.
-stderr_console = render.SafeConsole(
-    stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True
-)
+
+
+class _StderrConsole:
+    """Errors and summaries of JSON output go to stderr: stdout may be read by another
+    program. The console is made on the first print, so a command that prints nothing
+    there (and `--help`) doesn't load rich."""
+
+    @functools.cached_property
+    def _console(self) -> render.SafeConsole:
+        return render.SafeConsole(
+            stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True
+        )
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self._console.print(*objects, **kwargs)
+
+    @property
+    def rich(self) -> render.SafeConsole:
+        """The console itself, for a live display (a progress bar) on stderr."""
+        return self._console
+
+
+stderr_console = _StderrConsole()
 
 
 class LeadbridgeGroup(TyperGroup):
@@ -170,18 +191,43 @@ def _shared_options() -> list[Any]:
     return list(typer.main.get_command(holder).params)
 
 
+# Help and usage errors in click's plain format (typer's `rich_markup_mode=None`): typer's
+# rich formatting loads rich's Markdown, Syntax and Traceback (markdown-it, pygments), about
+# 110 ms of the 0.3 s start-up budget (docs/benchmarks.md, "Start-up"). Each Typer sets it:
+# typer reads it per group. cli_alerts.py and cli_console.py do the same.
 app = typer.Typer(
     cls=LeadbridgeGroup,
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
     help="Microsoft marketplace leads into your CRMs, deduplicated and stage-synced.",
 )
-leads_app = typer.Typer(no_args_is_help=True, help="Look at leads and quarantined raw leads.")
-dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: leads a CRM refused for good.")
-auth_app = typer.Typer(no_args_is_help=True, help="Sign in to systems that need a person.")
-report_app = typer.Typer(no_args_is_help=True, help="Reports from leadbridge's own history.")
-config_app = typer.Typer(no_args_is_help=True, help="Validate or print the configuration.")
-db_app = typer.Typer(no_args_is_help=True, help="Store maintenance.")
+leads_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Look at leads and quarantined raw leads.",
+)
+dlq_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Dead letters: leads a CRM refused for good.",
+)
+auth_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Sign in to systems that need a person.",
+)
+report_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Reports from leadbridge's own history.",
+)
+config_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Validate or print the configuration.",
+)
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Store maintenance.")
 app.add_typer(leads_app, name="leads")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(auth_app, name="auth")
@@ -257,10 +303,11 @@ ConfigOption = Annotated[
 
 
 def _print_version(asked: bool) -> None:
+    """Plain text (typer's echo, not rich's console): one line needs no rich loaded."""
     if asked:
         from importlib.metadata import version
 
-        render.console.print(f"leadbridge {version('leadbridge')}")
+        typer.echo(f"leadbridge {version('leadbridge')}")
         raise typer.Exit()
 
 
@@ -347,6 +394,29 @@ class _ReadGuard:
             yield item
 
 
+def _guarded(source: Any) -> _ReadGuard:
+    """The source behind a read guard that keeps its capabilities: one that can count its
+    records (a leads file) still can, for the progress bar's total."""
+    if isinstance(source, connectors.Countable):
+        return _counting_guard()(source)
+    return _ReadGuard(source)
+
+
+@functools.cache
+def _counting_guard() -> type[_ReadGuard]:
+    # Made on first use: subclassing the capability at import would load core.connector
+    # for every command, `--help` included (start-up, docs/benchmarks.md).
+    class CountingReadGuard(_ReadGuard, connectors.Countable):
+        def expected_records(self, cursor: str | None) -> int | None:
+            try:
+                counted: int | None = self.source.expected_records(cursor)
+            except OSError:  # can't tell: the read itself will say what is wrong
+                return None
+            return counted
+
+    return CountingReadGuard
+
+
 def source_failed(exc: SourceUnreadable) -> NoReturn:
     fail(
         f"source {exc.source} can't be read: {first_line(exc.cause)}",
@@ -375,10 +445,11 @@ def ingest_command(
             )
     store = _ctx(ctx).store()
     total = pipeline.IngestReport()
-    for config in configs:
-        report = _run_ingest(connectors.build(config), store, settings)
-        total.add(report)
-        total.fetched += report.fetched
+    with _watch() as watcher:
+        for config in configs:
+            report = _run_ingest(connectors.build(config), store, settings, watcher)
+            total.add(report)
+            total.fetched += report.fetched
     _print_ingest(total, settings.test_leads)
     if total.needs_attention:
         raise typer.Exit(EXIT_ATTENTION)
@@ -402,16 +473,20 @@ def _on_terminal(
         return job(lambda report: progress.update(task, description=describe(report)))
 
 
-def _run_ingest(src: Any, store: Store, settings: Settings) -> IngestReport:
-    guarded = _ReadGuard(src)
+def _run_ingest(src: Any, store: Store, settings: Settings, watcher: Any) -> IngestReport:
     try:
-        return _on_terminal(
-            f"ingesting {src.name}",
-            lambda on_batch: pipeline.ingest(guarded, store, settings, on_batch=on_batch),
-            lambda r: f"ingesting {src.name}: {r.fetched} fetched, {r.processed} processed",
-        )
+        return pipeline.ingest(_guarded(src), store, settings, watcher=watcher)
     except SourceUnreadable as exc:
         source_failed(exc)
+
+
+def _watch() -> Any:
+    """The progress of a long read (core/app/progress.py): a bar with rate and time left
+    on a terminal, a JSON progress line in the logs every 10 s elsewhere."""
+    from leadbridge.core.app.progress import RunProgress
+
+    terminal = sys.stderr.isatty()
+    return RunProgress(console=stderr_console.rich, terminal=terminal)
 
 
 def _print_ingest(report: IngestReport, test_leads: str = "quarantine") -> None:
@@ -512,7 +587,7 @@ def backfill_command(
     missing = config_file.config_warnings(settings, sources=[source] if source else None)
     if missing:  # a backfill reads every source now: a file still to come is an error here
         fail(f"{missing[0].key}: {missing[0].message}", "correct the path, or wait for the file")
-    with _progress() as progress:
+    with _watch() as watcher, _progress() as progress:
         try:
             report = backfill.run(
                 store,
@@ -521,8 +596,8 @@ def backfill_command(
                 until=until,
                 sources=[source] if source else None,
                 targets=targets,
-                on_ingest=progress.ingest,
                 on_deliver=progress.deliver,
+                watcher=watcher,
             )
         except (OSError, connectors.ConnectorError) as exc:  # a source's read failed
             fail(
@@ -540,7 +615,8 @@ def backfill_command(
 
 
 class _BackfillProgress:
-    """A spinner with running counts on a terminal; nothing otherwise (logs say it per batch)."""
+    """The delivery half of a backfill: a spinner with running counts on a terminal; nothing
+    otherwise (logs say it per batch). The reading half is `_watch`'s bar."""
 
     def __init__(self) -> None:
         self.bar: Progress | None = None
@@ -568,12 +644,6 @@ class _BackfillProgress:
     ) -> None:
         if self.bar is not None:
             self.bar.__exit__(exc_type, exc, traceback)
-
-    def ingest(self, report: IngestReport) -> None:
-        if self.bar is not None:
-            self.bar.update(
-                self.task, description=f"reading {report.source}: {report.fetched} raw leads"
-            )
 
     def deliver(self, report: DeliveryReport) -> None:
         if self.bar is not None:
@@ -1350,7 +1420,7 @@ def status_command(
     and every replica (`leadbridge run` process) with what it is doing."""
     settings = _ctx(ctx).settings
     with _ctx(ctx).store().connect() as conn:
-        data = views.status(
+        data = status.status(  # the store's reads alone: views' imports cost start-up
             conn,
             [s.name for s in settings.sources],
             [t.name for t in settings.targets],

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from leadbridge.core.app import render
-
-alerts_app = typer.Typer(
-    no_args_is_help=True, help="Alert channels: Teams, Slack, email, webhooks."
+alerts_app = typer.Typer(  # plain help, as every group's (cli.py)
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Alert channels: Teams, Slack, email, webhooks.",
 )
 
 EXIT_ATTENTION = 1
@@ -39,6 +39,7 @@ def test_command(
 ) -> None:
     """Send a test message to each alert channel and show what each answered."""
     from leadbridge.core.alerts.send import record_answer, send_test
+    from leadbridge.core.app import render  # rich: loaded when a command prints, not at start
     from leadbridge.core.store.repo import utcnow
 
     context: Any = ctx.obj  # cli.Context, made by the root callback

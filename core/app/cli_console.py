@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from leadbridge.core.app import render
-
-console_app = typer.Typer(no_args_is_help=True, help="The operator console's users.")
+console_app = typer.Typer(  # plain help, as every group's (cli.py)
+    no_args_is_help=True, rich_markup_mode=None, help="The operator console's users."
+)
 EXIT_USAGE = 2
 
 
@@ -26,6 +26,8 @@ class RoleName(StrEnum):
 
 
 def _password() -> str:
+    from leadbridge.core.app import render  # rich: loaded when a command runs, not at start
+
     if sys.stdin.isatty():
         first = typer.prompt("password", hide_input=True)
         if typer.prompt("again", hide_input=True) != first:
@@ -44,6 +46,7 @@ def add_user_command(
     ],
 ) -> None:
     """Add a console user, or change one's role and password."""
+    from leadbridge.core.app import render
     from leadbridge.core.app.console import auth
 
     context: Any = ctx.obj  # cli.Context, made by the root callback

@@ -32,7 +32,7 @@ from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from leadbridge.core.app import views
+from leadbridge.core.app import status as store_status
 from leadbridge.core.app.engines.jobs import JobStreak
 from leadbridge.core.connector import PushReceiver
 from leadbridge.core.ingest.pipeline import land_one
@@ -138,7 +138,7 @@ class App:
                     else ("pending: run leadbridge db upgrade")
                 )
                 for name in self.target_names:
-                    health = views.target_health(conn, name)
+                    health = store_status.target_health(conn, name)
                     checks[f"target:{name}"] = (
                         f"fatal: {health.get('message')}"
                         if health.get("state") == "fatal"

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import ast
 import re
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, select
 
-from leadbridge.core.alerts.outbox import channel_health
-from leadbridge.core.delivery.pauses import running_pauses
 from leadbridge.core.domain.models import Lead, lead_from_json, lead_to_dict
 from leadbridge.core.ingest.pipeline import IngestReport
-from leadbridge.core.store import repo, runs, state
-from leadbridge.core.store.repo import utcnow
-from leadbridge.core.store.tables import dead_letters, events, leads, quarantine, raw_leads
+from leadbridge.core.store import repo
+from leadbridge.core.store.tables import dead_letters, leads, quarantine, raw_leads
 from leadbridge.core.support.logs import mask_email
-from leadbridge.core.sync import erasure
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 LEAD_COLUMNS = (
@@ -196,89 +191,6 @@ def list_quarantine(conn: Connection, reason: str | None = None) -> list[dict[st
     ]
 
 
-def status(
-    conn: Connection,
-    source_names: list[str],
-    target_names: list[str],
-    silent_after: timedelta = timedelta(seconds=30),
-    channel_names: list[str] | None = None,
-) -> dict[str, Any]:
-    """Everything `leadbridge status` shows; a replica silent for `silent_after` is lost.
-    With alert channels configured, each one's last success and failure too."""
-    cursor_rows = state.every_updated(conn, "source_cursor")
-    sources = {}
-    for name in source_names:
-        row = cursor_rows.get(name)
-        sources[name] = {
-            "cursor": row.value if row else None,
-            "updated_at": row.updated_at.isoformat() if row else None,
-            "raw_leads": int(
-                conn.execute(
-                    select(func.count()).select_from(raw_leads).where(raw_leads.c.source == name)
-                ).scalar_one()
-            ),
-        }
-    last_test = state.get(conn, state.LAST_TEST_LEAD)
-    outbox = repo.outbox_depth(conn)
-    dead = repo.open_dead_letters(conn)
-    now = utcnow()
-    paused = {p.target: p.as_json() for p in running_pauses(conn, now)}
-    return {
-        "sources": sources,
-        "raw_leads": repo.count_by(conn, raw_leads.c.status),
-        "quarantine": repo.count_by(conn, quarantine.c.reason),
-        "last_test_lead_at": last_test,
-        "leads": {
-            "total": int(conn.execute(select(func.count()).select_from(leads)).scalar_one()),
-            "by_stage": repo.count_by(conn, leads.c.stage),
-        },
-        "events": int(conn.execute(select(func.count()).select_from(events)).scalar_one()),
-        # `leads forget` still waiting on a target (asked again by the daemon, or a rerun)
-        "erasures_pending": erasure.pending_count(conn),
-        "targets": {
-            name: {
-                "outbox": outbox.get(name, 0),
-                "dead_letters": dead.get(name, 0),
-                "health": target_health(conn, name),
-                # a vendor's pause: nothing is sent to it before `until`, by any process
-                "paused": paused.get(name),
-            }
-            for name in target_names
-        },
-        "replicas": replica_rows(conn, now, silent_after),
-        "queue": runs.queue_depth(conn),
-        "jobs": {
-            job: {
-                "replica": run.replica,
-                "trigger": run.trigger,
-                "started_at": run.started_at.isoformat(),
-                "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-                "outcome": run.outcome,
-            }
-            for job, run in runs.last_runs(conn).items()
-        },
-    } | ({"alerts": channel_health(conn, channel_names)} if channel_names else {})
-
-
-def replica_rows(conn: Connection, now: datetime, silent_after: timedelta) -> list[dict[str, Any]]:
-    """Each `leadbridge run` process: up (beating), stopped (said goodbye), or lost (silent:
-    killed, or its node gone — in cluster mode its jobs run again elsewhere)."""
-    out = []
-    for row in runs.list_replicas(conn):
-        state = runs.replica_state(row, now, silent_after)
-        out.append(
-            {
-                "name": row.name,
-                "engine": row.engine,
-                "state": state,
-                "started_at": row.started_at.isoformat(),
-                "heartbeat_at": row.heartbeat_at.isoformat(),
-                "doing": list(row.doing) if state == "up" else [],
-            }
-        )
-    return out
-
-
 def masked_row(row: dict[str, Any]) -> dict[str, Any]:
     """A lead summary fit for a shared terminal: the email masked."""
     out = dict(row)
@@ -319,10 +231,6 @@ def _dead_letter(row: Any) -> dict[str, Any]:
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
         "resolution": row.resolution,
     }
-
-
-def target_health(conn: Connection, name: str) -> dict[str, Any]:
-    return state.get_json(conn, state.target_health(name)) or {"state": "unknown"}
 
 
 # --- what an ingest run did, per raw lead -------------------------------------------------

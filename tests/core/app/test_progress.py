@@ -161,3 +161,29 @@ def test_ingest_tells_its_watcher_the_total_each_batch_and_the_end(
     pipeline.ingest(source, store, settings, watcher=again)
     assert again.calls == [("start", "f", 0), ("update", 0), ("finish",)]  # nothing left
     store.dispose()
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def test_the_ingest_command_off_a_terminal_logs_its_progress_as_json(tmp_path: Path) -> None:
+    from tests.clihelp import run_cli
+
+    leads = _jsonl(tmp_path / "leads.jsonl", 25)
+    config = tmp_path / "lb.yaml"
+    config.write_text(
+        f"store: sqlite:///{tmp_path / 'lb.db'}\nlog_format: json\nbatch_size: 10\n"
+        f"sources:\n  - name: capture\n    kind: leads_file\n    path: {leads}\n",
+        encoding="utf-8",
+    )
+    result = run_cli(["--config", config, "ingest"])
+    [done] = [line for line in _json_lines(result.stderr) if line.get("msg") == "ingest done"]
+    assert (done["source"], done["done"], done["total"], done["eta_s"]) == ("capture", 25, 25, 0.0)
+    assert done["rate_per_s"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leadbridge.core.app import status as store_status
 from leadbridge.core.app import views
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.ingest import pipeline
@@ -28,7 +29,7 @@ def _ingested(store: Store, settings: Settings) -> None:
 def test_status_counts_quarantined_raw_leads_by_reason(store: Store, settings: Settings) -> None:
     _ingested(store, settings)
     with store.connect() as conn:
-        status = views.status(conn, ["hook"], [])
+        status = store_status.status(conn, ["hook"], [])
     assert status["quarantine"] == {"invalid_email": 2, "malformed": 1}
     assert status["raw_leads"] == {"processed": 1, "quarantined": 3}
     assert status["leads"]["total"] == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from leadbridge.core.app import views
+from leadbridge.core.app import status
 from leadbridge.core.app.gauges import StoreCollector
 from leadbridge.core.connector import build, sandboxes
 from leadbridge.core.delivery import deliver as delivery
@@ -41,7 +41,7 @@ def wall_clock(fake_clock: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     def now() -> datetime:
         return datetime.now(UTC) + timedelta(seconds=fake_clock.now - start)
 
-    for module in (delivery, pauses, views, repo):
+    for module in (delivery, pauses, status, repo):
         monkeypatch.setattr(module, "utcnow", now)
     return now
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import DataError
 
+from leadbridge.core.app import status as store_status
 from leadbridge.core.app import views
 from leadbridge.core.domain import identity, qualify
 from leadbridge.core.domain.models import Lead, MarketplaceLead, RawLead
@@ -214,7 +215,7 @@ def test_status_counts_it_and_the_raw_lead_says_why(
     _land(store, _body("a@contoso.com"))
     pipeline.process_pending(store, settings)
     with store.connect() as conn:
-        status = views.status(conn, [], [])
+        status = store_status.status(conn, [], [])
         story = views.raw_story(conn, 1)
     assert status["quarantine"] == {"unprocessable": 1}
     assert story is not None and story["quarantine"]["reason"] == "unprocessable"

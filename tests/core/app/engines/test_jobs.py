@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import responses as responses_lib
 
-from leadbridge.core.app import views
+from leadbridge.core.app import status as store_status
 from leadbridge.core.app.engines.apscheduler import SingleEngine
 from leadbridge.core.app.engines.jobs import Jobs, JobStreak, Replica
 from leadbridge.core.app.synthetic import write_jsonl
@@ -33,7 +33,7 @@ def test_a_run_is_recorded_with_its_outcome_and_shows_while_it_runs(store: Store
         assert replica.doing() == ["deliver:sales"]
         replica.beat()
         with store.connect() as conn:
-            shown = views.replica_rows(conn, utcnow(), timedelta(seconds=30))
+            shown = store_status.replica_rows(conn, utcnow(), timedelta(seconds=30))
         assert shown[0]["doing"] == ["deliver:sales"] and shown[0]["state"] == "up"
     with pytest.raises(RuntimeError), replica.running("ingest:table", "wake"):
         raise RuntimeError("the source broke")
@@ -68,12 +68,12 @@ def test_status_tells_up_stopped_and_lost_replicas(store: Store) -> None:
         runs.beat(conn, "c:3", "cluster", [], now)
         runs.stopped(conn, "c:3", now)
     with store.connect() as conn:
-        shown = {r["name"]: r for r in views.replica_rows(conn, now, timedelta(seconds=30))}
+        shown = {r["name"]: r for r in store_status.replica_rows(conn, now, timedelta(seconds=30))}
     assert shown["a:1"]["state"] == "up" and shown["a:1"]["doing"] == ["process"]
     assert shown["b:2"]["state"] == "lost" and shown["b:2"]["doing"] == []  # not doing: dead
     assert shown["c:3"]["state"] == "stopped"
     with store.connect() as conn:
-        assert views.status(conn, [], [])["queue"] is None  # SQLite: no cluster queue
+        assert store_status.status(conn, [], [])["queue"] is None  # SQLite: no cluster queue
 
 
 def test_gone_replicas_and_old_runs_are_pruned(store: Store) -> None:
