@@ -2,7 +2,8 @@
 
 Every page needs a signed-in user; every POST needs an operator (or, for logout, any user)
 and the session's CSRF token. The sign-in form has its own pre-session CSRF token, and
-failed sign-ins are throttled per user name and per client address (throttle.py). Changes
+failed sign-ins are throttled per user name and per client address (throttle.py); when
+`console.oidc` is configured, users may sign in with Entra ID instead (oidc.py). Changes
 go through core/app/operations.py with the user's name as the actor — the same functions
 the CLI calls — and each one is written to the audit log. Pages read the store through
 core/app/views.py and queries.py, with indexed queries and a row limit.
@@ -25,8 +26,10 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from leadbridge.core.app import operations, views
-from leadbridge.core.app.console import auth, queries, throttle
+from leadbridge.core.app import status as store_status
+from leadbridge.core.app.console import auth, oidc, queries, throttle
 from leadbridge.core.app.console.queries import PAGE_ROWS
+from leadbridge.core.domain.console import OIDC_CALLBACK_PATH
 from leadbridge.core.domain.vocabulary import QuarantineReason
 from leadbridge.core.reports import funnel as funnel_report
 from leadbridge.core.reports import html as funnel_html
@@ -56,6 +59,8 @@ _ROUTES = Map(
         Rule(f"{PREFIX}/", endpoint="overview", methods=["GET"]),
         Rule(f"{PREFIX}/login", endpoint="login", methods=["GET", "POST"]),
         Rule(f"{PREFIX}/logout", endpoint="logout", methods=["POST"]),
+        Rule(f"{PREFIX}/oidc/start", endpoint="oidc_start", methods=["GET"]),
+        Rule(OIDC_CALLBACK_PATH, endpoint="oidc_callback", methods=["GET"]),
         Rule(f"{PREFIX}/dead-letters", endpoint="dead_letters", methods=["GET"]),
         Rule(f"{PREFIX}/dead-letters/replay", endpoint="replay", methods=["POST"]),
         Rule(
@@ -104,6 +109,8 @@ class Console:
         self.sessions = auth.Sessions(key, int(settings.console.session_hours * 3600))
         self.login_tokens = auth.LoginTokens(key)
         self.throttle = login_throttle or throttle.LoginThrottle()
+        oidc_settings = settings.console.oidc
+        self.entra = oidc.EntraSignIn(oidc_settings, key) if oidc_settings else None
         self.jinja = Environment(
             loader=FileSystemLoader(_TEMPLATES),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -129,6 +136,11 @@ class Console:
     def _handle(self, request: Request, endpoint: str, args: Mapping[str, Any]) -> Response:
         if endpoint == "login":
             return self.login(request)
+        if endpoint in ("oidc_start", "oidc_callback"):
+            if self.entra is None:
+                raise NotFound()
+            handle: Callable[[Request, oidc.EntraSignIn], Response] = getattr(self, endpoint)
+            return handle(request, self.entra)
         session = self.sessions.read(request.cookies.get(auth.COOKIE))
         if session is None:
             if request.method != "GET":
@@ -169,9 +181,7 @@ class Console:
     def login(self, request: Request) -> Response:
         """The sign-in form, and its POST: form token first (a forged login never reaches
         the password check or the counters), then the throttle, then the password."""
-        next_path = request.values.get("next", f"{PREFIX}/")
-        if not next_path.startswith(f"{PREFIX}/") or next_path.startswith("//"):
-            next_path = f"{PREFIX}/"  # never an open redirect
+        next_path = _next_path(request)
         if request.method == "GET":
             return self._login_form(request, next_path)
         cookie = request.cookies.get(auth.LOGIN_COOKIE)
@@ -197,7 +207,7 @@ class Console:
         token = self.login_tokens.read(cookie)
         if token is None:
             token, cookie = self.login_tokens.make()
-        context = {"failed": False, "blocked": None} | context
+        context = {"failed": False, "blocked": None, "entra": self.entra is not None} | context
         response = self._page(
             request, "login.html", None, status=status, next=next_path, csrf=token, **context
         )
@@ -233,26 +243,96 @@ class Console:
         response.headers["Retry-After"] = str(int(wait) + 1)
         return response
 
-    def _signed_in(self, name: str, role: auth.Role, next_path: str) -> Response:
+    def _signed_in(
+        self,
+        name: str,
+        role: auth.Role,
+        next_path: str,
+        *,
+        via: str | None = None,
+        request: Request | None = None,
+    ) -> Response:
+        """The session cookie and the way on. After a provider's callback the way on is a
+        page that moves itself along (`request` given), not a redirect: browsers treat a
+        redirect that continues a cross-site navigation as cross-site and would not send
+        the SameSite=Strict session cookie with it."""
         _, token = self.sessions.make(name, role)
         with self.store.begin() as conn:
-            auth.audit(conn, name, "signed in", {"role": role.value})
-        response = redirect(next_path, code=303)
+            detail = {"role": role.value} | ({"via": via} if via else {})
+            auth.audit(conn, name, "signed in", detail)
+        if request is None:
+            response = redirect(next_path, code=303)
+        else:
+            response = self._page(request, "continue.html", None, next=next_path)
         self._set_cookie(response, auth.COOKIE, token, self.sessions.max_age_s)
         response.delete_cookie(auth.LOGIN_COOKIE, path=f"{PREFIX}/")  # used: never again
         return response
 
-    def _set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        """Every console cookie: HttpOnly, SameSite=Strict, Secure unless configured off."""
+    def _set_cookie(
+        self,
+        response: Response,
+        name: str,
+        value: str,
+        max_age: int,
+        samesite: str = "Strict",
+    ) -> None:
+        """Every console cookie: HttpOnly, SameSite=Strict (the provider's flow cookie:
+        Lax), Secure unless configured off."""
         response.set_cookie(
             name,
             value,
             max_age=max_age,
             path=f"{PREFIX}/",
             httponly=True,
-            samesite="Strict",
+            samesite=samesite,
             secure=self.settings.console.secure_cookies,
         )
+
+    # --- sign-in with Entra ID (oidc.py) ------------------------------------------------------
+
+    def oidc_start(self, request: Request, entra: oidc.EntraSignIn) -> Response:
+        """To the provider, with the flow in a cookie for the way back."""
+        try:
+            auth_uri, cookie = entra.start(_next_path(request))
+        except oidc.SignInRefused as exc:
+            log.warning("console sign-in with Entra ID not started", extra=exc.detail)
+            raise Refused(exc.status, exc.why) from None
+        response = redirect(auth_uri, code=303)
+        self._set_cookie(response, oidc.FLOW_COOKIE, cookie, oidc.FLOW_S, samesite="Lax")
+        return response
+
+    def oidc_callback(self, request: Request, entra: oidc.EntraSignIn) -> Response:
+        """The provider's answer: the flow cookie is spent whatever happens; a valid
+        sign-in gets the same session cookie as a local user."""
+        started = entra.read_flow(request.cookies.get(oidc.FLOW_COOKIE))
+        if started is None:  # no sign-in of this browser's in progress: not audited
+            response = self._page(
+                request,
+                "refused.html",
+                None,
+                status=403,
+                why="No sign-in with Entra ID was started in this browser in the last "
+                f"{oidc.FLOW_S // 60} minutes: start again from the sign-in page.",
+            )
+        else:
+            flow, next_path = started
+            try:
+                who = entra.finish(flow, request.args)
+            except oidc.SignInRefused as exc:
+                response = self._oidc_refused(request, exc)
+            else:
+                response = self._signed_in(
+                    who.user, who.role, next_path, via="entra id", request=request
+                )
+        response.delete_cookie(oidc.FLOW_COOKIE, path=f"{PREFIX}/")
+        return response
+
+    def _oidc_refused(self, request: Request, exc: oidc.SignInRefused) -> Response:
+        """Audited and logged with the refusal's codes only; the page says why."""
+        log.info("console sign-in with Entra ID refused", extra={"why": exc.detail["why"]})
+        with self.store.begin() as conn:
+            auth.audit(conn, exc.actor, "sign-in refused", exc.detail)
+        return self._page(request, "refused.html", None, status=exc.status, why=exc.why)
 
     def logout(self, request: Request, session: auth.Session) -> Response:
         response = redirect(f"{PREFIX}/login", code=303)
@@ -263,7 +343,7 @@ class Console:
 
     def overview(self, request: Request, session: auth.Session) -> Response:
         with self.store.connect() as conn:
-            data = views.status(
+            data = store_status.status(
                 conn,
                 [s.name for s in self.settings.sources],
                 [t.name for t in self.settings.targets],
@@ -469,6 +549,14 @@ class Console:
 
 
 _BLOCKED = {"user": "the user name", "addr": "the client address"}
+
+
+def _next_path(request: Request) -> str:
+    """Where to go after sign-in: a console page, never anywhere else (no open redirect)."""
+    next_path = request.values.get("next", f"{PREFIX}/")
+    if not next_path.startswith(f"{PREFIX}/") or next_path.startswith("//"):
+        return f"{PREFIX}/"
+    return next_path
 
 
 def _minutes(counter: throttle.LoginThrottle) -> int:
