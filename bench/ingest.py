@@ -40,13 +40,11 @@ def run_one(
     """Ingest `size` synthetic leads into a fresh store (SQLite unless `store_url`); runs
     inside the child."""
     from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
-    from leadbridge.core.app.synthetic import write_jsonl
     from leadbridge.core.ingest.pipeline import ingest
     from leadbridge.core.settings import load_settings
     from leadbridge.core.store.repo import Store
 
-    leads_file = workdir / f"leads-{size}.jsonl"
-    unique = write_jsonl(leads_file, size)
+    leads_file, unique = input_file(workdir, size)
     url = store_url or f"sqlite:///{workdir / f'b{size}-{batch_size}.db'}"
     settings = load_settings(None, store=url, batch_size=batch_size)
     store = Store(settings.store)
@@ -68,6 +66,23 @@ def run_one(
         "rss_before_mb": rss_before / 1024,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def input_file(workdir: Path, size: int) -> tuple[Path, int]:
+    """The synthetic leads file of `size` lines in `workdir` and its unique (person, offer)
+    count, written once per size by a process of its own: generating a million payloads
+    keeps every person in memory (~200 MB), which must not count in a runner's peak RSS."""
+    path = workdir / f"leads-{size}.jsonl"
+    count = path.with_suffix(".unique")
+    if not count.exists():
+        subprocess.run([sys.executable, __file__, "--write", str(size), str(path)], check=True)
+    return path, int(count.read_text())
+
+
+def write_input(size: int, path: Path) -> None:
+    from leadbridge.core.app.synthetic import write_jsonl
+
+    path.with_suffix(".unique").write_text(str(write_jsonl(path, size)))
 
 
 # The floor's own three tables: what any ingest must write, nothing more.
@@ -98,12 +113,10 @@ def run_floor(
 
     import orjson
 
-    from leadbridge.core.app.synthetic import write_jsonl
     from leadbridge.core.domain.identity import LEADBRIDGE_NS
     from leadbridge.core.store.db import make_engine
 
-    leads_file = workdir / f"leads-{size}.jsonl"
-    unique = write_jsonl(leads_file, size)
+    leads_file, unique = input_file(workdir, size)
     engine = make_engine(store_url or f"sqlite:///{workdir / f'floor{size}.db'}")
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
     sqlite = engine.dialect.name == "sqlite"
@@ -183,11 +196,12 @@ def fresh_store(kind: str, server: str) -> Iterator[str | None]:
         admin.dispose()
 
 
-def floor_child(runner: str, size: int, batch_size: int, store_url: str | None) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, __file__, "--child", str(size), str(batch_size), tmp]
-        command += ["--runner", runner] + (["--store-url", store_url] if store_url else [])
-        out = subprocess.run(command, capture_output=True, text=True, check=True)
+def floor_child(
+    runner: str, size: int, batch_size: int, store_url: str | None, workdir: str
+) -> dict[str, float]:
+    command = [sys.executable, __file__, "--child", str(size), str(batch_size), workdir]
+    command += ["--runner", runner] + (["--store-url", store_url] if store_url else [])
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -201,9 +215,10 @@ def floor_table(sizes: list[int], batch_size: int, stores: list[str], server: st
     for kind in stores:
         for size in sizes:
             rows = {}
-            for runner in ("floor", "leadbridge"):
-                with fresh_store(kind, server) as url:
-                    rows[runner] = floor_child(runner, size, batch_size, url)
+            with tempfile.TemporaryDirectory() as tmp:  # one input file for both runners
+                for runner in ("floor", "leadbridge"):
+                    with fresh_store(kind, server) as url:
+                        rows[runner] = floor_child(runner, size, batch_size, url, tmp)
             ours, floor = rows["leadbridge"], rows["floor"]
             print(
                 f"| {kind} | {size:,} | {ours['leads_per_s']:,.0f} | "
@@ -238,7 +253,11 @@ def main() -> None:
         "--runner", choices=sorted(_RUNNERS), default="leadbridge", help=argparse.SUPPRESS
     )
     parser.add_argument("--store-url", help=argparse.SUPPRESS)
+    parser.add_argument("--write", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write:
+        write_input(int(args.write[0]), Path(args.write[1]))
+        return
     if args.child:
         run = _RUNNERS[args.runner]
         size, batch = int(args.child[0]), int(args.child[1])
