@@ -195,8 +195,15 @@ def lock_leads(conn: Connection, keys: Iterable[str]) -> None:
     """
     if conn.dialect.name != "postgresql":
         return
-    for key in sorted(set(keys)):
-        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+    ordered = sorted(set(keys))
+    if ordered:  # one round trip: the locks are taken as unnest yields them, in array order
+        conn.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+                "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n)"
+            ),
+            {"keys": ordered},
+        )
 
 
 _MARK_RAW = bulk.Bulk(
