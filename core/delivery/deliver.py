@@ -99,7 +99,7 @@ def deliver(
     if report.pause is not None:
         report.paused_until = report.pause.until
         return report
-    calls_before = target.transport.stats.requests
+    calls_before, errors_before = target.transport.stats.requests, _errors(target)
     lease = settings.delivery.claim_ttl
     while max_batches is None or report.batches < max_batches:
         if stop is not None and stop.is_set():
@@ -114,6 +114,8 @@ def deliver(
         if on_batch:
             on_batch(report)
     report.api_calls = target.transport.stats.requests - calls_before
+    if report.api_calls:
+        _count_calls(store, target.name, report.api_calls, _errors(target) - errors_before)
     report.pause = remember_pause(store, target)
     if report.pause is not None:
         report.paused_until = max(report.paused_until or report.pause.until, report.pause.until)
@@ -415,6 +417,25 @@ def _target_state(target: HttpTarget) -> dict[str, Any]:
         "throttled": stats.throttled,
         **extra,
     }
+
+
+def _errors(target: HttpTarget) -> int:
+    """Error answers the target's transport has had (HTTP 4xx/5xx, retried or not)."""
+    return sum(n for status, n in target.transport.stats.by_status.items() if status >= 400)
+
+
+def _count_calls(store: Store, target: str, calls: int, errors: int) -> None:
+    """Add a delivery run's API calls and error answers to the target's clock-hour counts in
+    the store (the console's overview; every replica's runs add to the same counts). One
+    target's deliveries run one at a time in a cluster, so read-and-write is enough."""
+    now = utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0).isoformat()
+    with store.begin() as conn:
+        hours = (state.get_json(conn, state.target_calls(target)) or {}).get("hours", {})
+        seen = hours.get(hour, {"calls": 0, "errors": 0})
+        hours[hour] = {"calls": seen["calls"] + calls, "errors": seen["errors"] + errors}
+        kept = dict(sorted(hours.items())[-2:])  # this hour and the one before
+        state.put_json(conn, state.target_calls(target), {"hours": kept}, now)
 
 
 def _set_health(

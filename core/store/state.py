@@ -39,6 +39,7 @@ _NAMES = {
     "consent_watermark": "consent:{}",  # how far a target's opt-outs have been read back
     "target_health": "target:{}:health",  # ok / fatal, and the target's own state (JSON)
     "target_pause": "target:{}:pause",  # a vendor's pause: until, why (JSON)
+    "target_calls": "target:{}:calls",  # API calls and errors per clock hour, the last two
     "last_test_lead": "health:last_test_lead",  # when Microsoft's test lead last arrived
     "queue_schema": "procrastinate:schema",  # the cluster queue's schema version
     "alert_target": "alerts:target:{}",  # a target seen down since when, and alerted? (JSON)
@@ -65,6 +66,11 @@ def consent_watermark(target: str) -> Key:
 
 def target_health(target: str) -> Key:
     return Key("target_health", target)
+
+
+def target_calls(target: str) -> Key:
+    """A target's API calls and error answers per clock hour (core/delivery/deliver.py)."""
+    return Key("target_calls", target)
 
 
 def target_pause(target: str) -> Key:

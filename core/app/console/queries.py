@@ -16,6 +16,7 @@ from sqlalchemy import JSON, ColumnElement, Connection, case, cast, func, select
 
 from leadbridge.core.app import views
 from leadbridge.core.domain.models import lead_from_json
+from leadbridge.core.store import state
 from leadbridge.core.store.tables import events, leads
 
 PAGE_ROWS = 200  # a page never lists more: filters narrow it
@@ -28,15 +29,28 @@ COMPANY_MAX = 200  # a search term longer than any company name is a mistake
 
 
 def target_activity(conn: Connection, names: list[str], now: datetime) -> dict[str, dict[str, Any]]:
-    """Per target: `last_success` (None: none within SUCCESS_LOOKBACK), and the last hour's
-    `pushed` (landed) and `failed` (dead-lettered) pushes."""
+    """Per target: `last_success` (None: none within SUCCESS_LOOKBACK), the last hour's
+    `pushed` (landed) and `failed` (dead-lettered) pushes, and the API calls and error
+    answers of this clock hour and the one before (`calls`: {"this": {calls, errors},
+    "previous": {…}}), as the delivery runs of every replica counted them in the store."""
     hour = _last_hour(conn, names, now)
     return {
         name: {
             "last_success": _last_success(conn, name, now),
             **hour.get(name, {"pushed": 0, "failed": 0}),
+            "calls": _calls(conn, name, now),
         }
         for name in names
+    }
+
+
+def _calls(conn: Connection, name: str, now: datetime) -> dict[str, dict[str, int]]:
+    hours = (state.get_json(conn, state.target_calls(name)) or {}).get("hours", {})
+    this = now.replace(minute=0, second=0, microsecond=0)
+    none = {"calls": 0, "errors": 0}
+    return {
+        "this": hours.get(this.isoformat(), none),
+        "previous": hours.get((this - HOUR).isoformat(), none),
     }
 
 

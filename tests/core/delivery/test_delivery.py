@@ -161,3 +161,29 @@ def test_a_pause_told_outside_delivery_is_written_down_and_obeyed(setup: Any) ->
         stored = read_pause(conn, "crm", repo.utcnow())
     assert stored is not None and stored.why == "HTTP 429, Retry-After 600 s"
     assert abs(stored.until - report.pause.until) < timedelta(seconds=1)
+
+
+def test_api_calls_are_counted_per_clock_hour_in_the_store(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every replica's delivery runs add to one count per target and clock hour (the
+    console's overview); two hours are kept, this one and the one before."""
+    from datetime import UTC, datetime
+
+    from leadbridge.core.delivery import deliver as deliver_module
+    from leadbridge.core.store import state
+
+    now = [datetime(2026, 12, 3, 8, 59, tzinfo=UTC)]
+    monkeypatch.setattr(deliver_module, "utcnow", lambda: now[0])
+    deliver_module._count_calls(store, "crm", 5, 1)
+    deliver_module._count_calls(store, "crm", 2, 0)
+    now[0] = datetime(2026, 12, 3, 9, 0, 1, tzinfo=UTC)
+    deliver_module._count_calls(store, "crm", 3, 3)
+    now[0] = datetime(2026, 12, 3, 10, 30, tzinfo=UTC)
+    deliver_module._count_calls(store, "crm", 1, 0)
+    with store.connect() as conn:
+        hours = (state.get_json(conn, state.target_calls("crm")) or {})["hours"]
+    assert hours == {
+        "2026-12-03T09:00:00+00:00": {"calls": 3, "errors": 3},
+        "2026-12-03T10:00:00+00:00": {"calls": 1, "errors": 0},
+    }

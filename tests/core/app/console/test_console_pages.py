@@ -15,6 +15,7 @@ from leadbridge.connectors.salesforce import sandbox as sf_sandbox
 from leadbridge.core.app.console import auth
 from leadbridge.core.app.console.app import target_light
 from leadbridge.core.app.http_app import App
+from leadbridge.core.store import state
 from leadbridge.core.store.tables import console_users, dead_letters, events, leads
 
 from .conftest import HOSTILE_COMPANY, HOSTILE_NAME, World, csrf_of, login_form, sign_in
@@ -214,6 +215,12 @@ def test_the_overview_shows_last_success_and_the_last_hour_from_the_store(world:
     assert f'<td class="hour-pushed">{oks}</td>' in row and oks > 0
     assert '<td class="hour-failed red">1</td>' in row  # the dead letter
     assert "none in" not in row.split('class="last-success">', 1)[1].split("</td>", 1)[0]
+    with world.store.connect() as conn:  # the delivery runs' API calls, counted in the store
+        [counted] = (state.get_json(conn, state.target_calls("sales")) or {})["hours"].values()
+    assert counted["calls"] > 0
+    shown = f'<td class="calls-this-hour">{counted["calls"]} ({counted["errors"]})</td>'
+    assert shown in row
+    assert '<td class="calls-hour-before">0 (0)</td>' in row
 
 
 def test_leads_search_by_company(world: World) -> None:

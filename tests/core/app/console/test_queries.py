@@ -12,7 +12,7 @@ import pytest
 from leadbridge.core.app.console import queries
 from leadbridge.core.domain.models import Event, Lead
 from leadbridge.core.domain.vocabulary import Stage
-from leadbridge.core.store import repo
+from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
 
 NOW = utcnow()
@@ -53,13 +53,30 @@ def test_last_success_and_the_last_hour_per_target(store: Store) -> None:
                 Event(lead_key="0" * 32, kind="stage", actor="crm", at=NOW, data={"ok": True}),
             ],
         )
+        hour = NOW.replace(minute=0, second=0, microsecond=0)
+        counted = {  # as delivery runs count them (core/delivery/deliver.py)
+            (hour - timedelta(hours=1)).isoformat(): {"calls": 7, "errors": 2},
+            hour.isoformat(): {"calls": 3, "errors": 0},
+        }
+        state.put_json(conn, state.target_calls("crm"), {"hours": counted}, NOW)
     with store.connect() as conn:
         seen = queries.target_activity(conn, ["sales", "crm", "old", "idle"], NOW)
+    none = {"calls": 0, "errors": 0}
     assert seen["sales"]["last_success"] == NOW - timedelta(hours=3)
     assert (seen["sales"]["pushed"], seen["sales"]["failed"]) == (0, 1)
-    assert seen["crm"] == {"last_success": NOW - timedelta(minutes=1), "pushed": 2, "failed": 0}
+    assert seen["crm"] == {
+        "last_success": NOW - timedelta(minutes=1),
+        "pushed": 2,
+        "failed": 0,
+        "calls": {"this": {"calls": 3, "errors": 0}, "previous": {"calls": 7, "errors": 2}},
+    }
     assert seen["old"]["last_success"] is None  # beyond the lookback
-    assert seen["idle"] == {"last_success": None, "pushed": 0, "failed": 0}
+    assert seen["idle"] == {
+        "last_success": None,
+        "pushed": 0,
+        "failed": 0,
+        "calls": {"this": none, "previous": none},
+    }
 
 
 def _lead(n: int, company: str | None, stage: Stage = Stage.LEAD) -> Lead:
