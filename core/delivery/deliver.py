@@ -426,16 +426,9 @@ def _errors(target: HttpTarget) -> int:
 
 def _count_calls(store: Store, target: str, calls: int, errors: int) -> None:
     """Add a delivery run's API calls and error answers to the target's clock-hour counts in
-    the store (the console's overview; every replica's runs add to the same counts). One
-    target's deliveries run one at a time in a cluster, so read-and-write is enough."""
-    now = utcnow()
-    hour = now.replace(minute=0, second=0, microsecond=0).isoformat()
+    the store (the console's overview; every replica's runs add to the same counts)."""
     with store.begin() as conn:
-        hours = (state.get_json(conn, state.target_calls(target)) or {}).get("hours", {})
-        seen = hours.get(hour, {"calls": 0, "errors": 0})
-        hours[hour] = {"calls": seen["calls"] + calls, "errors": seen["errors"] + errors}
-        kept = dict(sorted(hours.items())[-2:])  # this hour and the one before
-        state.put_json(conn, state.target_calls(target), {"hours": kept}, now)
+        state.add_calls(conn, target, calls, errors, utcnow())
 
 
 def _set_health(

@@ -9,7 +9,7 @@ misspelt in one of the places that use it. The stored names stay what they alway
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -138,4 +138,35 @@ def every_updated(conn: Connection, kind: str) -> dict[str, Any]:
         row.name.removeprefix(prefix).removesuffix(suffix): row
         for row in rows
         if row.name.startswith(prefix) and row.name.endswith(suffix)
+    }
+
+
+# --- a target's API calls per clock hour (`target_calls`) -----------------------------------
+
+_NO_CALLS = {"calls": 0, "errors": 0}
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def add_calls(conn: Connection, target: str, calls: int, errors: int, at: datetime) -> None:
+    """Add API calls and error answers to the target's count for `at`'s clock hour; the
+    hour before is kept beside it, older ones dropped. One target's deliveries run one at
+    a time in a cluster, so read-and-write is enough."""
+    key = target_calls(target)
+    hours = (get_json(conn, key) or {}).get("hours", {})
+    hour = _hour(at).isoformat()
+    seen = hours.get(hour, _NO_CALLS)
+    hours[hour] = {"calls": seen["calls"] + calls, "errors": seen["errors"] + errors}
+    put_json(conn, key, {"hours": dict(sorted(hours.items())[-2:])}, at)
+
+
+def calls_by_hour(conn: Connection, target: str, now: datetime) -> dict[str, dict[str, int]]:
+    """The target's counts for `now`'s clock hour ("this") and the one before ("previous")."""
+    hours = (get_json(conn, target_calls(target)) or {}).get("hours", {})
+    this = _hour(now)
+    return {
+        "this": hours.get(this.isoformat(), _NO_CALLS),
+        "previous": hours.get((this - timedelta(hours=1)).isoformat(), _NO_CALLS),
     }

@@ -38,19 +38,9 @@ def target_activity(conn: Connection, names: list[str], now: datetime) -> dict[s
         name: {
             "last_success": _last_success(conn, name, now),
             **hour.get(name, {"pushed": 0, "failed": 0}),
-            "calls": _calls(conn, name, now),
+            "calls": state.calls_by_hour(conn, name, now),
         }
         for name in names
-    }
-
-
-def _calls(conn: Connection, name: str, now: datetime) -> dict[str, dict[str, int]]:
-    hours = (state.get_json(conn, state.target_calls(name)) or {}).get("hours", {})
-    this = now.replace(minute=0, second=0, microsecond=0)
-    none = {"calls": 0, "errors": 0}
-    return {
-        "this": hours.get(this.isoformat(), none),
-        "previous": hours.get((this - HOUR).isoformat(), none),
     }
 
 
