@@ -170,14 +170,7 @@ def test_three_replicas_one_killed_every_lead_once(
             "replica 0 to reach its crash point",
         )
         if procs[0].poll() is None:  # others took the deliveries: kill it inside a job anyway
-            wait_until(
-                lambda: one(
-                    "SELECT count(*) FROM job_runs WHERE replica LIKE :me AND finished_at IS NULL",
-                    me=f"%:{procs[0].pid}",
-                ),
-                60,
-                "replica 0 to be in a job",
-            )
+            wait_until(lambda: _frozen_in_a_job(procs[0], one), 60, "replica 0 to be in a job")
             procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(timeout=10)
         assert procs[0].returncode == -signal.SIGKILL
@@ -292,6 +285,22 @@ def test_three_replicas_one_killed_every_lead_once(
         ), dead.job
     # …and no queue job is left `doing` behind it, holding a lock.
     assert doing == 0
+
+
+def _frozen_in_a_job(proc: subprocess.Popen[bytes], one: Any) -> bool:
+    """Freeze the replica (SIGSTOP) and look: True, still frozen, when a run of its is on
+    record unfinished; else it thaws and runs on. Looking first and killing after would race
+    a short job's end (a poll that finds nothing takes milliseconds)."""
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(0.3)  # a commit it sent before the stop lands
+    in_hand = one(
+        "SELECT count(*) FROM job_runs WHERE replica LIKE :me AND finished_at IS NULL",
+        me=f"%:{proc.pid}",
+    )
+    if not in_hand:
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.2)  # let it reach its next job
+    return bool(in_hand)
 
 
 def _assert_no_overlaps(runs: list[Any], killed: str, died_at: datetime) -> None:
