@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from leadbridge.core.connector import PayloadParser
+from leadbridge.core.connector import MalformedLead, PayloadParser
 from leadbridge.core.domain.models import MarketplaceLead
+from leadbridge.core.domain.normalize import MAX_JSON_DEPTH, nesting_depth
+
+# A landed-but-unreadable record is kept as {UNPARSED: its original text, "_error": why}
+# (https.py `unparsed`): processing quarantines it with that reason, and the text is there
+# to fix and re-send.
+UNPARSED = "_unparsed"
+_Parser = Callable[[Any, datetime | None], MarketplaceLead]
 
 
-def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> MarketplaceLead:
-    """Dispatch a landed payload to the parser for its shape ("https", "table", "csv")."""
+@cache
+def _parsers() -> dict[str, _Parser]:
+    """The parser per raw kind, imported on first use: the modules import this package
+    (a top-level import would be a cycle), and importing them on every call was 2 % of an
+    ingest."""
     from leadbridge.connectors.marketplace.file import parse_csv_row
-    from leadbridge.connectors.marketplace.https import UNPARSED, parse_https_payload
+    from leadbridge.connectors.marketplace.https import parse_https_payload
     from leadbridge.connectors.marketplace.referrals import parse_referral
     from leadbridge.connectors.marketplace.table import parse_table_row
-    from leadbridge.core.connector import MalformedLead
-    from leadbridge.core.domain.normalize import MAX_JSON_DEPTH, nesting_depth
 
-    parsers = {
+    return {
         "https": parse_https_payload,
         "table": parse_table_row,
         "csv": parse_csv_row,
         "referral": parse_referral,
     }
+
+
+def parse_payload(kind: str, payload: Any, occurred_at: datetime | None) -> MarketplaceLead:
+    """Dispatch a landed payload to the parser for its shape ("https", "table", "csv")."""
+    parsers = _parsers()
     if isinstance(payload, dict) and UNPARSED in payload:
         raise MalformedLead(
             "body",

@@ -15,15 +15,12 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field, SecretStr
 
-from leadbridge.connectors.marketplace import MarketplacePayloads, parse_payload
+from leadbridge.connectors.marketplace import UNPARSED, MarketplacePayloads, parse_payload
 from leadbridge.connectors.marketplace.leadsource import build_lead
 from leadbridge.core.connector import ConnectorConfig, MalformedLead, PushReceiver
 from leadbridge.core.domain.models import MarketplaceLead, RawLead
 from leadbridge.core.domain.normalize import MAX_JSON_DEPTH, nesting_depth
 
-# A landed-but-unreadable record is kept as {UNPARSED: its original text, "_error": why}:
-# processing quarantines it with that reason, and the text is there to fix and re-send.
-UNPARSED = "_unparsed"
 # The webhook's body cap (core/http/app.py MAX_BODY) applied to every record read as text,
 # so a file line can't make parsing or the store's JSON column take an unbounded value.
 MAX_RECORD_CHARS = 1024 * 1024

@@ -10,6 +10,7 @@ the person carries the person's values, under the same rules a single lead merge
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -23,21 +24,32 @@ from leadbridge.core.domain.models import Action, Lead, MarketplaceLead
 
 # Never change: every CRM record written by leadbridge is keyed by ids derived from it.
 LEADBRIDGE_NS = uuid.UUID("6f1c2a4e-5b0d-5c3e-9a7f-1e2d3c4b5a69")
+_NS_BYTES = LEADBRIDGE_NS.bytes
 
 PERSON_FIELDS = ("first_name", "last_name", "phone", "country", "company", "title")
 _NAME_FIELDS = ("first_name", "last_name", "company")
 _DAWN = datetime.min.replace(tzinfo=UTC)  # sorts a lead never seen before every other
 
 
+def uuid5_hex(name: str) -> str:
+    """`uuid.uuid5(LEADBRIDGE_NS, name).hex`, without building a UUID object: RFC 4122's
+    SHA-1 of namespace + name, version 5 and variant bits set. Two keys per lead on every
+    ingest made `uuid.UUID`'s own checks 2.5 % of the run; the test proves the two equal."""
+    digest = bytearray(hashlib.sha1(_NS_BYTES + name.encode(), usedforsecurity=False).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return digest[:16].hex()
+
+
 def lead_key(email: str, offer_key: str) -> str:
     """`uuid5(LEADBRIDGE_NS, email + "|" + offer_key)` as 32 hex chars."""
-    return uuid.uuid5(LEADBRIDGE_NS, f"{email}|{offer_key}").hex
+    return uuid5_hex(f"{email}|{offer_key}")
 
 
 def person_key(email: str) -> str:
     """A hex stand-in for the email where a person must be named outside the store (a
     PostgreSQL advisory lock): no address leaves in a statement or a server log."""
-    return uuid.uuid5(LEADBRIDGE_NS, f"person|{email}").hex
+    return uuid5_hex(f"person|{email}")
 
 
 # Mailbox providers anyone can sign up to: their domain says nothing about an employer.
@@ -118,7 +130,7 @@ def company_key(company: str | None, email: str | None) -> str | None:
     name = company_name_key(company)
     if name is None:
         return None
-    return uuid.uuid5(LEADBRIDGE_NS, f"company|{name}|{mail_domain(email) or ''}").hex
+    return uuid5_hex(f"company|{name}|{mail_domain(email) or ''}")
 
 
 def offer_key(parsed: MarketplaceLead, aliases: dict[str, str]) -> str:

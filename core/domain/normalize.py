@@ -83,7 +83,10 @@ def text(value: object) -> str | None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    cleaned = unicodedata.normalize("NFC", _CONTROL.sub("", value)).strip()
+    if value.isascii() and value.isprintable():  # nearly every value: nothing to remove
+        cleaned = value.strip()  # and NFC leaves ASCII as it is
+    else:
+        cleaned = unicodedata.normalize("NFC", _CONTROL.sub("", value)).strip()
     return cleaned or None
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from leadbridge.core.domain import identity
@@ -26,6 +27,16 @@ def test_lead_key_is_deterministic_hex_and_per_offer() -> None:
     assert key != identity.lead_key("jsmith@contoso.com", "contoso.other")
     # Pinned: changing the namespace or the formula would orphan every CRM record written.
     assert key == "a38dad24866651e0974673be1388f6d1"
+
+
+def test_keys_are_the_uuid5_every_crm_record_was_written_with() -> None:
+    """The hand-rolled uuid5 equals the standard library's, for every kind of name: keys
+    already written into CRMs must never change."""
+    names = ["a@b.com|contoso.app", "person|ü@bücher.de", "company|contoso|", "", "x" * 500]
+    for name in names:
+        assert identity.uuid5_hex(name) == uuid.uuid5(identity.LEADBRIDGE_NS, name).hex
+    expected = uuid.uuid5(identity.LEADBRIDGE_NS, "a@b.com|contoso.app").hex
+    assert identity.lead_key("a@b.com", "contoso.app") == expected
 
 
 def test_offer_key_prefers_id_then_alias_then_title() -> None:
