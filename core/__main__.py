@@ -2,4 +2,5 @@
 
 from leadbridge.core.app.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned worker imports this module: it must not run the CLI
+    main()

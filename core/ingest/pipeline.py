@@ -31,6 +31,7 @@ from leadbridge.core.connector import Countable, MalformedLead, Source, parse_ra
 from leadbridge.core.domain import identity, normalize, qualify
 from leadbridge.core.domain.models import Event, Lead, MarketplaceLead, RawLead
 from leadbridge.core.ingest import forgotten
+from leadbridge.core.ingest.parse_ahead import START_AFTER_BATCHES, ParseAhead
 from leadbridge.core.ingest.redact import landed, redact
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
@@ -124,23 +125,73 @@ def ingest(
 
     batch: list[RawLead] = []
     position = cursor
-    for raw, position in source.fetch(cursor):
-        batch.append(raw)
-        if len(batch) >= settings.batch_size:
+    ahead = _Ahead(store, settings)
+    try:
+        for raw, position in source.fetch(cursor):
+            batch.append(raw)
+            if len(batch) >= settings.batch_size:
+                _land(store, cursor_key, batch, position, report)
+                faults.point("ingest.after_land")
+                report.add(ahead.process_landed(stop))
+                batch = []
+                batch_done()
+                if stop is not None and stop.is_set():
+                    return report
+        if batch or (position is not None and position != cursor):
             _land(store, cursor_key, batch, position, report)
-            faults.point("ingest.after_land")
-            report.add(process_pending(store, settings, stop=stop))
-            batch = []
-            batch_done()
-            if stop is not None and stop.is_set():
-                return report
-    if batch or (position is not None and position != cursor):
-        _land(store, cursor_key, batch, position, report)
-    report.add(process_pending(store, settings, stop=stop))
+        report.add(process_pending(store, settings, stop=stop, ahead=ahead.worker))
+    finally:
+        ahead.close()
     batch_done()
     if watcher is not None:
         watcher.finish()
     return report
+
+
+class _Ahead:
+    """One ingest's processing of what it landed, pipelined once the ingest proves long.
+
+    Short: each landed batch is processed at once, as it always was. From the
+    `START_AFTER_BATCHES`-th batch on, each landed batch is handed to the parsing worker
+    (core/ingest/parse_ahead.py), and the batch handed the time before — parsed by now,
+    while this one was read and landed — is processed. So a stop leaves at most the last
+    two batches landed and unprocessed, which the `process` job (or the next run) takes.
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.batches = 0
+        self.worker: ParseAhead | None = None
+        self.handed_through: int | None = None  # the highest raw lead id handed over
+
+    def process_landed(self, stop: threading.Event | None) -> IngestReport:
+        self.batches += 1
+        if self.worker is None:
+            if self.batches < START_AFTER_BATCHES:
+                return process_pending(self.store, self.settings, stop=stop)
+            kinds = {config.name: config.kind for config in self.settings.source_configs()}
+            self.worker = ParseAhead(kinds)
+            self.handed_through = self._hand()
+            return IngestReport()  # everything landed before is processed
+        through, self.handed_through = self.handed_through, self._hand()
+        done = process_pending(
+            self.store, self.settings, stop=stop, ahead=self.worker, through=through
+        )
+        if through is not None:
+            self.worker.drop_through(through)
+        return done
+
+    def _hand(self) -> int | None:
+        """Hand the rows landed since the last handing to the worker; the new high mark."""
+        assert self.worker is not None
+        with self.store.connect() as conn:
+            rows = repo.raw_leads_landed_after(conn, self.handed_through, self.settings.batch_size)
+        self.worker.hand(rows)
+        return rows[-1].id if rows else self.handed_through
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
 
 
 def _land(
@@ -167,7 +218,12 @@ def land_one(store: Store, raw: RawLead) -> None:
 
 
 def process_pending(
-    store: Store, settings: Settings, *, stop: threading.Event | None = None
+    store: Store,
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    ahead: ParseAhead | None = None,
+    through: int | None = None,
 ) -> IngestReport:
     """Turn every landed-but-unprocessed raw lead into lead changes, a batch at a time.
 
@@ -175,6 +231,9 @@ def process_pending(
     A value that can't be stored (`_REFUSED_VALUES`) fails the batch's write as a whole
     instead; that batch is then processed again record by record, so only the record at
     fault is set aside and the run never stalls on it.
+
+    `through` stops at that raw lead id; `ahead` holds parses done in the worker
+    (core/ingest/parse_ahead.py), used where they match the row.
     """
     report = IngestReport()
     while stop is None or not stop.is_set():
@@ -182,11 +241,11 @@ def process_pending(
         ids: list[int] = []
         try:
             with store.begin() as conn:
-                rows = repo.pending_raw_leads(conn, settings.batch_size)
+                rows = repo.pending_raw_leads(conn, settings.batch_size, through)
                 if not rows:
                     return report
                 ids = [row.id for row in rows]
-                _process_batch(conn, rows, settings, done)
+                _process_batch(conn, rows, settings, done, ahead)
         except _REFUSED_VALUES as exc:
             if not ids:
                 raise
@@ -249,6 +308,7 @@ class _Batch:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     last_test_at: datetime | None = None
     source_kinds: dict[str, str] = field(default_factory=dict)  # source name → connector kind
+    ahead: ParseAhead | None = None  # parses done in the worker (core/ingest/parse_ahead.py)
     # Metric increments, counted per (source, action) and per (source, reason) and added to
     # the counters once per batch: a labelled `.inc()` per record was 3 % of an ingest.
     actions: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -256,7 +316,11 @@ class _Batch:
 
 
 def _process_batch(
-    conn: Connection, rows: Sequence[Any], settings: Settings, report: IngestReport
+    conn: Connection,
+    rows: Sequence[Any],
+    settings: Settings,
+    report: IngestReport,
+    ahead: ParseAhead | None = None,
 ) -> None:
     """Each step runs record by record and a record that raises anything is quarantined on
     its own (`_unprocessable`): one poison pill must not roll back, on every run, the
@@ -265,6 +329,7 @@ def _process_batch(
         now=utcnow(),
         aliases=repo.load_aliases(conn) | _configured_aliases(settings),
         source_kinds={config.name: config.kind for config in settings.source_configs()},
+        ahead=ahead,
     )
     parsed_rows = []
     for row in rows:
@@ -350,7 +415,10 @@ def _parse(
     row: Any, batch: _Batch, settings: Settings, report: IngestReport
 ) -> MarketplaceLead | None:
     try:
-        parsed = parse_raw(landed(row), batch.source_kinds.get(row.source))
+        raw = landed(row)
+        parsed = batch.ahead.take(row, raw) if batch.ahead is not None else None
+        if parsed is None:
+            parsed = parse_raw(raw, batch.source_kinds.get(row.source))
     except MalformedLead as exc:
         _quarantine(row, batch, "malformed", exc.field, exc.reason, exc.fix)
         batch.reasons[row.source, "malformed"] += 1

@@ -147,18 +147,28 @@ def land(conn: Connection, raws: Sequence[RawLead], received_at: datetime) -> No
     )
 
 
-def pending_raw_leads(conn: Connection, limit: int) -> list[Any]:
-    """Landed raw leads not processed yet. On PostgreSQL they stay locked until the caller's
-    transaction ends, and rows another worker holds are skipped: no raw lead is processed by
-    two workers, and none waits on another."""
-    stmt = (
-        select(raw_leads).where(raw_leads.c.status == "new").order_by(raw_leads.c.id).limit(limit)
-    )
+def pending_raw_leads(conn: Connection, limit: int, through: int | None = None) -> list[Any]:
+    """Landed raw leads not processed yet (with ids up to `through`, when given). On
+    PostgreSQL they stay locked until the caller's transaction ends, and rows another worker
+    holds are skipped: no raw lead is processed by two workers, and none waits on another."""
+    stmt = select(raw_leads).where(raw_leads.c.status == "new")
+    if through is not None:
+        stmt = stmt.where(raw_leads.c.id <= through)
+    stmt = stmt.order_by(raw_leads.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     else:
         take_write_lock(conn)
     return list(conn.execute(stmt))
+
+
+def raw_leads_landed_after(conn: Connection, after: int | None, limit: int) -> list[Any]:
+    """Unprocessed raw leads with ids above `after`, read without a lock: what was just
+    landed, to parse ahead (core/ingest/parse_ahead.py). Processing reads them again, locked."""
+    stmt = select(raw_leads).where(raw_leads.c.status == "new")
+    if after is not None:
+        stmt = stmt.where(raw_leads.c.id > after)
+    return list(conn.execute(stmt.order_by(raw_leads.c.id).limit(limit)))
 
 
 def take_write_lock(conn: Connection) -> None:

@@ -1,0 +1,127 @@
+"""Parsing landed raw leads on the second core while the first merges and writes.
+
+Parsing a raw lead — reading the payload's shape, normalising email, phone, country and
+text — needs nothing from the store and is a third of an ingest's time (docs/benchmarks.md).
+A long ingest lands batch N, hands its rows to a worker process here, and meanwhile
+merges and writes batch N-1, whose parse came back while batch N was read and landed.
+
+What comes back is only ever a shortcut. A result is used for a row only when the raw lead
+it was parsed from equals, field by field, the row as processing reads it under its lock
+(a payload redacted or a row taken by another replica in between is parsed again, inline);
+a row never handed over, a worker that died, or an error other than `MalformedLead` is
+parsed inline exactly as without this module, so the quarantine reasons and the lead
+history are the same either way (tests/core/ingest/test_parse_ahead.py).
+
+The worker is a `spawn`ed process (the daemon has threads: a fork could copy a held lock)
+started only once an ingest has proved long, and stopped when the ingest ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from leadbridge.core.connector import MalformedLead, parse_raw
+from leadbridge.core.domain.models import MarketplaceLead, RawLead
+from leadbridge.core.ingest.redact import landed
+
+log = logging.getLogger("leadbridge.pipeline")
+# Batches an ingest lands before it starts the worker: a poll of a few hundred rows (the
+# daemon's usual run) never pays the worker's start (~1 s of imports, on the other core).
+START_AFTER_BATCHES = 4
+
+# One raw lead's parse as the worker sends it back: ("ok", lead), ("malformed", field,
+# reason, fix), or ("error",) — the last parsed again inline, where it raises for real.
+Outcome = tuple[Any, ...]
+
+
+def parse_all(raws: Sequence[RawLead], kinds: dict[str, str]) -> list[Outcome]:
+    """The worker's job: parse each raw lead; never raises for one record."""
+    out: list[Outcome] = []
+    for raw in raws:
+        try:
+            out.append(("ok", parse_raw(raw, kinds.get(raw.source))))
+        except MalformedLead as exc:
+            out.append(("malformed", exc.field, exc.reason, exc.fix))
+        except Exception:  # parsed again inline, where it is quarantined as unprocessable
+            out.append(("error",))
+    return out
+
+
+@dataclass
+class _Handed:
+    raw: RawLead
+    future: Future[list[Outcome]]
+    index: int
+
+
+class ParseAhead:
+    """The worker and the raw leads handed to it, by raw lead id."""
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = kinds  # source name → the connector kind that landed it
+        self._pool: ProcessPoolExecutor | None = None
+        self._handed: dict[int, _Handed] = {}
+        self._broken = False
+
+    def hand(self, rows: Sequence[Any]) -> None:
+        """Start parsing these landed rows (each with `id` and the raw lead's columns)."""
+        if self._broken or not rows:
+            return
+        raws = [landed(row) for row in rows]
+        try:
+            future = self._worker().submit(parse_all, raws, self.kinds)
+        except Exception as exc:  # a broken pool refuses new work: go on inline
+            self._give_up(exc)
+            return
+        for index, (row, raw) in enumerate(zip(rows, raws, strict=True)):
+            self._handed[row.id] = _Handed(raw, future, index)
+
+    def take(self, row: Any, raw: RawLead) -> MarketplaceLead | None:
+        """The worker's lead for this row, or None (parse it inline). Raises the row's
+        `MalformedLead` when that is what the worker found."""
+        handed = self._handed.pop(row.id, None)
+        if handed is None or handed.raw != raw or self._broken:
+            return None
+        try:
+            outcome = handed.future.result()[handed.index]
+        except Exception as exc:  # the worker died: this and every later row inline
+            self._give_up(exc)
+            return None
+        if outcome[0] == "ok":
+            lead: MarketplaceLead = outcome[1]
+            return lead
+        if outcome[0] == "malformed":
+            raise MalformedLead(outcome[1], outcome[2], outcome[3])
+        return None
+
+    def drop_through(self, last_id: int) -> None:
+        """Forget rows up to `last_id`, processed by now (here, or by another replica that
+        took them first): a long run must not keep their payloads."""
+        for rid in [rid for rid in self._handed if rid <= last_id]:
+            del self._handed[rid]
+
+    def close(self) -> None:
+        """Stop the worker; whatever it still had in hand is dropped (parsed inline later)."""
+        self._handed.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _worker(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def _give_up(self, exc: BaseException) -> None:
+        if not self._broken:
+            log.warning(
+                "the parsing worker stopped; parsing in this process",
+                extra={"error": type(exc).__name__},
+            )
+        self._broken = True
+        self._handed.clear()

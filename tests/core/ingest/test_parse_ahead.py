@@ -1,0 +1,235 @@
+"""Parsing on the second core (core/ingest/parse_ahead.py) changes nothing but the time: a
+long ingest with the worker leaves the store exactly as one without it — leads, events,
+raw statuses, quarantine reasons — even when the worker dies midway, when the ingest is
+stopped, and when a row changed between handing and processing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
+from leadbridge.core.app.synthetic import raw_payloads
+from leadbridge.core.connector import MalformedLead
+from leadbridge.core.domain.models import RawLead
+from leadbridge.core.ingest import parse_ahead, pipeline
+from leadbridge.core.ingest.pipeline import ingest, process_pending
+from leadbridge.core.settings import Settings, load_settings
+from leadbridge.core.store.repo import Store
+from leadbridge.core.store.tables import events, leads, quarantine, raw_leads
+
+BATCH = 20
+
+
+def _leads_file(path: Path) -> Path:
+    """Synthetic leads (returning customers among them) with, every 25 lines, one of each
+    kind of record that is set aside: not JSON, an unreadable LeadSource, a test lead and
+    one without an email."""
+    odd = [
+        "{not json",
+        json.dumps({"LeadSource": {"nested": 1}, "UserDetails": {"Email": "o@contoso.com"}}),
+        json.dumps(
+            {
+                "LeadSource": "AzureMarketplace-INS|contoso.app",
+                "UserDetails": {"Email": "MSFT_TEST_x@microsoft.com", "LastName": "T"},
+            }
+        ),
+        json.dumps({"LeadSource": "AzureMarketplace-INS|contoso.app", "UserDetails": {}}),
+    ]
+    lines = []
+    for i, payload in enumerate(raw_payloads(300, seed=5)):
+        lines.append(json.dumps(payload))
+        if i % 25 == 24:
+            lines.append(odd[(i // 25) % len(odd)])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _settings(tmp_path: Path, name: str, leads_file: Path) -> Settings:
+    source = {"name": "drop", "kind": "leads_file", "path": str(leads_file)}
+    return load_settings(
+        None, store=f"sqlite:///{tmp_path / name}", batch_size=BATCH, sources=[source]
+    )
+
+
+def _source(leads_file: Path) -> LeadsFileSource:
+    return LeadsFileSource(LeadsFileConfig(name="drop", path=leads_file))
+
+
+def _contents(store: Store) -> dict[str, Any]:
+    """What processing decided, without the times each run stamps."""
+    with store.connect() as conn:
+        return {
+            "raw": sorted(
+                conn.execute(
+                    select(raw_leads.c.source_key, raw_leads.c.status, raw_leads.c.lead_key)
+                )
+            ),
+            "leads": sorted(
+                conn.execute(
+                    select(leads.c.lead_key, leads.c.email, leads.c.offer_key, leads.c.stage)
+                )
+            ),
+            "events": sorted(conn.execute(select(events.c.lead_key, events.c.kind))),
+            "quarantine": sorted(
+                conn.execute(
+                    select(raw_leads.c.source_key, quarantine.c.reason, quarantine.c.field).join(
+                        raw_leads, raw_leads.c.id == quarantine.c.raw_lead_id
+                    )
+                )
+            ),
+        }
+
+
+@pytest.fixture
+def leads_file(tmp_path: Path) -> Path:
+    return _leads_file(tmp_path / "leads.jsonl")
+
+
+@pytest.fixture
+def reference(tmp_path: Path, leads_file: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The store after an ingest that never starts the worker."""
+    monkeypatch.setattr(pipeline, "START_AFTER_BATCHES", 10**9)
+    settings = _settings(tmp_path, "reference.db", leads_file)
+    store = Store(settings.store)
+    ingest(_source(leads_file), store, settings)
+    contents = _contents(store)
+    store.dispose()
+    monkeypatch.setattr(pipeline, "START_AFTER_BATCHES", 2)
+    assert {reason for _, reason, _ in contents["quarantine"]} >= {"malformed", "test"}
+    return contents
+
+
+@pytest.fixture
+def inline_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the raw leads parsed in this process rather than taken from the worker."""
+    counted: list[int] = []
+    real = pipeline.parse_raw
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        counted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "parse_raw", counting)
+    return counted
+
+
+def test_the_worker_parses_and_the_store_ends_the_same(
+    tmp_path: Path, leads_file: Path, reference: dict[str, Any], inline_parses: list[int]
+) -> None:
+    settings = _settings(tmp_path, "ahead.db", leads_file)
+    store = Store(settings.store)
+    report = ingest(_source(leads_file), store, settings)
+    assert _contents(store) == reference
+    assert report.processed == len(reference["raw"])
+    # Only the first batch, the last and the few records the worker couldn't parse were
+    # parsed here: the worker did the rest.
+    assert len(inline_parses) < len(reference["raw"]) // 3
+    store.dispose()
+
+
+def test_a_worker_that_dies_midway_changes_nothing(
+    tmp_path: Path,
+    leads_file: Path,
+    reference: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_hand = parse_ahead.ParseAhead.hand
+    handed: list[int] = []
+
+    def hand_then_kill(self: parse_ahead.ParseAhead, rows: Any) -> None:
+        real_hand(self, rows)
+        handed.append(len(rows))
+        if len(handed) == 3 and self._pool is not None:
+            self._pool.submit(os.getpid).result()  # started, then SIGKILLed
+            for process in list(self._pool._processes.values()):
+                os.kill(process.pid, signal.SIGKILL)
+
+    monkeypatch.setattr(parse_ahead.ParseAhead, "hand", hand_then_kill)
+    settings = _settings(tmp_path, "killed.db", leads_file)
+    store = Store(settings.store)
+    with caplog.at_level(logging.WARNING, logger="leadbridge.pipeline"):
+        ingest(_source(leads_file), store, settings)
+    assert len(handed) > 3
+    assert "the parsing worker stopped" in caplog.text
+    assert _contents(store) == reference
+    store.dispose()
+
+
+def test_a_stopped_ingest_leaves_what_it_landed_to_the_next_run(
+    tmp_path: Path, leads_file: Path, reference: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+    real = pipeline._land
+    landed: list[int] = []
+
+    def land_then_stop(*args: Any, **kwargs: Any) -> None:
+        real(*args, **kwargs)
+        landed.append(1)
+        if len(landed) == 5:
+            stop.set()
+
+    monkeypatch.setattr(pipeline, "_land", land_then_stop)
+    settings = _settings(tmp_path, "stopped.db", leads_file)
+    store = Store(settings.store)
+    report = ingest(_source(leads_file), store, settings, stop=stop)
+    assert report.fetched == 5 * BATCH
+    with store.connect() as conn:
+        new = conn.execute(select(raw_leads.c.id).where(raw_leads.c.status == "new")).all()
+    # Landed, not yet processed: the batch handed over last and, as the stop came before
+    # its processing, the one handed before it.
+    assert 0 < len(new) <= 2 * BATCH
+    process_pending(store, settings)  # what the `process` job does next
+    monkeypatch.setattr(pipeline, "_land", real)
+    ingest(_source(leads_file), store, settings)  # the run after: from the cursor on
+    assert _contents(store) == reference
+    store.dispose()
+
+
+def _row(rid: int, raw: RawLead) -> SimpleNamespace:
+    return SimpleNamespace(
+        id=rid,
+        source=raw.source,
+        source_key=raw.source_key,
+        kind=raw.kind,
+        payload=raw.payload,
+        occurred_at=raw.occurred_at,
+    )
+
+
+def test_a_result_is_used_only_for_the_row_it_was_parsed_from() -> None:
+    good = RawLead(
+        "drop",
+        "k1",
+        "https",
+        {
+            "LeadSource": "AzureMarketplace-INS|contoso.app",
+            "UserDetails": {"Email": "ana@contoso.com", "LastName": "P"},
+        },
+    )
+    bad = RawLead("drop", "k2", "https", {"LeadSource": {"x": 1}})
+    ahead = parse_ahead.ParseAhead({"drop": "leads_file"})
+    try:
+        ahead.hand([_row(1, good), _row(2, bad), _row(3, good)])
+        lead = ahead.take(_row(1, good), good)
+        assert lead is not None and lead.email == "ana@contoso.com"
+        with pytest.raises(MalformedLead) as found:
+            ahead.take(_row(2, bad), bad)
+        assert found.value.field == "leadsource"  # as the parser names it inline
+        # Redacted since it was handed over: the worker's lead is not this row's.
+        redacted = RawLead("drop", "k1", "https", {"LeadSource": "AzureMarketplace-INS|x.y"})
+        assert ahead.take(_row(3, redacted), redacted) is None
+        assert ahead.take(_row(4, good), good) is None  # never handed
+        assert ahead.take(_row(1, good), good) is None  # taken once
+    finally:
+        ahead.close()
