@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +37,9 @@ log = logging.getLogger("leadbridge.pipeline")
 # Batches an ingest lands before it starts the worker: a poll of a few hundred rows (the
 # daemon's usual run) never pays the worker's start (~1 s of imports, on the other core).
 START_AFTER_BATCHES = 4
+# How long processing waits for a batch's parse before it gives the worker up: a batch
+# takes it well under a second; a worker stopped or stuck must not stall the ingest.
+WAIT_S = 60.0
 
 # One raw lead's parse as the worker sends it back: ("ok", lead), ("malformed", field,
 # reason, fix), or ("error",) — the last parsed again inline, where it raises for real.
@@ -88,8 +95,8 @@ class ParseAhead:
         if handed is None or handed.raw != raw or self._broken:
             return None
         try:
-            outcome = handed.future.result()[handed.index]
-        except Exception as exc:  # the worker died: this and every later row inline
+            outcome = handed.future.result(timeout=WAIT_S)[handed.index]
+        except Exception as exc:  # died or hung: this and every later row inline
             self._give_up(exc)
             return None
         if outcome[0] == "ok":
@@ -114,7 +121,9 @@ class ParseAhead:
 
     def _worker(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_in_worker
+            )
         return self._pool
 
     def _give_up(self, exc: BaseException) -> None:
@@ -125,3 +134,24 @@ class ParseAhead:
             )
         self._broken = True
         self._handed.clear()
+        if self._pool is not None:  # a hung worker is not waited for
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _in_worker() -> None:
+    """The worker's start: Ctrl-C is the parent's to handle (it stops the worker when it
+    ends), and a parent gone without a word — SIGKILL, OOM — takes the worker with it,
+    instead of leaving it adopted by init, holding the parent's stdout open."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def orphaned() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=orphaned, name="parent-watch", daemon=True).start()

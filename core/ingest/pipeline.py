@@ -107,7 +107,8 @@ def ingest(
 
     `cursor_key` lets a backfill read the source from the start under its own cursor, so an
     interrupted backfill resumes where it stopped and the live cursor never moves back.
-    `stop` (the daemon's shutdown) ends the run after the batch in hand is committed.
+    `stop` (the daemon's shutdown) ends the run after the batch in hand is committed;
+    what was landed and not processed yet is the `process` job's (see `_Ahead`).
     """
     report = IngestReport(source=source.name)
     cursor_key = cursor_key or state.source_cursor(source.name)

@@ -233,3 +233,65 @@ def test_a_result_is_used_only_for_the_row_it_was_parsed_from() -> None:
         assert ahead.take(_row(1, good), good) is None  # taken once
     finally:
         ahead.close()
+
+
+_KILLED_PARENT = """
+import os, signal, sys
+from types import SimpleNamespace
+from leadbridge.core.ingest.parse_ahead import ParseAhead
+ahead = ParseAhead({})
+row = SimpleNamespace(id=1, source="s", source_key="k", kind="https", payload={}, occurred_at=None)
+ahead.hand([row])
+ahead._pool.submit(os.getpid).result()
+print([p.pid for p in ahead._pool._processes.values()][0], flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+def test_the_worker_dies_with_a_killed_parent() -> None:
+    """SIGKILL leaves no orphan behind: the worker notices its parent is gone."""
+    import subprocess
+    import sys
+    import time
+
+    done = subprocess.run(
+        [sys.executable, "-c", _KILLED_PARENT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the parsing worker outlived its parent"
+
+
+def test_a_stuck_worker_is_given_up_and_rows_are_parsed_here(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(parse_ahead, "WAIT_S", 1.0)
+    raw = RawLead("drop", "k1", "https", {"LeadSource": "AzureMarketplace-INS|contoso.app"})
+    ahead = parse_ahead.ParseAhead({"drop": "leads_file"})
+    try:
+        ahead.hand([_row(1, raw)])
+        assert ahead._pool is not None
+        ahead._pool.submit(os.getpid).result()
+        worker = next(iter(ahead._pool._processes.values()))
+        os.kill(worker.pid, signal.SIGSTOP)  # stuck: alive, answering nothing
+        ahead.hand([_row(2, raw)])
+        with caplog.at_level(logging.WARNING, logger="leadbridge.pipeline"):
+            assert ahead.take(_row(2, raw), raw) is None
+        assert "the parsing worker stopped" in caplog.text
+        assert ahead._pool is None  # killed, not waited for
+        ahead.hand([_row(3, raw)])  # and not started again in this run
+        assert ahead.take(_row(3, raw), raw) is None
+    finally:
+        ahead.close()
