@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     offers: dict[str, str] = Field(default_factory=dict)  # offer display title → publisher.offer
     placeholder: str = "[not provided]"
     batch_size: int = Field(default=500, ge=1, le=10000)
+    # A long ingest parses on a second process (core/ingest/parse_ahead.py); false keeps
+    # every step in this one (a machine with one core, or to compare).
+    parse_worker: bool = True
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     # --- alerts (issue 18) ---

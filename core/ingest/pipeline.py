@@ -168,7 +168,7 @@ class _Ahead:
     def process_landed(self, stop: threading.Event | None) -> IngestReport:
         self.batches += 1
         if self.worker is None:
-            if self.batches < START_AFTER_BATCHES:
+            if self.batches < START_AFTER_BATCHES or not self.settings.parse_worker:
                 return process_pending(self.store, self.settings, stop=stop)
             kinds = {config.name: config.kind for config in self.settings.source_configs()}
             self.worker = ParseAhead(kinds)

@@ -295,3 +295,21 @@ def test_a_stuck_worker_is_given_up_and_rows_are_parsed_here(
         assert ahead.take(_row(3, raw), raw) is None
     finally:
         ahead.close()
+
+
+def test_parse_worker_false_keeps_every_step_in_this_process(
+    tmp_path: Path, leads_file: Path, reference: dict[str, Any], inline_parses: list[int]
+) -> None:
+    source = {"name": "drop", "kind": "leads_file", "path": str(leads_file)}
+    settings = load_settings(
+        None,
+        store=f"sqlite:///{tmp_path / 'one.db'}",
+        batch_size=BATCH,
+        sources=[source],
+        parse_worker=False,
+    )
+    store = Store(settings.store)
+    ingest(_source(leads_file), store, settings)
+    assert _contents(store) == reference
+    assert len(inline_parses) == len(reference["raw"])  # every raw lead parsed here
+    store.dispose()
