@@ -204,6 +204,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--tablePort",
             str(port),
             "--inMemoryPersistence",
+            "--disableTelemetry",  # by default Azurite reports to Microsoft: loopback only
             "--skipApiVersionCheck",
             "--disableProductStyleUrl",
             "--debug",
