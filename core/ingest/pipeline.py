@@ -170,8 +170,7 @@ class _Ahead:
         if self.worker is None:
             if self.batches < START_AFTER_BATCHES or not self.settings.parse_worker:
                 return process_pending(self.store, self.settings, stop=stop)
-            kinds = {config.name: config.kind for config in self.settings.source_configs()}
-            self.worker = ParseAhead(kinds)
+            self.worker = ParseAhead(_source_kinds(self.settings))
             self.handed_through = self._hand()
             return IngestReport()  # everything landed before is processed
         through, self.handed_through = self.handed_through, self._hand()
@@ -329,7 +328,7 @@ def _process_batch(
     batch = _Batch(
         now=utcnow(),
         aliases=repo.load_aliases(conn) | _configured_aliases(settings),
-        source_kinds={config.name: config.kind for config in settings.source_configs()},
+        source_kinds=_source_kinds(settings),
         ahead=ahead,
     )
     parsed_rows = []
@@ -361,6 +360,11 @@ def _process_batch(
     _count(batch)
     faults.point("process.before_commit")
     report.processed += len(rows)
+
+
+def _source_kinds(settings: Settings) -> dict[str, str]:
+    """Source name → the connector kind that lands its raw leads: the parser to try first."""
+    return {config.name: config.kind for config in settings.source_configs()}
 
 
 def _count(batch: _Batch) -> None:
