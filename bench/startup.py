@@ -4,10 +4,12 @@ Each command runs as a fresh process, `--runs` times, interleaved with the basel
 bare `python -c pass`, the interpreter's own start on this machine — so the figure that
 matters is leadbridge's cost on top of it, side by side in the same run:
 
-    python bench/startup.py [--runs 15]
+    python bench/startup.py [--runs 15] [--before DIR]
 
 `status` reads a small SQLite store (made first, migrated), so it pays for the store's
-libraries; `--help` and `--version` load none of leadbridge's machinery (core/app/cli.py
+libraries — the row "libraries status needs" imports those alone (SQLAlchemy, pydantic-
+settings, PyYAML, rich, typer's parameter layer), the floor no change to leadbridge can go
+under; `--help` and `--version` load none of leadbridge's machinery (core/app/cli.py
 imports it lazily).
 
 Every command runs with compiled bytecode, as an installed leadbridge does (pip compiles
@@ -30,6 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+STATUS_LIBRARIES = (
+    "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic_settings, yaml, rich.console,"
+    " typer.main, typer._adapters"
+)
+
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall time, and the child's CPU time (user + system): on a shared machine the wall
@@ -49,8 +56,12 @@ def child_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def commands(tmp: Path, env: dict[str, str]) -> dict[str, list[str]]:
-    """The commands timed, with a small migrated SQLite store for `status`."""
+Command = tuple[list[str], dict[str, str]]
+
+
+def commands(tmp: Path, env: dict[str, str], before: Path | None) -> dict[str, Command]:
+    """The commands timed, with a small migrated SQLite store for `status`; with `before`,
+    `--help` and `status` again from that earlier tree, in the same interleaved run."""
     config = tmp / "lb.yaml"
     config.write_text(
         f"store: sqlite:///{tmp / 'lb.db'}\n"
@@ -59,32 +70,50 @@ def commands(tmp: Path, env: dict[str, str]) -> dict[str, list[str]]:
     )
     leadbridge = [sys.executable, "-m", "leadbridge.core"]
     subprocess.run([*leadbridge, "--config", str(config), "db", "upgrade"], check=True, env=env)
-    return {
-        "python -c pass (baseline)": [sys.executable, "-c", "pass"],
-        "leadbridge --help": [*leadbridge, "--help"],
-        "leadbridge --version": [*leadbridge, "--version"],
-        "leadbridge status": [*leadbridge, "--config", str(config), "status"],
+    status = [*leadbridge, "--config", str(config), "status"]
+    timed_commands = {
+        "python -c pass (baseline)": ([sys.executable, "-c", "pass"], env),
+        # The floor under `status` on this stack: the libraries it cannot run without, and
+        # nothing of leadbridge's — what is left above this row is leadbridge's own.
+        "libraries status needs, imported (floor)": (
+            [sys.executable, "-c", STATUS_LIBRARIES],
+            env,
+        ),
+        "leadbridge --help": ([*leadbridge, "--help"], env),
+        "leadbridge --version": ([*leadbridge, "--version"], env),
+        "leadbridge status": (status, env),
     }
+    if before is not None:
+        earlier = env | {"PYTHONPATH": str(before)}
+        timed_commands["leadbridge --help (before)"] = ([*leadbridge, "--help"], earlier)
+        timed_commands["leadbridge status (before)"] = (status, earlier)
+    return timed_commands
 
 
-def measure(runs: int) -> dict[str, list[tuple[float, float]]]:
+def measure(runs: int, before: Path | None) -> dict[str, list[tuple[float, float]]]:
     with tempfile.TemporaryDirectory() as tmp:
         env = child_env(Path(tmp))
-        argvs = commands(Path(tmp), env)
-        for argv in argvs.values():  # warm-up: bytecode written, files in the page cache
-            timed(argv, env)
+        argvs = commands(Path(tmp), env, before)
+        for argv, argv_env in argvs.values():  # warm-up: bytecode written, pages cached
+            timed(argv, argv_env)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in argvs}
         for _ in range(runs):  # interleaved: a noisy moment hits every command alike
-            for name, argv in argvs.items():
-                times[name].append(timed(argv, env))
+            for name, (argv, argv_env) in argvs.items():
+                times[name].append(timed(argv, argv_env))
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a directory holding an earlier tree as a `leadbridge` package (leadbridge/core, "
+        "leadbridge/connectors), put first on PYTHONPATH for the '(before)' rows",
+    )
     args = parser.parse_args()
-    times = measure(args.runs)
+    times = measure(args.runs, args.before)
     base = statistics.median(wall for wall, _ in times["python -c pass (baseline)"])
     print(
         f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from leadbridge.core.domain.alerting import LEAD_EVENTS, AlertEvent, AlertSettings
+from leadbridge.core.store.dialect import insert
 from leadbridge.core.store.tables import alert_channels, alerts
 
 PENDING, SENT, DROPPED = "pending", "sent", "dropped"
@@ -66,8 +66,7 @@ def enqueue(
     ]
     if not rows:
         return 0
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(alerts).on_conflict_do_nothing(index_elements=["dedupe_key", "channel"])
+    stmt = insert(conn, alerts).on_conflict_do_nothing(index_elements=["dedupe_key", "channel"])
     result = conn.execute(stmt, rows)
     return max(result.rowcount, 0)
 

@@ -28,12 +28,12 @@ import apprise
 from apprise import NotifyBase
 from apprise.logger import NotifyLogEntry
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from leadbridge.core.alerts import outbox
 from leadbridge.core.alerts.messages import LeadView, Message, RecordUrl, render, summary
 from leadbridge.core.domain.alerting import AlertEvent, AlertSettings, ChannelSettings
 from leadbridge.core.store import repo
+from leadbridge.core.store.dialect import insert
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import alert_channels, target_links
 from leadbridge.core.support import faults, logs, metrics
@@ -314,9 +314,8 @@ def _window(state: Any, settings: AlertSettings, now: datetime) -> tuple[datetim
 
 def _channel_state(conn: Connection, channel: str) -> Any:
     """The channel's row, made on first use."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(
-        dialect.insert(alert_channels)
+        insert(conn, alert_channels)
         .values(name=channel, failures=0, window_sent=0)
         .on_conflict_do_nothing(index_elements=["name"])
     )

@@ -13,9 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-import phonenumbers
 import pycountry
-from email_validator import EmailNotValidError, validate_email
 
 # Names people type that are not in ISO 3166; pycountry knows the rest.
 _COUNTRY_ALIASES = {
@@ -192,6 +190,10 @@ def _email(cleaned: str) -> tuple[str | None, str | None]:
         and "xn--" not in lowered  # a punycode domain is the Unicode one spelled in ASCII
     ):
         return lowered, None
+    # Imported here, on the rare address the plain pattern doesn't settle: the library
+    # compiles its RFC patterns on import, ~20 ms of every command's start-up.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         validated = validate_email(lowered, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
@@ -279,6 +281,8 @@ def phone(value: object, region: str | None) -> str | None:
 
 @lru_cache(maxsize=8192)
 def _phone(cleaned: str, region: str | None) -> str:
+    import phonenumbers  # here, on a cache miss: its metadata costs start-up ~17 ms
+
     parse_region = region if is_iso_country(region) else None
     try:
         parsed = phonenumbers.parse(cleaned, parse_region)

@@ -24,12 +24,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import ClauseElement
 
 from leadbridge.core.domain.models import Event, Lead, RawLead, lead_from_json, lead_to_json
 from leadbridge.core.store import bulk, migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
+from leadbridge.core.store.dialect import insert as _insert
+from leadbridge.core.store.dialect import insert_for as _insert_for
 from leadbridge.core.store.tables import (
     contacts,
     cursors,
@@ -82,16 +83,6 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    return _insert_for(conn.dialect.name, table)
-
-
-def _insert_for(dialect_name: str, table: Table) -> postgresql.Insert | sqlite.Insert:
-    if dialect_name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 def insert_ignore(
