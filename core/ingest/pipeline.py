@@ -236,7 +236,8 @@ def process_pending(
     (core/ingest/parse_ahead.py), used where they match the row.
     """
     report = IngestReport()
-    while stop is None or not stop.is_set():
+    more = True
+    while more and (stop is None or not stop.is_set()):
         done = IngestReport()
         ids: list[int] = []
         try:
@@ -255,6 +256,10 @@ def process_pending(
             )
             done = _process_one_by_one(store, ids, settings)
         report.add(done)
+        # A short batch took every row pending when it was read: no second transaction
+        # (a write lock, on SQLite) to find nothing. A row landed since is the next run's,
+        # as it would be had it landed a moment after that empty read.
+        more = len(ids) >= settings.batch_size
     return report
 
 
@@ -408,9 +413,7 @@ def _load_people(conn: Connection, emails: set[str], keyed: Sequence[Any], batch
     then, in sorted order, every lead of theirs — all known by then, as no worker adds a
     lead to a person whose lock it doesn't hold. One query per batch finds them.
     """
-    repo.lock_leads(conn, [identity.person_key(email) for email in emails])
-    keys = {key for _, _, key in keyed} | repo.lead_keys_by_email(conn, emails)
-    repo.lock_leads(conn, keys)
+    repo.lock_people(conn, emails, {key for _, _, key in keyed})
     batch.loaded = repo.leads_by_email(conn, emails)
     for group in batch.loaded.values():
         batch.leads.update((lead.lead_key, lead) for lead in group)

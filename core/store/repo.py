@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ClauseElement
 
+from leadbridge.core.domain.identity import person_key
 from leadbridge.core.domain.models import Event, Lead, RawLead, lead_from_json, lead_to_json
 from leadbridge.core.store import bulk, migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
@@ -210,6 +211,19 @@ def lock_leads(conn: Connection, keys: Iterable[str]) -> None:
             ),
             {"keys": ordered},
         )
+
+
+def lock_people(conn: Connection, emails: Iterable[str], keys: Iterable[str] = ()) -> None:
+    """Lock these people, then every lead of theirs and `keys` (leads about to be made):
+    the order every writer takes them in, so none waits on another in a cycle.
+
+    On SQLite, which has one writer, there is nothing to lock, and the lookup of the
+    people's lead keys — a query per batch, made only to lock them — is skipped too."""
+    if conn.dialect.name != "postgresql":
+        return
+    emails = set(emails)
+    lock_leads(conn, [person_key(email) for email in emails])
+    lock_leads(conn, set(keys) | lead_keys_by_email(conn, emails))
 
 
 _MARK_RAW = bulk.Bulk(

@@ -35,7 +35,6 @@ from sqlalchemy import Connection, Text, and_, cast, or_, select, update
 
 from leadbridge.core.connector import ConsentReader, HttpTarget
 from leadbridge.core.delivery.pauses import vendor_pause
-from leadbridge.core.domain import identity
 from leadbridge.core.domain.models import Event, Lead, OptOut
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
@@ -187,8 +186,7 @@ def _apply(
 ) -> None:
     """Every lead of each person gets the withdrawal; the changed ones are queued for every
     target. Locks as processing takes them: people first, then their leads, sorted."""
-    repo.lock_leads(conn, [identity.person_key(email) for email in by_person])
-    repo.lock_leads(conn, repo.lead_keys_by_email(conn, by_person))
+    repo.lock_people(conn, by_person)
     people = repo.leads_by_email(conn, by_person)
     changed: list[Lead] = []
     events: list[Event] = []
