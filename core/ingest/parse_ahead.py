@@ -31,7 +31,6 @@ from typing import Any
 
 from leadbridge.core.connector import MalformedLead, parse_raw
 from leadbridge.core.domain.models import MarketplaceLead, RawLead
-from leadbridge.core.ingest.redact import landed
 
 log = logging.getLogger("leadbridge.pipeline")
 # Batches an ingest lands before it starts the worker: a poll of a few hundred rows (the
@@ -64,34 +63,42 @@ class _Handed:
     raw: RawLead
     future: Future[list[Outcome]]
     index: int
+    handing: int  # which `hand` call: the earlier ones are forgotten once processed
 
 
 class ParseAhead:
-    """The worker and the raw leads handed to it, by raw lead id."""
+    """The worker and the raw leads handed to it, by (source, source_key) — a landed row's
+    identity, known before its id is."""
 
     def __init__(self, kinds: dict[str, str]) -> None:
         self.kinds = kinds  # source name → the connector kind that landed it
         self._pool: ProcessPoolExecutor | None = None
-        self._handed: dict[int, _Handed] = {}
+        self._handed: dict[tuple[str, str], _Handed] = {}
+        self._handings = 0
         self._broken = False
 
-    def hand(self, rows: Sequence[Any]) -> None:
-        """Start parsing these landed rows (each with `id` and the raw lead's columns)."""
-        if self._broken or not rows:
+    def hand(self, raws: Sequence[RawLead]) -> None:
+        """Start parsing these raw leads, just landed, as the store holds them: the batch
+        in hand rather than its rows read back. A key twice keeps the first, as landing
+        does; a raw lead the store holds otherwise is simply not equal when taken."""
+        self._handings += 1
+        if self._broken or not raws:
             return
-        raws = [landed(row) for row in rows]
+        as_landed = [_as_landed(raw) for raw in raws]
         try:
-            future = self._worker().submit(parse_all, raws, self.kinds)
+            future = self._worker().submit(parse_all, as_landed, self.kinds)
         except Exception as exc:  # a broken pool refuses new work: go on inline
             self._give_up(exc)
             return
-        for index, (row, raw) in enumerate(zip(rows, raws, strict=True)):
-            self._handed[row.id] = _Handed(raw, future, index)
+        for index, raw in enumerate(as_landed):
+            handed = _Handed(raw, future, index, self._handings)
+            self._handed.setdefault((raw.source, raw.source_key), handed)
 
-    def take(self, row: Any, raw: RawLead) -> MarketplaceLead | None:
-        """The worker's lead for this row, or None (parse it inline). Raises the row's
-        `MalformedLead` when that is what the worker found."""
-        handed = self._handed.pop(row.id, None)
+    def take(self, raw: RawLead) -> MarketplaceLead | None:
+        """The worker's lead for this landed raw lead (as processing read it, under its
+        lock), or None (parse it inline). Raises the row's `MalformedLead` when that is
+        what the worker found."""
+        handed = self._handed.pop((raw.source, raw.source_key), None)
         if handed is None or handed.raw != raw or self._broken:
             return None
         try:
@@ -106,11 +113,12 @@ class ParseAhead:
             raise MalformedLead(outcome[1], outcome[2], outcome[3])
         return None
 
-    def drop_through(self, last_id: int) -> None:
-        """Forget rows up to `last_id`, processed by now (here, or by another replica that
-        took them first): a long run must not keep their payloads."""
-        for rid in [rid for rid in self._handed if rid <= last_id]:
-            del self._handed[rid]
+    def forget_all_but_the_last(self) -> None:
+        """Forget what was handed before the last `hand`, processed by now (here, or by
+        another replica that took it first): a long run must not keep their payloads."""
+        last = self._handings
+        for key in [key for key, handed in self._handed.items() if handed.handing < last]:
+            del self._handed[key]
 
     def close(self) -> None:
         """Stop the worker; whatever it still had in hand is dropped (parsed inline later)."""
@@ -139,6 +147,14 @@ class ParseAhead:
                 process.kill()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _as_landed(raw: RawLead) -> RawLead:
+    """The raw lead as processing will read it back (core/ingest/redact.py `landed`):
+    the store keeps no `received_at` on it."""
+    if raw.received_at is None:
+        return raw
+    return RawLead(raw.source, raw.source_key, raw.kind, raw.payload, raw.occurred_at)
 
 
 def _in_worker() -> None:

@@ -131,9 +131,9 @@ def ingest(
         for raw, position in source.fetch(cursor):
             batch.append(raw)
             if len(batch) >= settings.batch_size:
-                _land(store, cursor_key, batch, position, report)
+                through = _land(store, cursor_key, batch, position, report)
                 faults.point("ingest.after_land")
-                report.add(ahead.process_landed(stop))
+                report.add(ahead.process_landed(batch, through, stop))
                 batch = []
                 batch_done()
                 if stop is not None and stop.is_set():
@@ -163,31 +163,27 @@ class _Ahead:
         self.store, self.settings = store, settings
         self.batches = 0
         self.worker: ParseAhead | None = None
-        self.handed_through: int | None = None  # the highest raw lead id handed over
+        self.handed_through: int | None = None  # the highest raw lead id when last handing
 
-    def process_landed(self, stop: threading.Event | None) -> IngestReport:
+    def process_landed(
+        self, landed: Sequence[RawLead], through: int | None, stop: threading.Event | None
+    ) -> IngestReport:
+        """After landing `landed` (the store's raw lead ids now go up to `through`)."""
         self.batches += 1
         if self.worker is None:
             if self.batches < START_AFTER_BATCHES or not self.settings.parse_worker:
                 return process_pending(self.store, self.settings, stop=stop)
             self.worker = ParseAhead(_source_kinds(self.settings))
-            self.handed_through = self._hand()
+            self.worker.hand(landed)
+            self.handed_through = through
             return IngestReport()  # everything landed before is processed
-        through, self.handed_through = self.handed_through, self._hand()
+        previous, self.handed_through = self.handed_through, through
+        self.worker.hand(landed)
         done = process_pending(
-            self.store, self.settings, stop=stop, ahead=self.worker, through=through
+            self.store, self.settings, stop=stop, ahead=self.worker, through=previous
         )
-        if through is not None:
-            self.worker.drop_through(through)
+        self.worker.forget_all_but_the_last()
         return done
-
-    def _hand(self) -> int | None:
-        """Hand the rows landed since the last handing to the worker; the new high mark."""
-        assert self.worker is not None
-        with self.store.connect() as conn:
-            rows = repo.raw_leads_landed_after(conn, self.handed_through, self.settings.batch_size)
-        self.worker.hand(rows)
-        return rows[-1].id if rows else self.handed_through
 
     def close(self) -> None:
         if self.worker is not None:
@@ -200,15 +196,18 @@ def _land(
     batch: Sequence[RawLead],
     position: str | None,
     report: IngestReport,
-) -> None:
+) -> int | None:
+    """Land the batch with the cursor after it; the highest raw lead id the store holds."""
     now = utcnow()
     with store.begin() as conn:
         repo.land(conn, batch, now)
         if position is not None:
             state.put(conn, cursor_key, position, now)
+        through = repo.last_raw_lead_id(conn)
     report.fetched += len(batch)
     report.landed_batches += 1
     log.info("landed batch", extra={"source": report.source, "count": len(batch)})
+    return through
 
 
 def land_one(store: Store, raw: RawLead) -> None:
@@ -424,7 +423,7 @@ def _parse(
 ) -> MarketplaceLead | None:
     try:
         raw = landed(row)
-        parsed = batch.ahead.take(row, raw) if batch.ahead is not None else None
+        parsed = batch.ahead.take(raw) if batch.ahead is not None else None
         if parsed is None:
             parsed = parse_raw(raw, batch.source_kinds.get(row.source))
     except MalformedLead as exc:

@@ -15,7 +15,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
-    Select,
     Table,
     bindparam,
     func,
@@ -140,21 +139,14 @@ def land(conn: Connection, raws: Sequence[RawLead], received_at: datetime) -> No
     )
 
 
-def _unprocessed(limit: int, after: int | None = None, through: int | None = None) -> Select[Any]:
-    """The first `limit` raw leads still `new`, in landing order, ids in (after, through]."""
-    stmt = select(raw_leads).where(raw_leads.c.status == "new")
-    if after is not None:
-        stmt = stmt.where(raw_leads.c.id > after)
-    if through is not None:
-        stmt = stmt.where(raw_leads.c.id <= through)
-    return stmt.order_by(raw_leads.c.id).limit(limit)
-
-
 def pending_raw_leads(conn: Connection, limit: int, through: int | None = None) -> list[Any]:
     """Landed raw leads not processed yet (with ids up to `through`, when given). On
     PostgreSQL they stay locked until the caller's transaction ends, and rows another worker
     holds are skipped: no raw lead is processed by two workers, and none waits on another."""
-    stmt = _unprocessed(limit, through=through)
+    stmt = select(raw_leads).where(raw_leads.c.status == "new")
+    if through is not None:
+        stmt = stmt.where(raw_leads.c.id <= through)
+    stmt = stmt.order_by(raw_leads.c.id).limit(limit)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     else:
@@ -162,10 +154,10 @@ def pending_raw_leads(conn: Connection, limit: int, through: int | None = None) 
     return list(conn.execute(stmt))
 
 
-def raw_leads_landed_after(conn: Connection, after: int | None, limit: int) -> list[Any]:
-    """Unprocessed raw leads with ids above `after`, read without a lock: what was just
-    landed, to parse ahead (core/ingest/parse_ahead.py). Processing reads them again, locked."""
-    return list(conn.execute(_unprocessed(limit, after=after)))
+def last_raw_lead_id(conn: Connection) -> int | None:
+    """The highest raw lead id: what an ingest has landed so far, to process up to."""
+    found: int | None = conn.execute(select(func.max(raw_leads.c.id))).scalar()
+    return found
 
 
 def take_write_lock(conn: Connection) -> None:

@@ -10,8 +10,8 @@ import logging
 import os
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -147,9 +147,9 @@ def test_a_worker_that_dies_midway_changes_nothing(
     real_hand = parse_ahead.ParseAhead.hand
     handed: list[int] = []
 
-    def hand_then_kill(self: parse_ahead.ParseAhead, rows: Any) -> None:
-        real_hand(self, rows)
-        handed.append(len(rows))
+    def hand_then_kill(self: parse_ahead.ParseAhead, raws: Any) -> None:
+        real_hand(self, raws)
+        handed.append(len(raws))
         if len(handed) == 3 and self._pool is not None:
             self._pool.submit(os.getpid).result()  # started, then SIGKILLed
             for process in list(self._pool._processes.values()):
@@ -196,17 +196,6 @@ def test_a_stopped_ingest_leaves_what_it_landed_to_the_next_run(
     store.dispose()
 
 
-def _row(rid: int, raw: RawLead) -> SimpleNamespace:
-    return SimpleNamespace(
-        id=rid,
-        source=raw.source,
-        source_key=raw.source_key,
-        kind=raw.kind,
-        payload=raw.payload,
-        occurred_at=raw.occurred_at,
-    )
-
-
 def test_a_result_is_used_only_for_the_row_it_was_parsed_from() -> None:
     good = RawLead(
         "drop",
@@ -218,30 +207,58 @@ def test_a_result_is_used_only_for_the_row_it_was_parsed_from() -> None:
         },
     )
     bad = RawLead("drop", "k2", "https", {"LeadSource": {"x": 1}})
+    twin = RawLead("drop", "k3", "https", good.payload)
     ahead = parse_ahead.ParseAhead({"drop": "leads_file"})
     try:
-        ahead.hand([_row(1, good), _row(2, bad), _row(3, good)])
-        lead = ahead.take(_row(1, good), good)
+        ahead.hand([good, bad, twin])
+        lead = ahead.take(good)
         assert lead is not None and lead.email == "ana@contoso.com"
         with pytest.raises(MalformedLead) as found:
-            ahead.take(_row(2, bad), bad)
+            ahead.take(bad)
         assert found.value.field == "leadsource"  # as the parser names it inline
         # Redacted since it was handed over: the worker's lead is not this row's.
-        redacted = RawLead("drop", "k1", "https", {"LeadSource": "AzureMarketplace-INS|x.y"})
-        assert ahead.take(_row(3, redacted), redacted) is None
-        assert ahead.take(_row(4, good), good) is None  # never handed
-        assert ahead.take(_row(1, good), good) is None  # taken once
+        redacted = RawLead("drop", "k3", "https", {"LeadSource": "AzureMarketplace-INS|x.y"})
+        assert ahead.take(redacted) is None
+        assert ahead.take(RawLead("drop", "k4", "https", good.payload)) is None  # not handed
+        assert ahead.take(good) is None  # taken once
     finally:
         ahead.close()
 
 
+def test_a_key_handed_twice_keeps_the_first_as_landing_does() -> None:
+    """Landing keeps the first row of a (source, source_key): so does the worker's hand,
+    and a row already processed is forgotten once its batch is."""
+    first = RawLead("drop", "k1", "https", _payload("a.b"))
+    again = RawLead("drop", "k1", "https", _payload("c.d"))
+    ahead = parse_ahead.ParseAhead({"drop": "leads_file"})
+    try:
+        ahead.hand([first, again])
+        lead = ahead.take(first)
+        assert lead is not None and lead.offer_id == "a.b"
+        ahead.hand([again])  # a later batch lands the key again: the store keeps `first`
+        # Handed as the source gave it; read back from the store without `received_at`.
+        received = datetime(2026, 12, 1, tzinfo=UTC)
+        ahead.hand([RawLead("drop", "k2", "https", first.payload, received_at=received)])
+        ahead.forget_all_but_the_last()
+        assert ahead.take(again) is None  # forgotten with its batch
+        assert ahead.take(RawLead("drop", "k2", "https", first.payload)) is not None
+    finally:
+        ahead.close()
+
+
+def _payload(offer: str) -> dict[str, Any]:
+    return {
+        "LeadSource": f"AzureMarketplace-INS|{offer}",
+        "UserDetails": {"Email": "ana@contoso.com", "LastName": "P"},
+    }
+
+
 _KILLED_PARENT = """
 import os, signal, sys
-from types import SimpleNamespace
+from leadbridge.core.domain.models import RawLead
 from leadbridge.core.ingest.parse_ahead import ParseAhead
 ahead = ParseAhead({})
-row = SimpleNamespace(id=1, source="s", source_key="k", kind="https", payload={}, occurred_at=None)
-ahead.hand([row])
+ahead.hand([RawLead("s", "k", "https", {})])
 ahead._pool.submit(os.getpid).result()
 print([p.pid for p in ahead._pool._processes.values()][0], flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
@@ -281,18 +298,20 @@ def test_a_stuck_worker_is_given_up_and_rows_are_parsed_here(
     raw = RawLead("drop", "k1", "https", {"LeadSource": "AzureMarketplace-INS|contoso.app"})
     ahead = parse_ahead.ParseAhead({"drop": "leads_file"})
     try:
-        ahead.hand([_row(1, raw)])
+        ahead.hand([raw])
         assert ahead._pool is not None
         ahead._pool.submit(os.getpid).result()
         worker = next(iter(ahead._pool._processes.values()))
         os.kill(worker.pid, signal.SIGSTOP)  # stuck: alive, answering nothing
-        ahead.hand([_row(2, raw)])
+        second = RawLead("drop", "k2", "https", raw.payload)
+        ahead.hand([second])
         with caplog.at_level(logging.WARNING, logger="leadbridge.pipeline"):
-            assert ahead.take(_row(2, raw), raw) is None
+            assert ahead.take(second) is None
         assert "the parsing worker stopped" in caplog.text
         assert ahead._pool is None  # killed, not waited for
-        ahead.hand([_row(3, raw)])  # and not started again in this run
-        assert ahead.take(_row(3, raw), raw) is None
+        third = RawLead("drop", "k3", "https", raw.payload)
+        ahead.hand([third])  # and not started again in this run
+        assert ahead.take(third) is None
     finally:
         ahead.close()
 
