@@ -17,7 +17,7 @@ import logging
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from leadbridge.core.domain import identity, normalize, qualify
 from leadbridge.core.domain.models import Event, Lead, MarketplaceLead, RawLead
 from leadbridge.core.ingest import forgotten
 from leadbridge.core.ingest.parse_ahead import START_AFTER_BATCHES, ParseAhead
+from leadbridge.core.ingest.read_ahead import ReadAhead
 from leadbridge.core.ingest.redact import landed, redact
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
@@ -127,8 +128,9 @@ def ingest(
     batch: list[RawLead] = []
     position = cursor
     ahead = _Ahead(store, settings)
+    records = _read(source, cursor, START_AFTER_BATCHES * settings.batch_size)
     try:
-        for raw, position in source.fetch(cursor):
+        for raw, position in records:
             batch.append(raw)
             if len(batch) >= settings.batch_size:
                 through = _land(store, cursor_key, batch, position, report)
@@ -142,11 +144,31 @@ def ingest(
             _land(store, cursor_key, batch, position, report)
         report.add(process_pending(store, settings, stop=stop, ahead=ahead.worker))
     finally:
+        records.close()
         ahead.close()
     batch_done()
     if watcher is not None:
         watcher.finish()
     return report
+
+
+def _read(
+    source: Source, cursor: str | None, inline: int
+) -> Generator[tuple[RawLead, str], None, None]:
+    """The source's records from `cursor`: the first `inline` read in this thread, the rest
+    read ahead on a thread of their own (core/ingest/read_ahead.py), so a source's waits
+    for its pages overlap landing and processing. Closing this ends that thread."""
+    records = iter(source.fetch(cursor))
+    for _ in range(inline):
+        try:
+            yield next(records)
+        except StopIteration:
+            return
+    reader = ReadAhead(records, source.name)
+    try:
+        yield from reader
+    finally:
+        reader.close()
 
 
 class _Ahead:

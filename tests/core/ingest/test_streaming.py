@@ -1,5 +1,7 @@
-"""Ingest streams (issue 21): the source is pulled one batch ahead of landing at most, and
-a run stopped by Ctrl-C resumes where it stopped, with nothing lost or landed twice."""
+"""Ingest streams (issue 21): the source is pulled one batch ahead of landing at most — and,
+once a long ingest reads ahead on a thread (core/ingest/read_ahead.py), no more than what
+that reads ahead on top — and a run stopped by Ctrl-C resumes where it stopped, with
+nothing lost or landed twice."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from sqlalchemy import func, select
 from leadbridge.connectors.marketplace import file as file_source
 from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
 from leadbridge.core.domain.models import RawLead
-from leadbridge.core.ingest import pipeline
+from leadbridge.core.ingest import pipeline, read_ahead
 from leadbridge.core.settings import Settings, load_settings
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import leads, raw_leads
@@ -43,14 +45,15 @@ def batched(tmp_path: Path) -> Settings:
 
 class _Watched:
     """A generator source that refuses to be read ahead: before handing out a record it
-    checks that no more than one batch has been pulled past what the store has landed. A
-    pipeline that drained the source into a list first would trip it on record BATCH + 1."""
+    checks that no more than `limit` records have been pulled past what the store has
+    landed. A pipeline that drained the source into a list first would trip it."""
 
     name = "watched"
 
-    def __init__(self, store: Store, count: int) -> None:
+    def __init__(self, store: Store, count: int, limit: int = BATCH) -> None:
         self.store = store
         self.count = count
+        self.limit = limit
         self.pulled = 0
         self.most_ahead = 0
 
@@ -59,7 +62,7 @@ class _Watched:
         for i in range(start, self.count):
             ahead = self.pulled - _count(self.store, raw_leads)
             self.most_ahead = max(self.most_ahead, ahead)
-            if ahead >= BATCH:
+            if ahead >= self.limit:
                 raise AssertionError(f"{ahead} records pulled ahead of landing")
             self.pulled += 1
             payload = _payload(i)
@@ -70,14 +73,33 @@ class _Watched:
 
 
 def test_ingest_pulls_no_more_than_a_batch_ahead_of_landing(
-    batched: Settings, tmp_path: Path
+    batched: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(pipeline, "START_AFTER_BATCHES", 10**9)  # never long enough to read ahead
     store = Store(batched.store)
     source = _Watched(store, 5 * BATCH + 3)
     report = pipeline.ingest(source, store, batched)
     assert (report.fetched, report.processed, report.quarantined) == (53, 53, 0)
     assert source.most_ahead == BATCH - 1  # a whole batch in hand, never more
     assert _count(store, leads) == 53
+    store.dispose()
+
+
+def test_a_long_ingest_reads_ahead_no_further_than_its_bound(
+    batched: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "START_AFTER_BATCHES", 2)
+    monkeypatch.setattr(read_ahead, "AHEAD", 3 * BATCH)
+    monkeypatch.setattr(read_ahead, "CHUNK", 5)
+    store = Store(batched.store)
+    # The batch in hand, the rest of the chunk it came from, the queue, and the chunk the
+    # reader is filling (its record counted as it is pulled).
+    bound = BATCH + read_ahead.AHEAD + 2 * read_ahead.CHUNK + 1
+    source = _Watched(store, 40 * BATCH + 3, limit=bound)
+    report = pipeline.ingest(source, store, batched)
+    assert (report.fetched, report.processed) == (403, 403)
+    assert BATCH - 1 < source.most_ahead < bound  # read ahead, and no further than that
+    assert _count(store, leads) == 403
     store.dispose()
 
 
