@@ -24,7 +24,10 @@ figure: its peak is printed apart ("worker"). Pages are the responses the child'
 client received, counted at the HTTP layer. Azurite's own resident memory (it holds every
 table in memory) is printed after each size.
 
-    python bench/ingest_table.py --sizes 10000 100000
+    python bench/ingest_table.py --sizes 10000 100000 [--before DIR]
+
+With `--before DIR` (an earlier tree as a `leadbridge` package, put first on PYTHONPATH),
+leadbridge's read runs a second time from that tree, on the same table, right after.
 
 Needs Azurite: `cd tests/azurite && npm ci`. Sends nothing anywhere but 127.0.0.1.
 """
@@ -309,9 +312,10 @@ def child(reader: str, conn: str, table: str, workdir: Path) -> dict[str, Any]:
     return result
 
 
-def run(args: list[str]) -> dict[str, Any]:
+def run(args: list[str], pythonpath: Path | None = None) -> dict[str, Any]:
+    env = os.environ | ({"PYTHONPATH": str(pythonpath)} if pythonpath else {})
     out = subprocess.run(
-        [sys.executable, __file__, *args], check=False, capture_output=True, text=True
+        [sys.executable, __file__, *args], check=False, capture_output=True, text=True, env=env
     )
     if out.returncode != 0:
         sys.stderr.write(out.stderr)
@@ -334,6 +338,12 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # reader conn table dir
     parser.add_argument("--fillers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--fill", nargs=5, help=argparse.SUPPRESS)  # conn table size k of
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a directory holding an earlier tree as a `leadbridge` package (leadbridge/core, "
+        "leadbridge/connectors): leadbridge's read runs again from it, on the same table",
+    )
     args = parser.parse_args()
     if args.fill:
         conn, table, size, part, parts = args.fill
@@ -368,6 +378,10 @@ def main() -> None:
                 sdk = run(["--child", "sdk", conn, table, tmp])
                 alone = run(["--child", "source", conn, table, tmp])
                 ours = run(["--child", "leadbridge", conn, table, tmp])
+                if args.before is not None:  # its own store, beside the first
+                    (Path(tmp) / "before").mkdir()
+                    before_dir = str(Path(tmp) / "before")
+                    earlier = run(["--child", "leadbridge", conn, table, before_dir], args.before)
             assert sdk["rows"] == alone["rows"] == ours["rows"] == ours["leads"] == size
             azurite_rss, azurite_peak = process_memory_mb(proc.pid)
             unique = max(1, size * 2 // 3)
@@ -391,6 +405,15 @@ def main() -> None:
                 f"{ours['worker_cpu_s']:.1f} (batches of {ours['batch_size']}); Azurite peak "
                 f"RSS {azurite_peak:,.0f} MB; load average {os.getloadavg()[0]:.1f}"
             )
+            if args.before is not None:
+                notes.append(
+                    f"# {size:,}, the tree in {args.before} on the same table: "
+                    f"{earlier['leads_per_s']:,.0f} leads/s "
+                    f"({ours['leads_per_s'] / earlier['leads_per_s']:.2f}x now), peak RSS "
+                    f"{earlier['peak_rss_mb']:.0f} MB + worker "
+                    f"{earlier['worker_peak_rss_mb']:.0f} MB, CPU s {earlier['cpu_s']:.1f} + "
+                    f"{earlier['worker_cpu_s']:.1f}"
+                )
             if not args.keep:
                 delete_table(conn, table)
         print("\n".join(notes))

@@ -144,8 +144,10 @@ def ingest(
             _land(store, cursor_key, batch, position, report)
         report.add(process_pending(store, settings, stop=stop, ahead=ahead.worker))
     finally:
-        records.close()
-        ahead.close()
+        try:
+            records.close()
+        finally:  # the worker is stopped even if a second Ctrl-C cuts the close above short
+            ahead.close()
     batch_done()
     if watcher is not None:
         watcher.finish()
@@ -246,7 +248,9 @@ def process_pending(
     ahead: ParseAhead | None = None,
     through: int | None = None,
 ) -> IngestReport:
-    """Turn every landed-but-unprocessed raw lead into lead changes, a batch at a time.
+    """Turn every landed-but-unprocessed raw lead into lead changes, a batch at a time,
+    until a batch comes short: rows landed after that read (a webhook, another replica)
+    are the next run's.
 
     A raw lead that breaks processing is quarantined inside its batch (`_unprocessable`).
     A value that can't be stored (`_REFUSED_VALUES`) fails the batch's write as a whole

@@ -55,7 +55,7 @@ class ReadAhead(Generic[T]):
         while self._at >= len(self._chunk):
             if self._done:
                 raise StopIteration
-            kind, value = self._queue.get()
+            kind, value = self._next_entry()
             if kind == "error":
                 self._done = True
                 raise value
@@ -68,10 +68,12 @@ class ReadAhead(Generic[T]):
         return item
 
     def close(self) -> None:
-        """End the read (the ingest stopped, or failed): the thread stops at its next
-        record or within `_POLL_S`, and closes the source's iterator itself. A read
-        stuck in the source's own call (a page that doesn't come) is not waited for
-        longer than `_JOIN_S`: the thread is a daemon, and ends with the call."""
+        """End the read (the ingest ended, stopped or failed): the thread stops before its
+        next record, and closes the source's iterator itself. A read stuck in the source's
+        own call (a page that doesn't come) is not waited for longer than `_JOIN_S`: the
+        thread is a daemon, and ends with the call. A second close does nothing."""
+        if self._closed.is_set():
+            return
         self._closed.set()
         while True:  # free a reader blocked on a full queue
             try:
@@ -80,11 +82,27 @@ class ReadAhead(Generic[T]):
                 break
         self._thread.join(timeout=_JOIN_S)
 
+    def _next_entry(self) -> tuple[str, Any]:
+        """The next entry from the reader; an error if the reader ended without one (it
+        always sends an end or an error: this guards the ingest from waiting forever)."""
+        while True:
+            try:
+                return self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    return ("error", RuntimeError("the source's reading thread ended unseen"))
+
     def _read(self, records: Iterator[T]) -> None:
         chunk: list[T] = []
         ending: tuple[str, Any] = ("end", None)
         try:
-            for record in records:
+            while True:
+                if self._closed.is_set():
+                    return  # the ingest is over: not a record (not a page) more
+                try:
+                    record = next(records)
+                except StopIteration:
+                    break
                 chunk.append(record)
                 # Handed over by the hundred, or at once when the ingest is waiting: a slow
                 # source's first records are not held back for the rest of a chunk.
@@ -95,9 +113,7 @@ class ReadAhead(Generic[T]):
         except BaseException as exc:  # the source's own error: raised after what it read
             ending = ("error", exc)
         finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()  # a generator's cleanup (its client, its file), on this thread
+            ending = _closed_source(records, ending)
         if chunk and not self._put(("chunk", chunk)):
             return
         self._put(ending)
@@ -110,3 +126,16 @@ class ReadAhead(Generic[T]):
             except queue.Full:
                 continue
         return False
+
+
+def _closed_source(records: Iterator[Any], ending: tuple[str, Any]) -> tuple[str, Any]:
+    """Close the source's iterator (a generator's cleanup: its client, its file) on the
+    thread that ran it; a failure to close is the read's error unless it had one."""
+    close = getattr(records, "close", None)
+    if close is None:
+        return ending
+    try:
+        close()
+    except Exception as exc:
+        return ending if ending[0] == "error" else ("error", exc)
+    return ending

@@ -86,6 +86,47 @@ def test_closing_ends_the_read_and_the_sources_own_cleanup() -> None:
     assert not _threads()
 
 
+def test_a_closed_read_pulls_not_a_record_more() -> None:
+    """Closing stops the reader before its next pull: with a table source, before the next
+    page's request."""
+    pulled = [0]
+
+    def source() -> Iterator[int]:
+        while True:
+            pulled[0] += 1
+            yield pulled[0]
+
+    reader = ReadAhead(source(), "stopping")
+    next(reader)
+    settled = _settled(pulled)
+    reader.close()
+    assert pulled[0] <= settled + 1  # the one in hand when it saw the close, at most
+    assert not _threads()
+
+
+def test_a_source_that_fails_to_close_is_an_error_not_a_hang() -> None:
+    class Unclosable:
+        def __init__(self) -> None:
+            self.items = iter(range(5))
+
+        def __iter__(self) -> Iterator[int]:
+            return self
+
+        def __next__(self) -> int:
+            return next(self.items)
+
+        def close(self) -> None:
+            raise OSError("the client would not close")
+
+    reader = ReadAhead(Unclosable(), "unclosable")
+    got = []
+    with pytest.raises(OSError, match="would not close"):
+        for item in reader:
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    reader.close()
+
+
 def test_a_slow_sources_first_record_is_not_held_for_a_whole_chunk() -> None:
     release = threading.Event()
 

@@ -6,7 +6,10 @@ nothing lost or landed twice."""
 from __future__ import annotations
 
 import csv
+import gc
 import json
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,7 +137,7 @@ def test_an_interrupted_ingest_resumes_where_it_stopped(
 
     def ctrl_c_midway(self: Any, cursor: str | None) -> Any:
         for index, item in enumerate(real_fetch(self, cursor)):
-            if not interrupted and index == 4 * BATCH + 7:
+            if not interrupted and index == 3 * BATCH + 7:
                 interrupted.append(index)
                 raise KeyboardInterrupt  # mid-batch: 7 records pulled, not landed
             yield item
@@ -143,12 +146,61 @@ def test_an_interrupted_ingest_resumes_where_it_stopped(
     source = LeadsFileSource(LeadsFileConfig(name="file", path=path))
     with pytest.raises(KeyboardInterrupt):
         pipeline.ingest(source, store, batched)
-    assert _count(store, raw_leads) == 4 * BATCH  # the committed batches, with their cursor
+    assert _count(store, raw_leads) == 3 * BATCH  # the committed batches, with their cursor
 
     report = pipeline.ingest(source, store, batched)
-    assert report.fetched == total - 4 * BATCH  # only what the first run had not landed
+    assert report.fetched == total - 3 * BATCH  # only what the first run had not landed
     assert _count(store, raw_leads) == total
     assert _count(store, leads) == total  # every lead once: none lost, none twice
     again = pipeline.ingest(source, store, batched)
     assert (again.fetched, again.processed) == (0, 0)
     store.dispose()
+
+
+def test_ctrl_c_while_the_source_is_read_ahead_resumes_where_it_stopped(
+    batched: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT, sent while the reading thread is ahead: Ctrl-C reaches the main
+    thread wherever it is (waiting for records, landing, processing), the reading thread
+    ends with the ingest, and the next run takes up from the last committed cursor."""
+    total = 30 * BATCH + 5
+    path = _write_jsonl(tmp_path / "leads.jsonl", total)
+    store = Store(batched.store)
+    real_fetch = LeadsFileSource.fetch
+    inline = pipeline.START_AFTER_BATCHES * BATCH
+
+    def ctrl_c_from_the_reader(self: Any, cursor: str | None) -> Any:
+        for index, item in enumerate(real_fetch(self, cursor)):
+            if cursor is None and index == inline + 2 * BATCH + 3:
+                assert threading.current_thread() is not threading.main_thread()
+                signal.raise_signal(signal.SIGINT)
+            yield item
+
+    monkeypatch.setattr(file_source.LeadsFileSource, "fetch", ctrl_c_from_the_reader)
+    source = LeadsFileSource(LeadsFileConfig(name="file", path=path))
+    assert _interrupted(lambda: pipeline.ingest(source, store, batched))
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead")]
+    # Ctrl-C ends the `leadbridge ingest` process, and the re-run is a new one: the store
+    # is opened afresh (the interrupt may have come inside a transaction, whose connection
+    # only the ended process lets go of).
+    gc.collect()  # what the ended process would have let go of
+    store.dispose()
+    store = Store(batched.store)
+    landed = _count(store, raw_leads)
+    assert landed % BATCH == 0 and 0 < landed < total  # whole batches, with their cursor
+
+    report = pipeline.ingest(source, store, batched)
+    assert report.fetched == total - landed  # only what the first run had not landed
+    assert _count(store, raw_leads) == total
+    assert _count(store, leads) == total  # every lead once: none lost, none twice
+    store.dispose()
+
+
+def _interrupted(run: Any) -> bool:
+    """Whether `run` ended by Ctrl-C. Not `pytest.raises`: its record of the traceback would
+    keep the interrupted frames — and a connection inside a transaction — alive."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        return True
+    return False
