@@ -18,6 +18,13 @@ def _threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("read-ahead")]
 
 
+def _endless(pulled: list[int]) -> Iterator[int]:
+    """A source that never ends, counting in `pulled[0]` the records taken from it."""
+    while True:
+        pulled[0] += 1
+        yield pulled[0]
+
+
 def _settled(count: list[int]) -> int:
     """The count once the reader has stopped pulling (blocked on its full queue); or, from
     a reader that never stops, wherever it has got to after ten seconds."""
@@ -53,13 +60,7 @@ def test_the_read_is_bounded_whatever_the_sources_size() -> None:
     """A source far longer than what is read ahead is pulled no further than that while
     the ingest is busy: memory doesn't grow with the source."""
     pulled = [0]
-
-    def endless() -> Iterator[int]:
-        while True:
-            pulled[0] += 1
-            yield pulled[0]
-
-    reader = ReadAhead(endless(), "endless")
+    reader = ReadAhead(_endless(pulled), "endless")
     assert next(reader) == 1
     assert _settled(pulled) <= AHEAD + 2 * CHUNK + 1  # the chunk taken, the queue, the next
     assert next(reader) == 2  # and it goes on from there
@@ -90,13 +91,7 @@ def test_a_closed_read_pulls_not_a_record_more() -> None:
     """Closing stops the reader before its next pull: with a table source, before the next
     page's request."""
     pulled = [0]
-
-    def source() -> Iterator[int]:
-        while True:
-            pulled[0] += 1
-            yield pulled[0]
-
-    reader = ReadAhead(source(), "stopping")
+    reader = ReadAhead(_endless(pulled), "stopping")
     next(reader)
     settled = _settled(pulled)
     reader.close()
