@@ -31,6 +31,7 @@ from typing import Any
 
 from leadbridge.core.connector import MalformedLead, parse_raw
 from leadbridge.core.domain.models import MarketplaceLead, RawLead
+from leadbridge.core.ingest.redact import landed
 
 log = logging.getLogger("leadbridge.pipeline")
 # Batches an ingest lands before it starts the worker: a poll of a few hundred rows (the
@@ -84,7 +85,7 @@ class ParseAhead:
         self._handings += 1
         if self._broken or not raws:
             return
-        as_landed = [_as_landed(raw) for raw in raws]
+        as_landed = [landed(raw) for raw in raws]  # as processing reads it back
         try:
             future = self._worker().submit(parse_all, as_landed, self.kinds)
         except Exception as exc:  # a broken pool refuses new work: go on inline
@@ -147,14 +148,6 @@ class ParseAhead:
                 process.kill()
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-
-def _as_landed(raw: RawLead) -> RawLead:
-    """The raw lead as processing will read it back (core/ingest/redact.py `landed`):
-    the store keeps no `received_at` on it."""
-    if raw.received_at is None:
-        return raw
-    return RawLead(raw.source, raw.source_key, raw.kind, raw.payload, raw.occurred_at)
 
 
 def _in_worker() -> None:

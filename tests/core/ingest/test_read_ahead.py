@@ -18,6 +18,15 @@ def _threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("read-ahead")]
 
 
+def _read_to_error(reader: ReadAhead[int], error: type[Exception], match: str) -> list[int]:
+    """What `reader` hands out before it raises `error` (which it must)."""
+    got: list[int] = []
+    with pytest.raises(error, match=match):
+        for item in reader:
+            got.append(item)
+    return got
+
+
 def _endless(pulled: list[int]) -> Iterator[int]:
     """A source that never ends, counting in `pulled[0]` the records taken from it."""
     while True:
@@ -48,11 +57,7 @@ def test_the_sources_error_comes_after_what_it_read_before() -> None:
         raise ConnectionError("the page after did not come")
 
     reader = ReadAhead(failing(), "failing")
-    got = []
-    with pytest.raises(ConnectionError, match="did not come"):
-        for item in reader:
-            got.append(item)
-    assert got == list(range(CHUNK + 50))
+    assert _read_to_error(reader, ConnectionError, "did not come") == list(range(CHUNK + 50))
     reader.close()
 
 
@@ -114,11 +119,7 @@ def test_a_source_that_fails_to_close_is_an_error_not_a_hang() -> None:
             raise OSError("the client would not close")
 
     reader = ReadAhead(Unclosable(), "unclosable")
-    got = []
-    with pytest.raises(OSError, match="would not close"):
-        for item in reader:
-            got.append(item)
-    assert got == [0, 1, 2, 3, 4]
+    assert _read_to_error(reader, OSError, "would not close") == [0, 1, 2, 3, 4]
     reader.close()
 
 
