@@ -281,10 +281,11 @@ def process_pending(
             )
             done = _process_one_by_one(store, ids, settings)
         report.add(done)
-        # A short batch took every row pending when it was read: no second transaction
-        # (a write lock, on SQLite) to find nothing. A row landed since is the next run's,
-        # as it would be had it landed a moment after that empty read.
-        more = len(ids) >= settings.batch_size
+        # A short batch took every row pending when it was read, and one that reached
+        # `through` every row it was asked for: no second transaction (a write lock, on
+        # SQLite) to find nothing. A row landed since is the next run's, as it would be had
+        # it landed a moment after that empty read.
+        more = len(ids) >= settings.batch_size and (through is None or ids[-1] < through)
     return report
 
 

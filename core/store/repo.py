@@ -31,6 +31,7 @@ from leadbridge.core.store import bulk, migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
 from leadbridge.core.store.dialect import insert as _insert
 from leadbridge.core.store.dialect import insert_for as _insert_for
+from leadbridge.core.store.dialect import one_of
 from leadbridge.core.store.tables import (
     contacts,
     cursors,
@@ -257,28 +258,14 @@ def all_cursors(conn: Connection) -> list[Any]:
 
 
 def load_leads(conn: Connection, keys: Iterable[str]) -> dict[str, Lead]:
-    keys = list(set(keys))
-    found: dict[str, Lead] = {}
-    for start in range(0, len(keys), 900):
-        chunk = keys[start : start + 900]
-        for row in conn.execute(
-            select(leads.c.lead_key, leads.c.data).where(leads.c.lead_key.in_(chunk))
-        ):
-            found[row.lead_key] = lead_from_json(row.data)
-    return found
+    stmt = select(leads.c.lead_key, leads.c.data).where(one_of(conn, leads.c.lead_key, keys))
+    return {row.lead_key: lead_from_json(row.data) for row in conn.execute(stmt)}
 
 
 def lead_keys_by_email(conn: Connection, emails: Iterable[str]) -> set[str]:
     """The keys of every lead of these people: what to lock before loading them."""
-    emails = sorted(set(emails))
-    found: set[str] = set()
-    for start in range(0, len(emails), 900):
-        found.update(
-            conn.execute(
-                select(leads.c.lead_key).where(leads.c.email.in_(emails[start : start + 900]))
-            ).scalars()
-        )
-    return found
+    stmt = select(leads.c.lead_key).where(one_of(conn, leads.c.email, emails))
+    return set(conn.execute(stmt).scalars())
 
 
 def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
@@ -288,7 +275,9 @@ def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
     contact_ids = (
         dict(
             conn.execute(
-                select(contacts.c.email, contacts.c.id).where(contacts.c.email.in_(emails))
+                select(contacts.c.email, contacts.c.id).where(
+                    one_of(conn, contacts.c.email, emails)
+                )
             ).all()
         )
         if emails
@@ -500,17 +489,10 @@ def back_off(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def load_links(conn: Connection, target: str, keys: Iterable[str]) -> dict[str, Any]:
-    keys = list(set(keys))
-    found: dict[str, Any] = {}
-    for start in range(0, len(keys), 900):
-        for row in conn.execute(
-            select(target_links).where(
-                target_links.c.target == target,
-                target_links.c.lead_key.in_(keys[start : start + 900]),
-            )
-        ):
-            found[row.lead_key] = row
-    return found
+    stmt = select(target_links).where(
+        target_links.c.target == target, one_of(conn, target_links.c.lead_key, keys)
+    )
+    return {row.lead_key: row for row in conn.execute(stmt)}
 
 
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -569,15 +551,10 @@ def add_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def leads_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Lead]]:
-    emails = sorted(set(emails))
     out: dict[str, list[Lead]] = {}
-    for start in range(0, len(emails), 900):
-        for row in conn.execute(
-            select(leads.c.email, leads.c.data).where(
-                leads.c.email.in_(emails[start : start + 900])
-            )
-        ):
-            out.setdefault(row.email, []).append(lead_from_json(row.data))
+    stmt = select(leads.c.email, leads.c.data).where(one_of(conn, leads.c.email, emails))
+    for row in conn.execute(stmt):
+        out.setdefault(row.email, []).append(lead_from_json(row.data))
     return out
 
 

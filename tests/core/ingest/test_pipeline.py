@@ -199,3 +199,31 @@ def test_batches_commit_independently(tmp_path: Path, store: Store, settings: Se
     )
     assert logged == [10, 20, 25]
     assert _count(store, leads) == 25
+
+
+def test_processing_up_to_through_stops_at_it_without_a_second_read(
+    store: Store, settings: Settings, monkeypatch: Any
+) -> None:
+    """A full batch that reached `through` took every row asked for: the loop ends there,
+    without a write-locked transaction that would find nothing."""
+    small = settings.model_copy(update={"batch_size": 10})
+    body = {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"Email": "a@contoso.com"}}
+    with store.begin() as conn:
+        raws = [
+            RawLead(source="s", source_key=str(i), kind="https", payload=body) for i in range(12)
+        ]
+        repo.land(conn, raws, repo.utcnow())
+        ids = sorted(conn.execute(select(raw_leads.c.id)).scalars())
+    reads: list[int] = []
+    pending = repo.pending_raw_leads
+
+    def counted(conn: Any, limit: int, through: int | None = None) -> list[Any]:
+        rows = pending(conn, limit, through)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(repo, "pending_raw_leads", counted)
+    assert pipeline.process_pending(store, small, through=ids[9]).processed == 10
+    assert reads == [10]
+    assert pipeline.process_pending(store, small).processed == 2  # the rest, untouched
+    assert reads == [10, 2]
