@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -64,9 +65,18 @@ class Bulk:
         params: list[Any]
         if order is None:  # named parameters (psycopg): each row is the mapping itself
             params = [{**defaults, **row} for row in rows] if defaults else list(rows)
-        else:  # positional (SQLite's qmark): the values in the compiled order
-            params = [tuple(row[n] if n in row else defaults[n] for n in order) for row in rows]
+        else:  # positional (SQLite's qmark): the values in the compiled order, picked in C
+            pick = _picker(order)
+            params = (
+                [pick({**defaults, **row}) for row in rows] if defaults else list(map(pick, rows))
+            )
         conn.exec_driver_sql(sql, params)
+
+
+def _picker(order: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's values in `order`, as a tuple; a missing one raises KeyError."""
+    get = itemgetter(*order)
+    return get if len(order) > 1 else lambda row: (get(row),)
 
 
 def time(conn: Connection) -> Callable[[datetime | None], datetime | str | None]:

@@ -152,7 +152,7 @@ def pending_raw_leads(conn: Connection, limit: int, through: int | None = None) 
         stmt = stmt.with_for_update(skip_locked=True)
     else:
         take_write_lock(conn)
-    return list(conn.execute(stmt))
+    return list(conn.execute(stmt).all())  # one fetchall, not a fetch a row
 
 
 def last_raw_lead_id(conn: Connection) -> int | None:
@@ -553,7 +553,7 @@ def add_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 def leads_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Lead]]:
     out: dict[str, list[Lead]] = {}
     stmt = select(leads.c.email, leads.c.data).where(one_of(conn, leads.c.email, emails))
-    for row in conn.execute(stmt):
+    for row in conn.execute(stmt).all():
         out.setdefault(row.email, []).append(lead_from_json(row.data))
     return out
 

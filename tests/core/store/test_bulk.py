@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from leadbridge.core.domain.models import Event, RawLead
-from leadbridge.core.store import repo
+from leadbridge.core.store import bulk, repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import events, raw_leads
 
@@ -115,3 +115,12 @@ def test_a_landed_duplicate_is_still_ignored(store: Store) -> None:
 def test_a_row_missing_a_column_fails_loudly(store: Store) -> None:
     with store.begin() as conn, pytest.raises(KeyError):
         repo._MARK_RAW.execute(conn, [{"rid": 1, "status": "processed"}])
+
+
+def test_a_statement_of_one_parameter_gets_each_row_as_a_one_value_tuple(store: Store) -> None:
+    forget = bulk.Bulk(lambda _d: raw_leads.delete().where(raw_leads.c.id == bindparam("rid")))
+    with store.begin() as conn:
+        repo.land(conn, _raws("s"), AT)
+        first, second = conn.execute(select(raw_leads.c.id).order_by(raw_leads.c.id)).scalars()
+        forget.execute(conn, [{"rid": first}])
+        assert conn.execute(select(raw_leads.c.id)).scalars().all() == [second]
