@@ -23,7 +23,6 @@ from leadbridge.core.ingest.pipeline import IngestReport, process_pending
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store, utcnow
-from leadbridge.core.store.tables import quarantine, raw_leads
 
 log = logging.getLogger("leadbridge.operations")
 
@@ -137,23 +136,6 @@ def reprocess_quarantined(
     config or leadbridge changed. A record still at fault is quarantined again with today's
     reason; the raw lead itself never left the landing table."""
     with store.begin() as conn:
-        repo.take_write_lock(conn)
-        stmt = quarantine.select().with_only_columns(quarantine.c.raw_lead_id)
-        if raw_ids is not None:
-            stmt = stmt.where(quarantine.c.raw_lead_id.in_(list(raw_ids)))
-        if reason is not None:
-            stmt = stmt.where(quarantine.c.reason == reason.value)
-        # a payload past its retention no longer holds what processing needs
-        stmt = stmt.join(raw_leads, raw_leads.c.id == quarantine.c.raw_lead_id).where(
-            raw_leads.c.redacted_at.is_(None)
-        )
-        ids = list(conn.execute(stmt).scalars())
-        if ids:
-            conn.execute(quarantine.delete().where(quarantine.c.raw_lead_id.in_(ids)))
-            conn.execute(
-                raw_leads.update()
-                .where(raw_leads.c.id.in_(ids), raw_leads.c.status == "quarantined")
-                .values(status="new")
-            )
-    log.info("quarantined raw leads processed again", extra={"count": len(ids), "actor": actor})
-    return Reprocessed(len(ids), process_pending(store, settings) if ids else IngestReport())
+        count = repo.requeue_quarantined(conn, raw_ids, reason.value if reason else None)
+    log.info("quarantined raw leads processed again", extra={"count": count, "actor": actor})
+    return Reprocessed(count, process_pending(store, settings) if count else IngestReport())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Table, bindparam, func, select
+from sqlalchemy import Connection, Row, Select, Table, bindparam, func, select
 from sqlalchemy.sql import ColumnElement
 
 from leadbridge.core.store.db import dumps
@@ -37,21 +37,30 @@ def insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     return insert_for(conn.dialect.name, table)
 
 
-def one_of(conn: Connection, col: ColumnElement[Any], values: Iterable[str]) -> ColumnElement[bool]:
-    """`col IN values`, for any number of values.
+# PostgreSQL takes at most 65,535 parameters a statement; lists stay well under it.
+PG_LIST = 1000
+
+
+def rows_where_in(
+    conn: Connection, stmt: Select[Any], col: ColumnElement[Any], values: Iterable[str]
+) -> list[Row[Any]]:
+    """`stmt`'s rows with `col` one of `values`, for any number of values.
 
     On SQLite the values are bound as one JSON array, read by `json_each`: one statement
     whatever their number, compiled once, and no limit on parameters to split lists by.
 
-    On PostgreSQL they stay one placeholder each. One array (`= ANY(:values)`) was tried
-    and measured 25-35 % slower on a backfill into an empty store (docs/benchmarks.md,
-    "Fifth pass"): a statement that never changes is prepared by the driver after five
-    runs, and PostgreSQL keeps the generic plan it made while the table was nearly empty
-    — a sequential scan that by 30k contacts took 0.2-0.3 s a batch. A list of a new
-    length is a new statement, planned for the table as it is.
+    On PostgreSQL they stay one placeholder each, in lists of up to `PG_LIST`. One array
+    (`= ANY(:values)`) was tried and measured 25-35 % slower on a backfill into an empty
+    store (docs/benchmarks.md, "Fifth pass"): a statement that never changes is prepared
+    by the driver after five runs, and PostgreSQL keeps the generic plan it made while the
+    table was nearly empty — a sequential scan that by 30k contacts took 0.2-0.3 s a
+    batch. A list of a new length is a new statement, planned for the table as it is.
     """
     listed = sorted(set(values))
-    if conn.dialect.name == "postgresql":
-        return col.in_(listed)
-    each = func.json_each(bindparam(None, dumps(listed), unique=True)).table_valued("value")
-    return col.in_(select(each.c.value))
+    if conn.dialect.name != "postgresql":
+        each = func.json_each(bindparam(None, dumps(listed), unique=True)).table_valued("value")
+        return list(conn.execute(stmt.where(col.in_(select(each.c.value)))).all())
+    rows: list[Row[Any]] = []
+    for start in range(0, len(listed), PG_LIST):
+        rows += conn.execute(stmt.where(col.in_(listed[start : start + PG_LIST]))).all()
+    return rows

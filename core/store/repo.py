@@ -31,7 +31,7 @@ from leadbridge.core.store import bulk, migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
 from leadbridge.core.store.dialect import insert as _insert
 from leadbridge.core.store.dialect import insert_for as _insert_for
-from leadbridge.core.store.dialect import one_of
+from leadbridge.core.store.dialect import rows_where_in
 from leadbridge.core.store.tables import (
     contacts,
     cursors,
@@ -239,6 +239,35 @@ def add_quarantine(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     insert_ignore(conn, quarantine, rows, ["raw_lead_id"])
 
 
+def requeue_quarantined(conn: Connection, raw_ids: Sequence[int] | None, reason: str | None) -> int:
+    """Quarantined raw leads (these ids, and/or every one with `reason`) back to `new`, their
+    quarantine rows gone; how many. One whose payload was redacted after its retention
+    stays: it no longer holds what processing needs.
+
+    The rows are named by the query itself, never by a list of their ids: a reason can
+    cover a whole backfill, more rows than a statement takes parameters.
+    """
+    take_write_lock(conn)
+    chosen = (
+        select(quarantine.c.raw_lead_id)
+        .join(raw_leads, raw_leads.c.id == quarantine.c.raw_lead_id)
+        .where(raw_leads.c.redacted_at.is_(None))
+    )
+    if raw_ids is not None:
+        chosen = chosen.where(quarantine.c.raw_lead_id.in_(list(raw_ids)))
+    if reason is not None:
+        chosen = chosen.where(quarantine.c.reason == reason)
+    count: int = conn.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
+    if count:
+        conn.execute(
+            update(raw_leads)
+            .where(raw_leads.c.id.in_(chosen), raw_leads.c.status == "quarantined")
+            .values(status="new")
+        )
+        conn.execute(quarantine.delete().where(quarantine.c.raw_lead_id.in_(chosen)))
+    return count
+
+
 # --- cursors ---------------------------------------------------------------------------
 
 
@@ -258,31 +287,23 @@ def all_cursors(conn: Connection) -> list[Any]:
 
 
 def load_leads(conn: Connection, keys: Iterable[str]) -> dict[str, Lead]:
-    stmt = select(leads.c.lead_key, leads.c.data).where(one_of(conn, leads.c.lead_key, keys))
-    return {row.lead_key: lead_from_json(row.data) for row in conn.execute(stmt)}
+    rows = rows_where_in(conn, select(leads.c.lead_key, leads.c.data), leads.c.lead_key, keys)
+    return {row.lead_key: lead_from_json(row.data) for row in rows}
 
 
 def lead_keys_by_email(conn: Connection, emails: Iterable[str]) -> set[str]:
     """The keys of every lead of these people: what to lock before loading them."""
-    stmt = select(leads.c.lead_key).where(one_of(conn, leads.c.email, emails))
-    return set(conn.execute(stmt).scalars())
+    return {
+        row.lead_key for row in rows_where_in(conn, select(leads.c.lead_key), leads.c.email, emails)
+    }
 
 
 def save_leads(conn: Connection, changed: Sequence[Lead], at: datetime) -> None:
     """Upsert leads (and their contacts) as they are now; bumps `version` on update."""
     emails = sorted({lead.email for lead in changed if lead.email})
     insert_ignore(conn, contacts, [{"email": e, "created_at": at} for e in emails], ["email"])
-    contact_ids = (
-        dict(
-            conn.execute(
-                select(contacts.c.email, contacts.c.id).where(
-                    one_of(conn, contacts.c.email, emails)
-                )
-            ).all()
-        )
-        if emails
-        else {}
-    )
+    found = rows_where_in(conn, select(contacts.c.email, contacts.c.id), contacts.c.email, emails)
+    contact_ids = {row.email: row.id for row in found}
     time = bulk.time(conn)
     now = time(at)
     _SAVE_LEADS.execute(
@@ -489,10 +510,8 @@ def back_off(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def load_links(conn: Connection, target: str, keys: Iterable[str]) -> dict[str, Any]:
-    stmt = select(target_links).where(
-        target_links.c.target == target, one_of(conn, target_links.c.lead_key, keys)
-    )
-    return {row.lead_key: row for row in conn.execute(stmt)}
+    stmt = select(target_links).where(target_links.c.target == target)
+    return {row.lead_key: row for row in rows_where_in(conn, stmt, target_links.c.lead_key, keys)}
 
 
 def save_links(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -552,8 +571,7 @@ def add_dead_letters(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 def leads_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Lead]]:
     out: dict[str, list[Lead]] = {}
-    stmt = select(leads.c.email, leads.c.data).where(one_of(conn, leads.c.email, emails))
-    for row in conn.execute(stmt).all():
+    for row in rows_where_in(conn, select(leads.c.email, leads.c.data), leads.c.email, emails):
         out.setdefault(row.email, []).append(lead_from_json(row.data))
     return out
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text, update
 
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.store import migrate, repo
 from leadbridge.core.store.repo import Store
+from leadbridge.core.store.tables import quarantine, raw_leads
 
 
 def test_migrations_reach_head_and_create_every_table(tmp_path: Path) -> None:
@@ -211,3 +213,28 @@ def test_replicas_claiming_one_targets_outbox_get_disjoint_batches(pg_url: str) 
     assert sorted(every) == keys  # each row once: none twice, none missed
     assert sum(1 for batch in claimed.values() if batch) >= 2  # they really did share it
     store.dispose()
+
+
+def test_requeuing_a_reason_is_one_statement_whatever_the_number_of_rows(store: Store) -> None:
+    """A reason can cover a whole backfill: more rows than a statement takes parameters
+    (SQLite's limit is lowered to 100 here) are put back in three statements, not refused."""
+    now = repo.utcnow()
+    with store.begin() as conn:
+        conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
+        raws = [
+            RawLead(source="s", source_key=str(i), kind="https", payload={}) for i in range(150)
+        ]
+        for start in range(0, 150, 10):  # landing binds seven values a row
+            repo.land(conn, raws[start : start + 10], now)
+        ids = list(conn.execute(select(raw_leads.c.id).order_by(raw_leads.c.id)).scalars())
+        conn.execute(update(raw_leads).values(status="quarantined"))
+        conn.execute(update(raw_leads).where(raw_leads.c.id == ids[0]).values(redacted_at=now))
+        for rid in ids:
+            row = {"raw_lead_id": rid, "reason": "test", "message": "test lead", "at": now}
+            repo.add_quarantine(conn, [row])
+        assert repo.requeue_quarantined(conn, None, "test") == 149
+        assert repo.requeue_quarantined(conn, None, "malformed") == 0
+        statuses = dict(conn.execute(select(raw_leads.c.id, raw_leads.c.status)).all())
+        left = list(conn.execute(select(quarantine.c.raw_lead_id)).scalars())
+    assert statuses.pop(ids[0]) == "quarantined" and left == [ids[0]]  # redacted: stays
+    assert set(statuses.values()) == {"new"}
