@@ -90,8 +90,8 @@ def replay_dead_letters(
             list(letter_ids) if letter_ids is not None else repo.open_dead_letter_ids(conn, target)
         )
         rows = repo.resolve_dead_letters(conn, ids, "replayed", now)
-        for row in rows:
-            repo.enqueue(conn, [row.lead_key], [row.target], now)
+        for name in sorted({row.target for row in rows}):
+            repo.enqueue(conn, [row.lead_key for row in rows if row.target == name], [name], now)
         repo.add_events(conn, [_resolved(row, "replayed", actor, None, now) for row in rows])
     log.info("dead letters replayed", extra={"count": len(rows), "actor": actor})
     replay = Replay(replayed=len(rows))

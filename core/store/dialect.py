@@ -9,7 +9,7 @@ import (with its async drivers' modules) costs a SQLite store's `leadbridge stat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, Select, Table, bindparam, func, select
@@ -41,10 +41,11 @@ def insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
 PG_LIST = 1000
 
 
-def rows_where_in(
-    conn: Connection, stmt: Select[Any], col: ColumnElement[Any], values: Iterable[str]
-) -> list[Row[Any]]:
-    """`stmt`'s rows with `col` one of `values`, for any number of values.
+def in_chunks(
+    conn: Connection, col: ColumnElement[Any], values: Iterable[Any]
+) -> Iterator[ColumnElement[bool]]:
+    """`col IN values` as the clauses of as many statements as the store needs, each value
+    once: the caller runs its statement once per clause.
 
     On SQLite the values are bound as one JSON array, read by `json_each`: one statement
     whatever their number, compiled once, and no limit on parameters to split lists by.
@@ -59,8 +60,16 @@ def rows_where_in(
     listed = sorted(set(values))
     if conn.dialect.name != "postgresql":
         each = func.json_each(bindparam(None, dumps(listed), unique=True)).table_valued("value")
-        return list(conn.execute(stmt.where(col.in_(select(each.c.value)))).all())
-    rows: list[Row[Any]] = []
+        yield col.in_(select(each.c.value))
+        return
     for start in range(0, len(listed), PG_LIST):
-        rows += conn.execute(stmt.where(col.in_(listed[start : start + PG_LIST]))).all()
-    return rows
+        yield col.in_(listed[start : start + PG_LIST])
+
+
+def rows_where_in(
+    conn: Connection, stmt: Select[Any], col: ColumnElement[Any], values: Iterable[Any]
+) -> list[Row[Any]]:
+    """`stmt`'s rows with `col` one of `values`, for any number of values (`in_chunks`)."""
+    return [
+        row for clause in in_chunks(conn, col, values) for row in conn.execute(stmt.where(clause))
+    ]

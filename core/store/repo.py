@@ -29,9 +29,9 @@ from leadbridge.core.domain.identity import person_key
 from leadbridge.core.domain.models import Event, Lead, RawLead, lead_from_json, lead_to_json
 from leadbridge.core.store import bulk, migrate
 from leadbridge.core.store.db import OPEN_ERRORS, StoreUnavailable, make_engine
+from leadbridge.core.store.dialect import in_chunks, rows_where_in
 from leadbridge.core.store.dialect import insert as _insert
 from leadbridge.core.store.dialect import insert_for as _insert_for
-from leadbridge.core.store.dialect import rows_where_in
 from leadbridge.core.store.tables import (
     contacts,
     cursors,
@@ -579,20 +579,13 @@ def leads_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Le
 def resolve_dead_letters(
     conn: Connection, ids: Sequence[int], resolution: str, at: datetime
 ) -> list[Any]:
-    """Mark open dead letters replayed or discarded; returns the rows that were open."""
-    rows = list(
-        conn.execute(
-            select(dead_letters).where(
-                dead_letters.c.id.in_(list(ids)), dead_letters.c.resolved_at.is_(None)
-            )
-        )
-    )
-    if rows:
-        conn.execute(
-            update(dead_letters)
-            .where(dead_letters.c.id.in_([r.id for r in rows]))
-            .values(resolved_at=at, resolution=resolution)
-        )
+    """Mark open dead letters replayed or discarded; returns the rows that were open. All of
+    a target's can be many (a day's outage): more than a statement takes parameters."""
+    still_open = select(dead_letters).where(dead_letters.c.resolved_at.is_(None))
+    rows = rows_where_in(conn, still_open, dead_letters.c.id, ids)
+    resolved = update(dead_letters).values(resolved_at=at, resolution=resolution)
+    for clause in in_chunks(conn, dead_letters.c.id, [r.id for r in rows]) if rows else ():
+        conn.execute(resolved.where(clause))
     return rows
 
 

@@ -224,8 +224,7 @@ def test_requeuing_a_reason_is_one_statement_whatever_the_number_of_rows(store: 
         raws = [
             RawLead(source="s", source_key=str(i), kind="https", payload={}) for i in range(150)
         ]
-        for start in range(0, 150, 10):  # landing binds seven values a row
-            repo.land(conn, raws[start : start + 10], now)
+        repo.land(conn, raws, now)
         ids = list(conn.execute(select(raw_leads.c.id).order_by(raw_leads.c.id)).scalars())
         conn.execute(update(raw_leads).values(status="quarantined"))
         conn.execute(update(raw_leads).where(raw_leads.c.id == ids[0]).values(redacted_at=now))
