@@ -8,7 +8,7 @@ skips unchanged payloads, so re-running a finished backfill costs reads, not wri
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,9 @@ from leadbridge.core.ingest.pipeline import IngestReport, Watcher, ingest
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
 from leadbridge.core.store.repo import Store, utcnow
+
+# Leads read, or queued, at a time.
+PAGE = 1000
 
 
 @dataclass
@@ -67,7 +70,9 @@ def run(
     names = [t.name for t in settings.targets if not targets or t.name in targets]
     with store.begin() as conn:
         keys = repo.lead_keys_active_between(conn, since, until)
-        repo.enqueue(conn, keys, names, utcnow())
+        now = utcnow()
+        for page in _pages(keys):  # a row per lead and target: built a page at a time
+            repo.enqueue(conn, page, names, now)
     report.queued = len(keys) * len(names)
     for config in settings.target_configs():
         if config.name in names:
@@ -91,21 +96,32 @@ def dry_run(
 
     Sources are not read (that would land raw leads); this shows the store's leads as they
     would go out now, and whether each differs from the last successful push.
+
+    The leads are read a page at a time, for each target: a store of a million leads is
+    listed in the memory of one page, not of all of them.
     """
     with store.connect() as conn:
         keys = repo.lead_keys_active_between(conn, since, until)
-        leads = repo.load_leads(conn, keys)
         for config in settings.target_configs():
             if targets and config.name not in targets:
                 continue
             target = build(config, placeholder=settings.placeholder)
-            links = repo.load_links(conn, config.name, keys)
-            for key in keys:
-                payload = target.payload(leads[key])
-                link = links.get(key)
-                yield {
-                    "target": config.name,
-                    "lead_key": key,
-                    "would_send": link is None or link.pushed_hash != payload_hash(payload),
-                    "payload": payload,
-                }
+            for page in _pages(keys):
+                leads = repo.load_leads(conn, page)
+                links = repo.load_links(conn, config.name, page)
+                for key in page:
+                    if key not in leads:  # erased since the listing
+                        continue
+                    payload = target.payload(leads[key])
+                    link = links.get(key)
+                    yield {
+                        "target": config.name,
+                        "lead_key": key,
+                        "would_send": link is None or link.pushed_hash != payload_hash(payload),
+                        "payload": payload,
+                    }
+
+
+def _pages(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), PAGE):
+        yield keys[start : start + PAGE]

@@ -116,3 +116,37 @@ def test_backfill_of_a_source_whose_file_is_missing_is_one_line(tmp_path: Path) 
     assert "Traceback" not in result.output
     assert f"sources[f].path: {missing} does not exist" in result.output
     assert "fix: correct the path" in result.output
+
+
+def test_backfill_reads_and_queues_a_page_of_leads_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store of a million leads is listed and queued in the memory of a page: this fails
+    if every lead were loaded, or every outbox row built, at once."""
+    config = _cli_config(tmp_path, _leads_file(tmp_path, 25))
+    run_cli(["--config", config, "ingest"])
+    settings = load_settings(config)
+    store = Store(settings.store)
+    monkeypatch.setattr(backfill, "PAGE", 10)
+    seen: dict[str, list[int]] = {}
+
+    def spy(name: str, keys_at: int) -> None:
+        real = getattr(repo, name)
+
+        def counted(conn: Any, *args: Any) -> Any:
+            seen.setdefault(name, []).append(len(args[keys_at]))
+            return real(conn, *args)
+
+        monkeypatch.setattr(repo, name, counted)
+
+    spy("load_leads", 0)
+    spy("load_links", 1)
+    spy("enqueue", 0)
+    rows = list(backfill.dry_run(store, settings))
+    assert len(rows) == 25 and all(row["would_send"] for row in rows)
+    assert seen["load_leads"] == seen["load_links"] == [10, 10, 5]
+    monkeypatch.setattr(backfill, "deliver", lambda *args, **kwargs: None)  # queue only
+    assert backfill.run(store, settings, sources=["none"]).queued == 25
+    assert seen["enqueue"] == [10, 10, 5]
+    with store.connect() as conn:
+        assert repo.outbox_depth(conn) == {"hook": 25}
