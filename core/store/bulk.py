@@ -75,6 +75,8 @@ class Bulk:
 
 def _picker(order: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     """A row's values in `order`, as a tuple; a missing one raises KeyError."""
+    if not order:
+        return lambda _row: ()
     get = itemgetter(*order)
     return get if len(order) > 1 else lambda row: (get(row),)
 

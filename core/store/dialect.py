@@ -53,9 +53,12 @@ def in_chunks(
     On PostgreSQL they stay one placeholder each, in lists of up to `PG_LIST`. One array
     (`= ANY(:values)`) was tried and measured 25-35 % slower on a backfill into an empty
     store (docs/benchmarks.md, "Fifth pass"): a statement that never changes is prepared
-    by the driver after five runs, and PostgreSQL keeps the generic plan it made while the
-    table was nearly empty — a sequential scan that by 30k contacts took 0.2-0.3 s a
-    batch. A list of a new length is a new statement, planned for the table as it is.
+    by the driver (psycopg's `prepare_threshold`, five runs), and PostgreSQL kept the
+    generic plan it made while the table was nearly empty — a sequential scan that by 30k
+    contacts took 0.2-0.3 s a batch. A list is a statement per length, mostly planned
+    afresh; lists of a length that repeats (full batches, full chunks) are prepared too,
+    but no such statement showed in the server's slow-statement log. A measured result,
+    not a guarantee.
     """
     listed = sorted(set(values))
     if conn.dialect.name != "postgresql":

@@ -244,10 +244,11 @@ def requeue_quarantined(conn: Connection, raw_ids: Sequence[int] | None, reason:
     quarantine rows gone; how many. One whose payload was redacted after its retention
     stays: it no longer holds what processing needs.
 
-    The rows are named by the query itself, never by a list of their ids: a reason can
-    cover a whole backfill, more rows than a statement takes parameters.
+    The ids are read once, under a lock (SQLite's write lock; on PostgreSQL the quarantine
+    rows' own), and exactly those rows change: one another replica quarantines meanwhile
+    stays quarantined, listed. They are bound through `in_chunks`: a reason can cover a
+    whole backfill, more rows than a statement takes parameters.
     """
-    take_write_lock(conn)
     chosen = (
         select(quarantine.c.raw_lead_id)
         .join(raw_leads, raw_leads.c.id == quarantine.c.raw_lead_id)
@@ -257,15 +258,17 @@ def requeue_quarantined(conn: Connection, raw_ids: Sequence[int] | None, reason:
         chosen = chosen.where(quarantine.c.raw_lead_id.in_(list(raw_ids)))
     if reason is not None:
         chosen = chosen.where(quarantine.c.reason == reason)
-    count: int = conn.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
-    if count:
-        conn.execute(
-            update(raw_leads)
-            .where(raw_leads.c.id.in_(chosen), raw_leads.c.status == "quarantined")
-            .values(status="new")
-        )
-        conn.execute(quarantine.delete().where(quarantine.c.raw_lead_id.in_(chosen)))
-    return count
+    if conn.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(of=quarantine)
+    else:
+        take_write_lock(conn)
+    ids = list(conn.execute(chosen).scalars())
+    requeue = update(raw_leads).where(raw_leads.c.status == "quarantined").values(status="new")
+    for clause in in_chunks(conn, raw_leads.c.id, ids) if ids else ():
+        conn.execute(requeue.where(clause))
+    for clause in in_chunks(conn, quarantine.c.raw_lead_id, ids) if ids else ():
+        conn.execute(quarantine.delete().where(clause))
+    return len(ids)
 
 
 # --- cursors ---------------------------------------------------------------------------
@@ -579,14 +582,23 @@ def leads_by_email(conn: Connection, emails: Iterable[str]) -> dict[str, list[Le
 def resolve_dead_letters(
     conn: Connection, ids: Sequence[int], resolution: str, at: datetime
 ) -> list[Any]:
-    """Mark open dead letters replayed or discarded; returns the rows that were open. All of
-    a target's can be many (a day's outage): more than a statement takes parameters."""
-    still_open = select(dead_letters).where(dead_letters.c.resolved_at.is_(None))
-    rows = rows_where_in(conn, still_open, dead_letters.c.id, ids)
-    resolved = update(dead_letters).values(resolved_at=at, resolution=resolution)
-    for clause in in_chunks(conn, dead_letters.c.id, [r.id for r in rows]) if rows else ():
-        conn.execute(resolved.where(clause))
-    return rows
+    """Mark open dead letters replayed or discarded; returns the rows this call closed.
+
+    Each is closed by one statement that checks it is still open and returns it: a replay
+    and a discard of the same letter at once (two replicas, two operators) close it once.
+    All of a target's can be many (a day's outage), so the ids go through `in_chunks`.
+    """
+    close = (
+        update(dead_letters)
+        .where(dead_letters.c.resolved_at.is_(None))
+        .values(resolved_at=at, resolution=resolution)
+        .returning(*dead_letters.c)
+    )
+    return [
+        row
+        for clause in in_chunks(conn, dead_letters.c.id, ids)
+        for row in conn.execute(close.where(clause))
+    ]
 
 
 def open_dead_letter_ids(conn: Connection, target: str | None = None) -> list[int]:

@@ -3,7 +3,9 @@ and whatever their characters, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import event, select
 
 from leadbridge.core.store import repo
 from leadbridge.core.store.dialect import rows_where_in
@@ -32,6 +34,19 @@ def _matches(store: Store) -> None:
 
 def test_rows_where_in_matches_exactly_the_values_given_on_sqlite(store: Store) -> None:
     _matches(store)
+
+
+def test_on_sqlite_any_number_of_values_is_one_statement_with_one_parameter(store: Store) -> None:
+    ran: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, _many: bool) -> None:
+        ran.append((sql, params))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    with store.connect() as conn:
+        rows_where_in(conn, select(contacts.c.email), contacts.c.email, [*MANY, *ABSENT])
+    [(sql, params)] = [(sql, params) for sql, params in ran if "contacts" in sql]
+    assert "json_each" in sql and len(params) == 1
 
 
 def test_rows_where_in_matches_exactly_the_values_given_on_postgresql(pg_url: str) -> None:

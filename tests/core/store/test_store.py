@@ -215,9 +215,12 @@ def test_replicas_claiming_one_targets_outbox_get_disjoint_batches(pg_url: str) 
     store.dispose()
 
 
-def test_requeuing_a_reason_is_one_statement_whatever_the_number_of_rows(store: Store) -> None:
+def test_requeuing_a_reason_takes_more_rows_than_a_statement_takes_parameters(
+    store: Store,
+) -> None:
     """A reason can cover a whole backfill: more rows than a statement takes parameters
-    (SQLite's limit is lowered to 100 here) are put back in three statements, not refused."""
+    (SQLite's limit is lowered to 100 here) are put back, not refused; a row whose payload
+    was redacted stays quarantined."""
     now = repo.utcnow()
     with store.begin() as conn:
         conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)
