@@ -888,15 +888,19 @@ def _render_report(report: dict[str, Any], format: ReportFormat) -> str:
         ),
         title=f"funnel {report['period']['label']}",
     )
-    _print_follow_up(report)
+    _print_follow_up(report, shown=FOLLOW_UP_SHOWN)
     return ""
 
 
 _FOLLOW_UP_TABLE = ("status", "name", "company", "email", "offer", "asked_at", "due_by")
+# Follow-ups the funnel's table lists under its figures: the most urgent (breaches first,
+# then by due time); `--follow-up` lists them all.
+FOLLOW_UP_SHOWN = 20
 
 
-def _print_follow_up(report: dict[str, Any]) -> None:
-    """Who to call: the breaches and the leads still inside their window (not late yet)."""
+def _print_follow_up(report: dict[str, Any], shown: int | None = None) -> None:
+    """Who to call: the breaches and the leads still inside their window (not late yet);
+    the first `shown` of them, when given, and how many more there are."""
     from leadbridge.core.reports import funnel as reports
 
     sla = report["total"]["sla"]
@@ -910,8 +914,14 @@ def _print_follow_up(report: dict[str, Any]) -> None:
         row | {k: reports.minute(row[k]) for k in ("asked_at", "due_by")}
         for row in reports.follow_up_rows(sla)
     ]
-    if rows:
-        render.emit_table(rows, _FOLLOW_UP_TABLE, title="Contact-me leads to act on")
+    listed = rows if shown is None else rows[:shown]
+    if listed:
+        render.emit_table(listed, _FOLLOW_UP_TABLE, title="Contact-me leads to act on")
+    if len(rows) > len(listed):
+        render.console.print(
+            f"… and {len(rows) - len(listed)} more: `leadbridge report funnel --follow-up` "
+            "lists them all (--format csv or json for a file)"
+        )
 
 
 def _render_follow_up(report: dict[str, Any], format: ReportFormat) -> str:

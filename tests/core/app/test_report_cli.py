@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from leadbridge.core.app import cli
 from leadbridge.core.domain.models import Event, Lead
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
@@ -183,3 +184,25 @@ def test_the_html_page_renders_in_headless_chromium(
     )
     image = shot.read_bytes()
     assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 20_000  # drawn, not blank
+
+
+def test_the_funnel_table_lists_the_most_urgent_follow_ups_and_says_how_many_more(
+    config: tuple[Path, Path],
+    history: Store,  # noqa: F811
+) -> None:
+    """Under the figures, a terminal gets the first FOLLOW_UP_SHOWN, not every open
+    Contact-me lead of a quarter; `--follow-up` lists them all."""
+    asked = datetime.now(UTC) - timedelta(minutes=30)
+    keys = "0123456789ABCDEFGHIJKLMNO"  # the fixture history's leads are a-g
+    for minutes, key in enumerate(keys):
+        _contact_me(history, key, asked + timedelta(minutes=minutes), first_name=f"Caller{key}q")
+    today = asked.date().isoformat()
+    path = ["--config", str(config[0]), "report", "funnel", "--period", "month", "--at", today]
+    table = run_cli(path).output
+    shown = cli.FOLLOW_UP_SHOWN
+    assert f"0 breached, {len(keys)} open" in table
+    assert all(f"Caller{key}q" in table for key in keys[:shown])  # the first due, first
+    assert not any(f"Caller{key}q" in table for key in keys[shown:])
+    assert f"… and {len(keys) - shown} more" in table and "--follow-up" in table
+    everyone = run_cli([*path, "--follow-up"]).output
+    assert all(f"Caller{key}q" in everyone for key in keys) and "more:" not in everyone
