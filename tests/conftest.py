@@ -161,6 +161,16 @@ def pg_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    """A migrated store in a fresh PostgreSQL database (`pg_url`), disposed afterwards."""
+    store = Store(pg_url)
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

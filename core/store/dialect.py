@@ -45,7 +45,7 @@ def in_chunks(
     conn: Connection, col: ColumnElement[Any], values: Iterable[Any]
 ) -> Iterator[ColumnElement[bool]]:
     """`col IN values` as the clauses of as many statements as the store needs, each value
-    once: the caller runs its statement once per clause.
+    once (none for no values): the caller runs its statement once per clause.
 
     On SQLite the values are bound as one JSON array, read by `json_each`: one statement
     whatever their number, compiled once, and no limit on parameters to split lists by.
@@ -61,6 +61,8 @@ def in_chunks(
     not a guarantee.
     """
     listed = sorted(set(values))
+    if not listed:  # no statement at all: nothing can match
+        return
     if conn.dialect.name != "postgresql":
         each = func.json_each(bindparam(None, dumps(listed), unique=True)).table_valued("value")
         yield col.in_(select(each.c.value))

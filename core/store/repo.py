@@ -264,9 +264,9 @@ def requeue_quarantined(conn: Connection, raw_ids: Sequence[int] | None, reason:
         take_write_lock(conn)
     ids = list(conn.execute(chosen).scalars())
     requeue = update(raw_leads).where(raw_leads.c.status == "quarantined").values(status="new")
-    for clause in in_chunks(conn, raw_leads.c.id, ids) if ids else ():
+    for clause in in_chunks(conn, raw_leads.c.id, ids):
         conn.execute(requeue.where(clause))
-    for clause in in_chunks(conn, quarantine.c.raw_lead_id, ids) if ids else ():
+    for clause in in_chunks(conn, quarantine.c.raw_lead_id, ids):
         conn.execute(quarantine.delete().where(clause))
     return len(ids)
 

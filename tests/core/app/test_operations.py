@@ -32,9 +32,7 @@ def few_parameters(
     """A store whose statements take fewer parameters than the rows at hand."""
     if request.param == "postgresql":
         monkeypatch.setattr(dialect, "PG_LIST", 7)
-        pg = Store(request.getfixturevalue("pg_url"))
-        yield pg
-        pg.dispose()
+        yield request.getfixturevalue("pg_store")
         return
 
     def lower(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -95,12 +95,8 @@ def test_bulk_writes_store_what_sqlalchemy_stores_on_sqlite(store: Store) -> Non
     _same_either_way(store)
 
 
-def test_bulk_writes_store_what_sqlalchemy_stores_on_postgresql(pg_url: str) -> None:
-    store = Store(pg_url)
-    try:
-        _same_either_way(store)
-    finally:
-        store.dispose()
+def test_bulk_writes_store_what_sqlalchemy_stores_on_postgresql(pg_store: Store) -> None:
+    _same_either_way(pg_store)
 
 
 def test_a_landed_duplicate_is_still_ignored(store: Store) -> None:

@@ -93,9 +93,5 @@ def test_landed_payloads_round_trip_on_sqlite(store: Store) -> None:
     _round_trip(store)
 
 
-def test_landed_payloads_round_trip_on_postgresql(pg_url: str) -> None:
-    store = Store(pg_url)
-    try:
-        _round_trip(store)
-    finally:
-        store.dispose()
+def test_landed_payloads_round_trip_on_postgresql(pg_store: Store) -> None:
+    _round_trip(pg_store)

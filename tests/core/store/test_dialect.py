@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import event, select
 
 from leadbridge.core.store import repo
-from leadbridge.core.store.dialect import rows_where_in
+from leadbridge.core.store.dialect import in_chunks, rows_where_in
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import contacts
 
@@ -30,6 +30,7 @@ def _matches(store: Store) -> None:
         found = [row.email for row in rows_where_in(conn, stmt, contacts.c.email, asked)]
         assert sorted(found) == sorted([*ODD, *MANY])  # each once, though asked for twice
         assert rows_where_in(conn, stmt, contacts.c.email, []) == []
+        assert list(in_chunks(conn, contacts.c.email, [])) == []  # not even a statement
 
 
 def test_rows_where_in_matches_exactly_the_values_given_on_sqlite(store: Store) -> None:
@@ -49,9 +50,5 @@ def test_on_sqlite_any_number_of_values_is_one_statement_with_one_parameter(stor
     assert "json_each" in sql and len(params) == 1
 
 
-def test_rows_where_in_matches_exactly_the_values_given_on_postgresql(pg_url: str) -> None:
-    store = Store(pg_url)
-    try:
-        _matches(store)
-    finally:
-        store.dispose()
+def test_rows_where_in_matches_exactly_the_values_given_on_postgresql(pg_store: Store) -> None:
+    _matches(pg_store)
