@@ -1164,16 +1164,22 @@ def leads_list(
             offers = views.offer_keys(conn)
             if offer not in offers:
                 _usage(f"no lead has the offer {offer!r}; offers: {_choices(offers)}")
-        rows = views.list_leads(conn, stage.value if stage else None, offer, limit, grade)
-    if format is Format.json:
-        render.emit_json(rows)
-    elif format is Format.csv:
-        render.emit_csv(rows, views.LEAD_COLUMNS)
-    else:
-        # The grade column only where leads are graded (a config with fit × engagement).
-        graded = any(r.get("grade") for r in rows)
-        columns = (*_LIST_COLUMNS[:8], "grade", *_LIST_COLUMNS[8:]) if graded else _LIST_COLUMNS
-        render.emit_table([views.masked_row(r) for r in rows], columns, title=f"{len(rows)} leads")
+        chosen = views.LeadFilter(
+            stage=stage.value if stage else None, offer=offer, limit=limit, grade=grade
+        )
+        # JSON and CSV are written as the store yields leads (memory stays flat however many
+        # there are), so while the connection is open; a table needs every row first.
+        if format is Format.json:
+            render.emit_json_array(views.iter_leads(conn, **chosen))
+            return
+        if format is Format.csv:
+            render.emit_csv(views.iter_leads(conn, **chosen), views.LEAD_COLUMNS)
+            return
+        rows = views.list_leads(conn, **chosen)
+    # The grade column only where leads are graded (a config with fit × engagement).
+    graded = any(r.get("grade") for r in rows)
+    columns = (*_LIST_COLUMNS[:8], "grade", *_LIST_COLUMNS[8:]) if graded else _LIST_COLUMNS
+    render.emit_table([views.masked_row(r) for r in rows], columns, title=f"{len(rows)} leads")
 
 
 @leads_app.command("show")

@@ -22,7 +22,7 @@ import io
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -93,6 +93,24 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json_text(data) + "\n")
 
 
+def emit_json_array(items: Iterable[Any]) -> None:
+    """`emit_json(list(items))`, the same bytes, written an element at a time as `items`
+    yields them: a list of a million leads is never held, as a list or as its text."""
+    sys.stdout.writelines(json_array_chunks(items))
+    sys.stdout.write("\n")
+
+
+def json_array_chunks(items: Iterable[Any]) -> Iterator[str]:
+    """`json_text(list(items))` in pieces: `[`, then each element as json.dumps nests it
+    in a list (indented one level further, comma-separated), then `]`; `[]` for none.
+    Splitting an element's text at newlines is safe: JSON escapes a newline in a string."""
+    opened = False
+    for item in items:
+        yield (",\n" if opened else "[\n") + "  " + json_text(item).replace("\n", "\n  ")
+        opened = True
+    yield "\n]" if opened else "[]"
+
+
 def emit_json_line(data: Any) -> None:
     sys.stdout.write(json_text(data, indent=None) + "\n")
 
@@ -114,18 +132,35 @@ def csv_cell(value: Any) -> str:
     return text
 
 
-def csv_text(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """Every CSV leadbridge writes goes through here, so every cell is neutralised."""
+def csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    """The whole CSV as one string: for a report, whose rows are few and held anyway."""
+    return "".join(csv_chunks(rows, columns))
+
+
+def emit_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Written a row at a time as `rows` yields them: a generator of a million leads is
+    never held, as rows or as their text."""
+    sys.stdout.writelines(csv_chunks(rows, columns))
+
+
+def csv_chunks(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> Iterator[str]:
+    """Every CSV leadbridge writes goes through here, so every cell is neutralised: the
+    header line, then each row's line (its quoted values may hold newlines)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
+    yield _taken(out)
     for row in rows:
         writer.writerow({k: csv_cell(row.get(k)) for k in columns})
-    return out.getvalue()
+        yield _taken(out)
 
 
-def emit_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    sys.stdout.write(csv_text(rows, columns))
+def _taken(out: io.StringIO) -> str:
+    """What `out` holds, leaving it empty for the next line."""
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return text
 
 
 def emit_table(

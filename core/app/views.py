@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import Connection, select
 
@@ -50,14 +51,37 @@ def lead_summary(lead: Lead) -> dict[str, Any]:
     return {name: data.get(name) for name in LEAD_COLUMNS}
 
 
-def list_leads(
+# Rows fetched at a time while leads are listed: memory stays flat however many there are.
+LIST_PAGE = 1000
+
+
+class LeadFilter(TypedDict, total=False):
+    """What `leads list` is narrowed by; a filter left out, or None, lets every lead through."""
+
+    stage: str | None
+    offer: str | None
+    limit: int | None
+    grade: str | None
+
+
+def list_leads(conn: Connection, **chosen: Unpack[LeadFilter]) -> list[dict[str, Any]]:
+    """Every lead `iter_leads` yields, in one list: for a table, which needs them all."""
+    return list(iter_leads(conn, **chosen))
+
+
+def iter_leads(
     conn: Connection,
     stage: str | None = None,
     offer: str | None = None,
     limit: int | None = None,
     grade: str | None = None,
-) -> list[dict[str, Any]]:
-    """`grade`: a grid cell ("A1"), or a fit grade ("A": every A)."""
+) -> Iterator[dict[str, Any]]:
+    """Lead summaries, oldest first, read from the store as they are yielded, so `leads
+    list --format csv` over a million leads holds a page of them, not all: PostgreSQL reads
+    through a server-side cursor (psycopg's default cursor fetches the whole result), SQLite
+    steps through its rows. `conn` must stay open until the last one.
+
+    `grade`: a grid cell ("A1"), or a fit grade ("A": every A)."""
     stmt = select(leads.c.data).order_by(leads.c.first_seen, leads.c.lead_key)
     if stage:
         stmt = stmt.where(leads.c.stage == stage.lower())
@@ -70,7 +94,12 @@ def list_leads(
         )
     if limit:
         stmt = stmt.limit(limit)
-    return [lead_summary(lead_from_json(row.data)) for row in conn.execute(stmt)]
+    # On the statement, not the connection: Connection.execution_options changes the
+    # connection itself, and every later select on it would open a cursor of its own.
+    paged = stmt.execution_options(stream_results=True, yield_per=LIST_PAGE)
+    with conn.execute(paged) as rows:
+        for row in rows:
+            yield lead_summary(lead_from_json(row.data))
 
 
 def offer_keys(conn: Connection) -> list[str]:

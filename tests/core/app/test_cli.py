@@ -16,6 +16,7 @@ from leadbridge.core.app import views
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from tests.clihelp import EXIT_ATTENTION, EXIT_USAGE, run_cli
+from tests.core.app.listing import check_listed_in_full, save_many_leads
 
 Args = list[str | Path]
 
@@ -171,6 +172,17 @@ def test_config_show_masks_secrets(tmp_path: Path) -> None:
     assert json.loads(shown)["sources"][0]["table"] == "MarketplaceLeads"
 
 
+def test_csv_and_json_list_every_lead_as_it_is_read(
+    config: Path, lb: Args, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(f"sqlite:///{config.parent / 'lb.db'}")
+    try:
+        keys = save_many_leads(store)
+    finally:
+        store.dispose()
+    check_listed_in_full(lb, keys, monkeypatch)
+
+
 def test_db_upgrade_and_usage_errors(lb: Args) -> None:
     assert "revision" in run_cli([*lb, "db", "upgrade"]).output
     run_cli([*lb, "ingest", "--source", "nope"], expect=EXIT_USAGE)
@@ -190,6 +202,9 @@ def test_unknown_filter_values_are_usage_errors_that_name_the_choices(lb: Args) 
     assert all(r in reason for r in ("malformed", "test", "invalid_email", "unprocessable"))
     offer = run_cli([*lb, "leads", "list", "--offer", "nope.nothing"], expect=EXIT_USAGE).output
     assert "contoso.contoso-crm-addin" in offer  # the offers that have leads
+    for format in ("csv", "json"):  # said before a line of the list is written
+        unknown = [*lb, "leads", "list", "--offer", "nope.nothing", "--format", format]
+        assert run_cli(unknown, expect=EXIT_USAGE).stdout.startswith("no lead has the offer")
     assert run_cli([*lb, "leads", "list", "--format", "xml"], expect=EXIT_USAGE)
     assert "--limit" in run_cli([*lb, "leads", "list", "--limit", "0"], expect=EXIT_USAGE).output
 

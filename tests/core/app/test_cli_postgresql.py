@@ -4,13 +4,19 @@ Each command's exit code is asserted (tests/clihelp.run_cli)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
+import pytest
+
+from leadbridge.core.app import views
 from leadbridge.core.settings import load_settings
 from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from tests.clihelp import EXIT_ATTENTION, run_cli
+from tests.core.app.listing import check_listed_in_full, save_many_leads
 
 OFFER = "AzureMarketplace-INS|contoso.crm"
 PEOPLE = ["ana@contoso.com", "bo@fabrikam.com", "cy@adatum.com"]
@@ -38,6 +44,8 @@ def test_the_operators_commands_run_on_a_postgresql_store(tmp_path: Path, pg_url
     status = json.loads(run_cli([*lb, "status", "--format", "json"]).stdout)
     assert status["quarantine"] == {"invalid_email": 1}
     assert len(json.loads(run_cli([*lb, "leads", "list", "--format", "json"]).stdout)) == 3
+    listed = run_cli([*lb, "leads", "list", "--format", "csv"]).stdout
+    assert len(list(csv.DictReader(io.StringIO(listed)))) == 3
     run_cli([*lb, "leads", "show", PEOPLE[0]])
     run_cli([*lb, "leads", "quarantine"])
     again = run_cli([*lb, "leads", "reprocess", "--reason", "invalid_email"], expect=EXIT_ATTENTION)
@@ -68,3 +76,20 @@ def test_the_operators_commands_run_on_a_postgresql_store(tmp_path: Path, pg_url
     run_cli([*lb, "leads", "forget", PEOPLE[2], "--yes"])
     after = json.loads(run_cli([*lb, "leads", "list", "--format", "json"]).stdout)
     assert len(after) == 2
+
+
+def test_leads_list_reads_through_a_server_side_cursor(
+    tmp_path: Path, pg_url: str, pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg's default cursor fetches the whole result at once: `leads list --format csv`
+    over a million leads would hold them all. The listing declares a cursor in PostgreSQL
+    and fetches from it a page at a time."""
+    keys = save_many_leads(pg_store)
+    with pg_store.connect() as conn:
+        listing = views.iter_leads(conn)
+        first = next(listing)
+        declared = conn.exec_driver_sql("SELECT count(*) FROM pg_cursors").scalar_one()
+        listing.close()
+        assert conn.exec_driver_sql("SELECT count(*) FROM pg_cursors").scalar_one() == 0
+    assert first["lead_key"] == keys[0] and declared == 1
+    check_listed_in_full(["--config", _config(tmp_path, pg_url)], keys, monkeypatch)

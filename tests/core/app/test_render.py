@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -50,6 +53,51 @@ def test_every_csv_cell_goes_through_the_rule() -> None:
     text = render.csv_text(rows, ("name", "score", "tags", "note", "x"))
     [row] = list(csv.DictReader(io.StringIO(text)))
     assert row == {"name": "'=1+1", "score": "-5", "tags": "'@a,b", "note": "a\nb", "x": "\\x1b[2J"}
+
+
+LEADS = [
+    {"lead_key": "a" * 32, "company": "Line one\nline two", "score": 5, "actions": ["INS"]},
+    {"lead_key": "b" * 32, "company": "Eve\u202eevE", "do_not_contact": True, "flags": []},
+    {"lead_key": "c" * 32, "notes": {}, "fit": None, "at": datetime(2026, 1, 2, tzinfo=UTC)},
+]
+
+
+@pytest.mark.parametrize("items", [[], LEADS[:1], LEADS, [[], {}, "x", 1]])
+def test_a_json_array_written_element_by_element_is_the_whole_lists_text(
+    items: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    render.emit_json(items)
+    whole = capsys.readouterr().out
+    render.emit_json_array(iter(items))
+    assert capsys.readouterr().out == whole
+
+
+@pytest.mark.parametrize("rows", [[], LEADS[:1], LEADS])
+def test_csv_written_row_by_row_is_the_whole_lists_text(
+    rows: list[dict[str, object]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    columns = ("lead_key", "company", "notes", "do_not_contact")
+    render.emit_csv(iter(rows), columns)
+    assert capsys.readouterr().out == render.csv_text(rows, columns)
+
+
+def test_csv_and_json_are_written_as_the_rows_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row is written before the next is asked for: a listing of a million leads is
+    never held, as rows or as text."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    written: list[str] = []  # what was out when the second row was asked for
+
+    def rows() -> Iterator[dict[str, object]]:
+        yield {"name": "first"}
+        written.append(out.getvalue())
+        yield {"name": "second"}
+
+    render.emit_csv(rows(), ("name",))
+    out.truncate(0)
+    out.seek(0)
+    render.emit_json_array(rows())
+    assert written == ["name\r\nfirst\r\n", '[\n  {\n    "name": "first"\n  }']
 
 
 def test_a_value_shows_its_control_characters_instead_of_sending_them() -> None:

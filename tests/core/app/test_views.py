@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event
+
 from leadbridge.core.app import status as store_status
 from leadbridge.core.app import views
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings
 from leadbridge.core.store.repo import Store
+from tests.core.app.listing import MANY, save_many_leads
 
 BODIES: list[dict[str, Any]] = [
     {"LeadSource": "AzureMarketplace-INS|c.o", "UserDetails": {"Email": "ana@contoso.com"}},
@@ -53,3 +56,19 @@ def test_the_quarantine_list_filters_by_reason_and_says_what_to_do(
     assert story["quarantine"]["message"] == (
         "the marketplace sent no email address; nothing to deliver"
     )
+
+
+def test_leads_are_listed_as_they_are_read_never_all_first(store: Store) -> None:
+    """The first lead comes out while most of the result is still in the store's cursor:
+    `leads list --format csv` over a million leads holds a page of them, never all."""
+    keys = save_many_leads(store)
+    cursors: list[Any] = []  # the driver's cursor of each statement run
+    event.listen(store.engine, "after_cursor_execute", lambda *args: cursors.append(args[1]))
+    with store.connect() as conn:
+        listing = views.iter_leads(conn)
+        first = next(listing)
+        unread = cursors[-1].fetchall()  # what the listing had not fetched yet
+        listing.close()
+        assert views.list_leads(conn, limit=3) == list(views.iter_leads(conn, limit=3))
+    assert first["lead_key"] == keys[0]
+    assert len(unread) >= MANY - views.LIST_PAGE
