@@ -35,10 +35,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, func, select, union
+from sqlalchemy.sql import ColumnElement
 
 from leadbridge.core.domain.models import Stage, lead_from_json
 from leadbridge.core.domain.stages import rank
+from leadbridge.core.store.dialect import in_chunks
 from leadbridge.core.store.tables import events, leads, quarantine, raw_leads
 from leadbridge.core.support.logs import mask_email
 
@@ -49,6 +51,8 @@ UNGRADED = "ungraded"  # a lead scored as one number (no fit × engagement confi
 # Quarantine reasons the funnel counts among raw leads: Microsoft's test leads, and leads
 # without a usable email (never a lead, never delivered).
 _COUNTED_REASONS = ("test", "invalid_email")
+# The events a lead's history is made of: its actions, and stage changes made or refused.
+_HISTORY_KINDS = ("action", "stage", "stage_refused")
 
 
 @dataclass(frozen=True)
@@ -151,56 +155,95 @@ class LeadHistory:
         return [at for at, _, to, _ in self.stages if to == stage and at in period]
 
 
-def load_histories(conn: Connection) -> dict[str, LeadHistory]:
-    histories: dict[str, LeadHistory] = {}
-    for row in conn.execute(select(leads.c.lead_key, leads.c.data)):
-        lead = lead_from_json(row.data)
-        histories[row.lead_key] = LeadHistory(
-            key=lead.lead_key,
-            email=lead.email,
-            first_seen=lead.first_seen,
-            do_not_contact=lead.do_not_contact,
-            who={
-                "name": " ".join(n for n in (lead.first_name, lead.last_name) if n) or None,
-                "company": lead.company,
-                "email": mask_email(lead.email) or None,  # a report is shared: masked
-                "offer": lead.offer_key,
-                "offer_title": lead.offer_title,
-            },
-            groups={
-                "offer": lead.offer_key,
-                "source": lead.channel or "unknown",
-                "action": lead.first_action or "unknown",
-                "target": "not accepted",
-                "grade": lead.grade or UNGRADED,
-            },
-        )
-    stmt = (
-        select(events.c.lead_key, events.c.kind, events.c.actor, events.c.at, events.c.data)
-        .where(events.c.kind.in_(["action", "stage", "stage_refused"]))
-        .order_by(events.c.at, events.c.id)
+def active_lead_keys(conn: Connection, period: Period) -> set[str]:
+    """The leads the period's figures can count: first seen in it, with an action or a
+    stage change in it, or a raw lead in it.
+
+    Every figure (the module's docstring) is about one of these, so the report reads their
+    histories — whole: velocity looks past the period's end, the SLA back before its start —
+    and nobody else's. A month of a store that holds years of backfill is that month's
+    leads, not the million: the daemon's follow-up alerts and daily digest, and the
+    console's funnel page, run this on a schedule or a click.
+    """
+    keys = union(
+        select(leads.c.lead_key).where(_within(leads.c.first_seen, period)),
+        select(events.c.lead_key).where(
+            events.c.kind.in_(_HISTORY_KINDS), _within(events.c.at, period)
+        ),
+        select(raw_leads.c.lead_key).where(
+            raw_leads.c.lead_key.is_not(None), _within(_acted_at(), period)
+        ),
     )
-    for event in conn.execute(stmt):
-        history = histories.get(event.lead_key)
-        if history is None:
-            continue
-        if event.kind == "action":
-            history.actions.append((event.at, str(event.data.get("action"))))
-            continue
-        if event.actor != "leadbridge":
-            history.touches.append(event.at)
-        if event.kind == "stage":
-            history.stages.append(
-                (event.at, event.data.get("from"), event.data.get("to"), event.actor)
-            )
-            _grade_at_mql(history, event.data)
-            if (
-                history.groups["target"] == "not accepted"
-                and event.actor != "leadbridge"
-                and _accepted(event.data.get("to"))
-            ):
-                history.groups["target"] = event.actor
+    return set(conn.execute(keys).scalars())
+
+
+def _acted_at() -> ColumnElement[Any]:
+    """When a raw lead's customer acted, else when it arrived: the moment it counts at."""
+    return func.coalesce(raw_leads.c.occurred_at, raw_leads.c.received_at)
+
+
+def _within(moment: ColumnElement[Any], period: Period) -> ColumnElement[bool]:
+    """`moment in period`, in SQL."""
+    return and_(moment >= period.start, moment < period.end)
+
+
+def load_histories(conn: Connection, keys: Iterable[str]) -> dict[str, LeadHistory]:
+    """The histories of the leads `keys`, each from its first event on."""
+    histories: dict[str, LeadHistory] = {}
+    for clause in in_chunks(conn, leads.c.lead_key, keys):
+        for row in conn.execute(select(leads.c.lead_key, leads.c.data).where(clause)):
+            histories[row.lead_key] = _history_of(row.data)
+    # Each lead's events are in one statement (a chunk holds a lead's key or not), in the
+    # order they happened: that order is all `_add_event` needs.
+    stmt = select(events.c.lead_key, events.c.kind, events.c.actor, events.c.at, events.c.data)
+    stmt = stmt.where(events.c.kind.in_(_HISTORY_KINDS)).order_by(events.c.at, events.c.id)
+    for clause in in_chunks(conn, events.c.lead_key, histories):
+        for event in conn.execute(stmt.where(clause)):
+            _add_event(histories[event.lead_key], event)
     return histories
+
+
+def _history_of(data: str) -> LeadHistory:
+    """A lead's history as far as its stored record tells: who, and the groups it is in."""
+    lead = lead_from_json(data)
+    return LeadHistory(
+        key=lead.lead_key,
+        email=lead.email,
+        first_seen=lead.first_seen,
+        do_not_contact=lead.do_not_contact,
+        who={
+            "name": " ".join(n for n in (lead.first_name, lead.last_name) if n) or None,
+            "company": lead.company,
+            "email": mask_email(lead.email) or None,  # a report is shared: masked
+            "offer": lead.offer_key,
+            "offer_title": lead.offer_title,
+        },
+        groups={
+            "offer": lead.offer_key,
+            "source": lead.channel or "unknown",
+            "action": lead.first_action or "unknown",
+            "target": "not accepted",
+            "grade": lead.grade or UNGRADED,
+        },
+    )
+
+
+def _add_event(history: LeadHistory, event: Any) -> None:
+    """One more event of the lead's history, in the order they happened."""
+    if event.kind == "action":
+        history.actions.append((event.at, str(event.data.get("action"))))
+        return
+    if event.actor != "leadbridge":
+        history.touches.append(event.at)
+    if event.kind == "stage":
+        history.stages.append((event.at, event.data.get("from"), event.data.get("to"), event.actor))
+        _grade_at_mql(history, event.data)
+        if (
+            history.groups["target"] == "not accepted"
+            and event.actor != "leadbridge"
+            and _accepted(event.data.get("to"))
+        ):
+            history.groups["target"] = event.actor
 
 
 def _grade_at_mql(history: LeadHistory, data: dict[str, Any]) -> None:
@@ -418,13 +461,12 @@ def _raw_counts(
     conn: Connection, period: Period, histories: dict[str, LeadHistory], by: str | None
 ) -> dict[str | None, dict[str, int]]:
     counts: dict[str | None, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    stmt = select(
-        raw_leads.c.lead_key, raw_leads.c.received_at, raw_leads.c.occurred_at, quarantine.c.reason
-    ).join(quarantine, quarantine.c.raw_lead_id == raw_leads.c.id, isouter=True)
+    stmt = (
+        select(raw_leads.c.lead_key, quarantine.c.reason)
+        .join(quarantine, quarantine.c.raw_lead_id == raw_leads.c.id, isouter=True)
+        .where(_within(_acted_at(), period))
+    )
     for row in conn.execute(stmt):
-        at = row.occurred_at or row.received_at
-        if at not in period:
-            continue
         history = histories.get(row.lead_key) if row.lead_key else None
         group = history.groups[by] if (by and history) else None
         for key in {None, group}:
@@ -447,7 +489,7 @@ def funnel(
     `now` (default: the clock) is when the follow-up SLA is judged: a Contact-me lead is only
     late once its window has passed."""
     now = now or datetime.now(UTC)
-    histories = load_histories(conn)
+    histories = load_histories(conn, active_lead_keys(conn, period))
     counts = _raw_counts(conn, period, histories, by)
     everyone = list(histories.values())
     total = _figures(everyone, counts[None], period, sla_hours, now)
@@ -459,8 +501,7 @@ def funnel(
     total["cost"] = _cost(spend, None, by, total["stages"]["sql"], period, lag)
     groups = []
     if by:
-        names = sorted({h.groups[by] for h in everyone} | {g for g in counts if g})
-        for name in names:
+        for name in _group_names(by, everyone, counts, spend):
             members = [h for h in everyone if h.groups[by] == name]
             figures = _figures(members, counts.get(name, {}), period, sla_hours, now)
             figures["cost"] = _cost(spend, name, by, figures["stages"]["sql"], period, lag)
@@ -476,6 +517,21 @@ def funnel(
         "total": total,
         "groups": groups,
     }
+
+
+def _group_names(
+    by: str,
+    histories: Iterable[LeadHistory],
+    counts: dict[str | None, dict[str, int]],
+    spend: list[Spend] | None,
+) -> list[str]:
+    """The groups of the period's leads and raw leads; by offer, also every offer the spend
+    file names — money spent on an offer that brought no lead in the period is what cost
+    per SQL is there to show. A group with none of these has nothing to report."""
+    names = {h.groups[by] for h in histories} | {g for g in counts if g}
+    if by == "offer":
+        names |= {row.offer for row in spend or [] if row.offer}
+    return sorted(names)
 
 
 def minute(moment: str | None) -> str:

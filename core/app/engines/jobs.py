@@ -230,7 +230,8 @@ class Jobs:
                 alert_outbox.prune(conn, utcnow() - KEEP_ALERTS)
             self._alerts_pruned = time.monotonic()
         if time.monotonic() - self._followups_at > FOLLOW_UPS_EVERY_S:
-            # The funnel's SLA reads every lead's history: not every minute.
+            # The funnel's SLA reads the histories of the leads active in its window (a
+            # few days): cheap, but the alerts it raises need no minute's precision.
             queued += alerting.follow_ups(self.store, self.settings)
             self._followups_at = time.monotonic()
         queued += alerting.digest(self.store, self.settings)

@@ -14,9 +14,9 @@ from leadbridge.core.domain.models import Event, Lead, RawLead, Stage
 from leadbridge.core.ingest import pipeline
 from leadbridge.core.reports import funnel as reports
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import repo
+from leadbridge.core.store import dialect, repo
 from leadbridge.core.store.repo import Store
-from leadbridge.core.store.tables import raw_leads
+from leadbridge.core.store.tables import leads, raw_leads
 
 
 def t(month: int, day: int, hour: int = 0) -> datetime:
@@ -84,6 +84,10 @@ SPEND = (
 
 @pytest.fixture
 def history(store: Store) -> Store:
+    return _write_history(store)
+
+
+def _write_history(store: Store) -> Store:
     with store.begin() as conn:
         for key, (action, at, offer, moves, touches) in HISTORY.items():
             lead_key = key * 32
@@ -395,3 +399,101 @@ def test_a_touch_after_now_is_not_known_yet(history: Store) -> None:
         after = reports.funnel(conn, period, now=t(4, 7, 13))["total"]["sla"]
     assert [o["lead_key"] for o in before["open"]] == ["c" * 32]
     assert after["open"] == [] and after["within"] == 1
+
+
+def _active(store: Store, month: int) -> set[str]:
+    """The leads of `HISTORY` (by letter) whose histories the month's report reads."""
+    with store.connect() as conn:
+        period = reports.period_for("month", date(2026, month, 1))
+        return {key[0] for key in reports.active_lead_keys(conn, period)}
+
+
+def test_a_period_reads_the_histories_of_its_own_leads_only(history: Store) -> None:
+    """First seen, acting or moved in the period, or a raw lead in it: e, first seen in March,
+    is April's too (sales accepted it on the 2nd); May is d's alone (b was accepted on 30
+    April); h's only trace in June is a raw lead; nobody did anything in July."""
+    with history.begin() as conn:
+        h = Lead(lead_key="h" * 32, offer_key="o.one", email="h@x.io", first_seen=t(3, 1))
+        repo.save_leads(conn, [h], t(3, 1))
+        raw = RawLead(source="hook", source_key="h", kind="https", payload={}, occurred_at=t(6, 9))
+        repo.land(conn, [raw], t(6, 9))
+        conn.execute(
+            raw_leads.update().where(raw_leads.c.source_key == "h").values(lead_key=h.lead_key)
+        )
+    assert _active(history, 3) == {"e", "h"}
+    assert _active(history, 4) == set("abcdefg")
+    assert _active(history, 5) == {"d"}
+    assert _active(history, 6) == {"h"}
+    assert _active(history, 7) == set()
+
+
+def _quiet(group: dict) -> bool:
+    """A group with nothing in the period: the report of every lead's history listed it."""
+    counted = [group[k] for k in ("raw_leads", "unique_leads", "test_leads", "dnc_leads")]
+    return (
+        not any(counted)
+        and not any(group["stages"].values())
+        and group["sla"]["contact_me"] == 0
+        and not any(w["mql"] or w["sql"] for w in group["weekly"])
+    )
+
+
+def _same_as_every_history(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each month from March to July and the quarter, total and groups, are the report read
+    from every lead's history — but for the groups with nothing in the period, which that
+    report listed, all zeros, and this one leaves out."""
+    spend_file = tmp_path / "spend.csv"
+    spend_file.write_text(SPEND, encoding="utf-8")
+    spend = reports.read_spend(spend_file)
+    periods = [reports.period_for("month", date(2026, m, 1)) for m in range(3, 8)]
+    periods.append(reports.period_for("quarter", date(2026, 5, 1)))
+    groupings = (None, *reports.GROUPINGS)
+
+    def reported() -> list[dict]:
+        with store.connect() as conn:
+            return [
+                reports.funnel(conn, period, by=by, spend=spend, now=t(7, 1))
+                for by in groupings
+                for period in periods
+            ]
+
+    ours = reported()
+    with store.connect() as conn:
+        everyone = set(conn.execute(select(leads.c.lead_key)).scalars())
+    monkeypatch.setattr(reports, "active_lead_keys", lambda _conn, _period: everyone)
+    for mine, every in zip(ours, reported(), strict=True):
+        label = (mine["by"], mine["period"]["label"])
+        assert mine["total"] == every["total"], label
+        listed = {group["group"]: group for group in every["groups"]}
+        for group in mine["groups"]:
+            assert group == listed.pop(group["group"]), label
+        assert all(_quiet(group) for group in listed.values()), (label, listed)
+
+
+def test_the_figures_are_those_of_every_lead_s_history(
+    history: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _same_as_every_history(history, tmp_path, monkeypatch)
+
+
+def test_the_figures_are_those_of_every_lead_s_history_on_postgresql(
+    pg_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the keys go in lists (core/store/dialect.py), here of two: a lead's events
+    are all in its list's statement, in order."""
+    monkeypatch.setattr(dialect, "PG_LIST", 2)
+    _same_as_every_history(_write_history(pg_store), tmp_path, monkeypatch)
+
+
+def test_by_offer_lists_an_offer_with_spend_and_no_lead_in_the_period(history: Store) -> None:
+    """Money spent on an offer that brought nothing in the period is what cost per SQL is
+    there to show: the spend file's offers are groups even without a lead."""
+    spend = [reports.Spend(date(2026, 5, 3), Decimal(250), "o.three")]
+    with history.connect() as conn:
+        report = reports.funnel(
+            conn, reports.period_for("month", date(2026, 5, 1)), by="offer", spend=spend
+        )
+    groups = {group["group"]: group for group in report["groups"]}
+    assert set(groups) == {"o.two", "o.three"}  # d's offer; o.one had nothing in May
+    assert groups["o.three"]["cost"]["spend"] == "250" and groups["o.three"]["cost"]["sqls"] == 0
+    assert groups["o.three"]["stages"]["mql"] == 0
