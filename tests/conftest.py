@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -169,6 +170,33 @@ def pg_store(pg_url: str) -> Iterator[Store]:
         yield store
     finally:
         store.dispose()
+
+
+# A statement's parameters in `few_parameters`: SQLite's limit is lowered to this (from
+# 32,766); PostgreSQL's (65,535) can't be, so its lists are made short instead (PG_LIST).
+FEW_PARAMETERS = 100
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def few_parameters(
+    request: pytest.FixtureRequest, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Store]:
+    """A store whose statements take fewer parameters than the rows a test has at hand:
+    what a day's outage over a backfill brings, without writing 32,767 rows."""
+    from sqlalchemy import event
+
+    from leadbridge.core.store import dialect
+
+    if request.param == "postgresql":
+        monkeypatch.setattr(dialect, "PG_LIST", 7)
+        yield request.getfixturevalue("pg_store")
+        return
+
+    def lower(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, FEW_PARAMETERS)
+
+    event.listen(store.engine, "checkout", lower)
+    yield store
 
 
 def free_port() -> int:

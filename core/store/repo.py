@@ -555,14 +555,10 @@ def lead_record_links(conn: Connection, key: str) -> list[Any]:
 def mark_created(conn: Connection, target: str, keys: Sequence[str], at: datetime) -> None:
     """Record that the CRM created these records for leadbridge. Set once, never cleared: a
     later update of the same record doesn't make it someone else's."""
-    for start in range(0, len(keys), 900):
+    for clause in in_chunks(conn, target_links.c.lead_key, keys):
         conn.execute(
             target_links.update()
-            .where(
-                target_links.c.target == target,
-                target_links.c.lead_key.in_(keys[start : start + 900]),
-                target_links.c.created_at.is_(None),
-            )
+            .where(target_links.c.target == target, clause, target_links.c.created_at.is_(None))
             .values(created_at=at)
         )
 

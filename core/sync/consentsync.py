@@ -38,6 +38,7 @@ from leadbridge.core.delivery.pauses import vendor_pause
 from leadbridge.core.domain.models import Event, Lead, OptOut
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
+from leadbridge.core.store.dialect import in_chunks, rows_where_in
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import events, leads, record_links, target_links
 
@@ -48,7 +49,6 @@ _OPT_OUT = TypeAdapter(OptOut)
 CONSENT_REFUSED = "consent:"
 MAX_CONSENT_ATTEMPTS = 5  # the first push and four more; then the history says to fix it
 _OVERLAP = timedelta(minutes=5)  # pushes recorded while the last consent sync ran
-_CHUNK = 500  # keys per IN list (SQLite's bound-parameter limit)
 
 
 @dataclass
@@ -251,13 +251,10 @@ def retry_refused(
     again = [r for r in refusals if r.attempts < MAX_CONSENT_ATTEMPTS]
     for target in sorted({r.target for r in again}):
         keys = [r.lead_key for r in again if r.target == target]
-        for start in range(0, len(keys), _CHUNK):  # the push isn't skipped as unchanged
-            conn.execute(
+        for clause in in_chunks(conn, target_links.c.lead_key, keys):
+            conn.execute(  # the push isn't skipped as unchanged
                 update(target_links)
-                .where(
-                    target_links.c.target == target,
-                    target_links.c.lead_key.in_(keys[start : start + _CHUNK]),
-                )
+                .where(target_links.c.target == target, clause)
                 .values(pushed_hash=None)
             )
         repo.enqueue(conn, keys, [target], now)
@@ -297,19 +294,15 @@ def _refusals(conn: Connection, targets: Sequence[str]) -> list[_Refusal]:
 
 
 def _still_refused(conn: Connection, pairs: set[tuple[str, str]]) -> list[_Refusal]:
-    keys = sorted({key for key, _ in pairs})
-    history = [
-        row
-        for start in range(0, len(keys), _CHUNK)
-        for row in conn.execute(
-            select(events.c.id, events.c.lead_key, events.c.kind, events.c.actor, events.c.data)
-            .where(
-                events.c.lead_key.in_(keys[start : start + _CHUNK]),
-                events.c.kind.in_(["push", "consent"]),
-            )
-            .order_by(events.c.id)
-        )
-    ]
+    # A lead's events are all in one statement's rows (`in_chunks`), in their order.
+    history = rows_where_in(
+        conn,
+        select(events.c.id, events.c.lead_key, events.c.kind, events.c.actor, events.c.data)
+        .where(events.c.kind.in_(["push", "consent"]))
+        .order_by(events.c.id),
+        events.c.lead_key,
+        {key for key, _ in pairs},
+    )
     acted_on = {
         (row.lead_key, row.data.get("target"), row.data.get("after_push"))
         for row in history

@@ -37,6 +37,7 @@ from leadbridge.core.domain.suppression import person_hash
 from leadbridge.core.domain.vocabulary import Outcome
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
+from leadbridge.core.store.dialect import in_chunks
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import (
     contacts,
@@ -243,11 +244,10 @@ def _keyed_tables() -> list[Table]:
 
 
 def _delete(conn: Connection, table: Table, column: Any, values: Sequence[Any]) -> int:
-    total = 0
-    for start in range(0, len(values), 500):
-        chunk = list(values[start : start + 500])
-        total += conn.execute(table.delete().where(column.in_(chunk))).rowcount
-    return total
+    return sum(
+        conn.execute(table.delete().where(clause)).rowcount
+        for clause in in_chunks(conn, column, values)
+    )
 
 
 def quarantined_naming(conn: Connection, address: str) -> list[int]:

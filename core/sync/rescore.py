@@ -31,6 +31,7 @@ from leadbridge.core.domain import qualify, stages
 from leadbridge.core.domain.models import Event, Lead, Stage
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo
+from leadbridge.core.store.dialect import rows_where_in
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.store.tables import events, leads
 
@@ -188,16 +189,14 @@ def rescore_lead(
 def _mql_since(conn: Connection, keys: Sequence[str]) -> dict[str, datetime]:
     """When each of these MQLs became one: its newest stage event into MQL."""
     found: dict[str, datetime] = {}
-    for start in range(0, len(keys), 900):
-        chunk = keys[start : start + 900]
-        query = (
-            select(events.c.lead_key, events.c.at, events.c.data)
-            .where(events.c.kind == "stage", events.c.lead_key.in_(chunk))
-            .order_by(events.c.id)
-        )
-        for row in conn.execute(query):
-            if isinstance(row.data, dict) and row.data.get("to") == Stage.MQL.value:
-                found[row.lead_key] = row.at
+    query = (
+        select(events.c.lead_key, events.c.at, events.c.data)
+        .where(events.c.kind == "stage")
+        .order_by(events.c.id)  # a lead's events are all in one statement (`in_chunks`)
+    )
+    for row in rows_where_in(conn, query, events.c.lead_key, keys):
+        if isinstance(row.data, dict) and row.data.get("to") == Stage.MQL.value:
+            found[row.lead_key] = row.at
     return found
 
 

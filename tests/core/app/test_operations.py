@@ -1,45 +1,21 @@
 """Operator actions (core/app/operations.py) on more rows than a statement takes
-parameters: a day's outage dead-letters a whole backfill, a bad mapping quarantines it. On
-SQLite the limit is lowered to LIMIT; on PostgreSQL, whose limit (65,535) can't be, the
-lists are made short instead, so the same rows take several statements there too."""
+parameters: a day's outage dead-letters a whole backfill, a bad mapping quarantines it
+(the `few_parameters` store, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from leadbridge.core.app import operations
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.domain.vocabulary import QuarantineReason
 from leadbridge.core.ingest import pipeline
 from leadbridge.core.settings import Settings
-from leadbridge.core.store import dialect, repo
+from leadbridge.core.store import repo
 from leadbridge.core.store.repo import Store
 from leadbridge.core.store.tables import dead_letters, outbox, quarantine
 
-LIMIT = 100  # SQLite's limit on a statement's parameters, lowered from 32,766
-ROWS = 150
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def few_parameters(
-    request: pytest.FixtureRequest, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Store]:
-    """A store whose statements take fewer parameters than the rows at hand."""
-    if request.param == "postgresql":
-        monkeypatch.setattr(dialect, "PG_LIST", 7)
-        yield request.getfixturevalue("pg_store")
-        return
-
-    def lower(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, LIMIT)
-
-    event.listen(store.engine, "checkout", lower)
-    yield store
+ROWS = 150  # more than a statement of `few_parameters` (tests/conftest.py) takes
 
 
 def _letters(store: Store) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import inspect, select, text, update
@@ -8,7 +9,8 @@ from sqlalchemy import inspect, select, text, update
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.store import migrate, repo
 from leadbridge.core.store.repo import Store
-from leadbridge.core.store.tables import quarantine, raw_leads
+from leadbridge.core.store.tables import quarantine, raw_leads, target_links
+from tests.conftest import FEW_PARAMETERS
 
 
 def test_migrations_reach_head_and_create_every_table(tmp_path: Path) -> None:
@@ -240,3 +242,29 @@ def test_requeuing_a_reason_takes_more_rows_than_a_statement_takes_parameters(
         left = list(conn.execute(select(quarantine.c.raw_lead_id)).scalars())
     assert statuses.pop(ids[0]) == "quarantined" and left == [ids[0]]  # redacted: stays
     assert set(statuses.values()) == {"new"}
+
+
+def test_records_marked_created_take_any_number_of_leads(few_parameters: Store) -> None:
+    """A delivery batch larger than a statement's parameters (HubSpot's 100, a webhook's
+    thousand): every record the CRM made is marked leadbridge's, and one already marked
+    keeps the time it was first marked — set once, never moved."""
+    first, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
+    keys = [f"{n:032x}" for n in range(FEW_PARAMETERS + 50)]
+    with few_parameters.begin() as conn:
+        repo.save_links(conn, [{"lead_key": k, "target": "crm", "external_id": k} for k in keys])
+        repo.save_links(conn, [{"lead_key": keys[0], "target": "other", "external_id": "x"}])
+        repo.mark_created(conn, "crm", keys[:1], first)
+        repo.mark_created(conn, "crm", keys, later)
+    with few_parameters.connect() as conn:
+        marked = dict(
+            conn.execute(
+                select(target_links.c.lead_key, target_links.c.created_at).where(
+                    target_links.c.target == "crm"
+                )
+            ).all()
+        )
+        other = conn.execute(
+            select(target_links.c.created_at).where(target_links.c.target == "other")
+        ).scalar_one()
+    assert marked == {keys[0]: first} | {k: later for k in keys[1:]}
+    assert other is None  # another CRM's record of the same lead is not this one's
