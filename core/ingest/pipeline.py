@@ -36,6 +36,7 @@ from leadbridge.core.ingest.read_ahead import ReadAhead
 from leadbridge.core.ingest.redact import landed, redact
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import repo, state
+from leadbridge.core.store.planner import PlannerStatistics
 from leadbridge.core.store.repo import Store, utcnow
 from leadbridge.core.support import faults, metrics
 
@@ -128,6 +129,7 @@ def ingest(
     batch: list[RawLead] = []
     position = cursor
     ahead = _Ahead(store, settings)
+    planner = PlannerStatistics(store)
     records = _read(source, cursor, START_AFTER_BATCHES * settings.batch_size)
     try:
         for raw, position in records:
@@ -135,6 +137,7 @@ def ingest(
             if len(batch) >= settings.batch_size:
                 through = _land(store, cursor_key, batch, position, report)
                 faults.point("ingest.after_land")
+                planner.landed(report.fetched)
                 report.add(ahead.process_landed(batch, through, stop))
                 batch = []
                 batch_done()

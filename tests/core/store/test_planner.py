@@ -1,0 +1,120 @@
+"""A long ingest keeps PostgreSQL's planner statistics in step with the tables it grows
+(core/store/planner.py): analyzed each time they double, never for SQLite, and a refresh
+that can't get its lock is given up while the ingest goes on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from leadbridge.connectors.marketplace.file import LeadsFileConfig, LeadsFileSource
+from leadbridge.core.app.synthetic import write_jsonl
+from leadbridge.core.ingest.pipeline import ingest
+from leadbridge.core.settings import load_settings
+from leadbridge.core.store import planner
+from leadbridge.core.store.planner import PlannerStatistics
+from leadbridge.core.store.repo import Store
+
+
+def _watched(store: Store, believed: float, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The landed counts at which `store`'s planner statistics would be refreshed, the
+    planner believing raw_leads holds `believed` rows at the start."""
+    analyzed: list[int] = []
+    monkeypatch.setattr(PlannerStatistics, "_planner_rows", lambda _self: believed)
+    monkeypatch.setattr(PlannerStatistics, "_analyze", lambda _self: analyzed.append(0) or True)
+    return analyzed
+
+
+def _refreshed_at(statistics: PlannerStatistics, counts: range, analyzed: list[int]) -> list[int]:
+    at = []
+    for count in counts:
+        before = len(analyzed)
+        statistics.landed(count)
+        if len(analyzed) > before:
+            at.append(count)
+    return at
+
+
+def test_a_new_store_is_analyzed_each_time_it_doubles(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analyzed = _watched(pg_store, 0.0, monkeypatch)
+    statistics = PlannerStatistics(pg_store)
+    assert _refreshed_at(statistics, range(500, 20_001, 500), analyzed) == [2000, 4000, 8000, 16000]
+
+
+def test_a_large_analyzed_store_is_left_alone_by_a_small_ingest(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll of 30,000 rows into a store the planner knows holds a million changes nothing
+    it plans by; a million more does."""
+    analyzed = _watched(pg_store, 1_000_000.0, monkeypatch)
+    statistics = PlannerStatistics(pg_store)
+    assert _refreshed_at(statistics, range(500, 30_001, 500), analyzed) == []
+    assert _refreshed_at(statistics, range(999_500, 1_000_501, 500), analyzed) == [1_000_000]
+
+
+def test_a_refresh_that_failed_is_tried_again_at_the_next_batch(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = iter([False, True])
+    monkeypatch.setattr(PlannerStatistics, "_planner_rows", lambda _self: 0.0)
+    monkeypatch.setattr(PlannerStatistics, "_analyze", lambda _self: next(results))
+    statistics = PlannerStatistics(pg_store)
+    statistics.landed(2000)
+    statistics.landed(2500)  # the second try succeeds: the planner now believes 2,500
+    assert statistics._believed == 2500
+
+
+def test_sqlite_plans_without_statistics_and_is_never_analyzed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    analyzed = _watched(store, 0.0, monkeypatch)
+    assert _refreshed_at(PlannerStatistics(store), range(500, 20_001, 500), analyzed) == []
+
+
+def test_a_backfill_into_a_new_postgresql_store_analyzes_the_tables_it_grows(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """5,000 raw leads in batches of 500 into an empty store: its tables are analyzed on
+    the way (at 2,000 and 4,000 landed), whatever autovacuum does on this server."""
+    leads_file = tmp_path / "leads.jsonl"
+    write_jsonl(leads_file, 5000)
+    settings = load_settings(None, store=pg_url)
+    store = Store(settings.store)
+    try:
+        source = LeadsFileSource(LeadsFileConfig(name="backfill", path=leads_file))
+        assert ingest(source, store, settings).processed == 5000
+        with store.connect() as conn:
+            analyzed = conn.execute(
+                text(
+                    "SELECT relname, analyze_count FROM pg_stat_user_tables "
+                    "WHERE relname IN ('raw_leads', 'leads', 'contacts', 'events', 'outbox')"
+                )
+            ).all()
+            believed = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('raw_leads')")
+            ).scalar_one()
+    finally:
+        store.dispose()
+    assert dict(analyzed) == {"raw_leads": 2, "leads": 2, "contacts": 2, "events": 2, "outbox": 2}
+    assert believed == 4000  # what it held when last analyzed
+
+
+def test_a_lock_held_elsewhere_gives_the_refresh_up_and_says_so(
+    pg_store: Store, pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another replica's ANALYZE, or a migration, holds the table: the refresh waits
+    `LOCK_WAIT`, then is given up — the ingest is not held up for a planner hint."""
+    monkeypatch.setattr(planner, "LOCK_WAIT", "100ms")
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain) as other:
+        other.execute("LOCK TABLE leads IN SHARE UPDATE EXCLUSIVE MODE")
+        with caplog.at_level(logging.WARNING, logger=planner.log.name):
+            assert PlannerStatistics(pg_store)._analyze() is False
+    assert "not refreshed" in caplog.text
+    assert PlannerStatistics(pg_store)._analyze() is True  # the lock gone, it runs
