@@ -525,9 +525,10 @@ def _group_names(
     counts: dict[str | None, dict[str, int]],
     spend: list[Spend] | None,
 ) -> list[str]:
-    """The groups of the period's leads and raw leads; by offer, also every offer the spend
-    file names — money spent on an offer that brought no lead in the period is what cost
-    per SQL is there to show. A group with none of these has nothing to report."""
+    """The groups of the leads the period's report read (`active_lead_keys`) and of its raw
+    leads; by offer, also every offer the spend file names — money spent on an offer that
+    brought no lead in the period is what cost per SQL is there to show. A group none of
+    the period's leads is in has nothing to report, and is left out."""
     names = {h.groups[by] for h in histories} | {g for g in counts if g}
     if by == "offer":
         names |= {row.offer for row in spend or [] if row.offer}
