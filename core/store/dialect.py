@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Select, Table, bindparam, func, select
+from sqlalchemy import Connection, Row, Select, Table, Update, bindparam, func, select
 from sqlalchemy.sql import ColumnElement
 
 from leadbridge.core.store.db import dumps
@@ -58,7 +58,8 @@ def in_chunks(
     contacts took 0.2-0.3 s a batch. A list is a statement per length, mostly planned
     afresh; lists of a length that repeats (full batches, full chunks) are prepared too,
     but no such statement showed in the server's slow-statement log. A measured result,
-    not a guarantee.
+    not a guarantee — and measured on a server with autovacuum off, before a long ingest
+    analyzed its tables (core/store/planner.py): the array deserves a second measurement.
     """
     listed = sorted(set(values))
     if not listed:  # no statement at all: nothing can match
@@ -72,9 +73,10 @@ def in_chunks(
 
 
 def rows_where_in(
-    conn: Connection, stmt: Select[Any], col: ColumnElement[Any], values: Iterable[Any]
+    conn: Connection, stmt: Select[Any] | Update, col: ColumnElement[Any], values: Iterable[Any]
 ) -> list[Row[Any]]:
-    """`stmt`'s rows with `col` one of `values`, for any number of values (`in_chunks`)."""
+    """`stmt`'s rows with `col` one of `values`, for any number of values (`in_chunks`): a
+    SELECT's, or what an UPDATE … RETURNING returns of the rows it changed."""
     return [
         row for clause in in_chunks(conn, col, values) for row in conn.execute(stmt.where(clause))
     ]

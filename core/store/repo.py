@@ -590,11 +590,7 @@ def resolve_dead_letters(
         .values(resolved_at=at, resolution=resolution)
         .returning(*dead_letters.c)
     )
-    return [
-        row
-        for clause in in_chunks(conn, dead_letters.c.id, ids)
-        for row in conn.execute(close.where(clause))
-    ]
+    return rows_where_in(conn, close, dead_letters.c.id, ids)
 
 
 def open_dead_letter_ids(conn: Connection, target: str | None = None) -> list[int]:
