@@ -42,7 +42,7 @@ def follow_ups(store: Store, settings: Settings, now: datetime | None = None) ->
     window = timedelta(hours=settings.reports.sla_hours)
     # Contact-me requests whose window is running or ended within max_age.
     period = Period(now - window - alerts.max_age, now + timedelta(seconds=1), "alerts")
-    with store.connect() as conn:
+    with store.snapshot() as conn:
         sla = funnel(conn, period, sla_hours=settings.reports.sla_hours, now=now)["total"]["sla"]
         warn = alerts.sla_warn_before.total_seconds() / 3600
         at_risk = [o for o in sla["open"] if o["hours_left"] <= warn]
@@ -93,7 +93,7 @@ def digest(store: Store, settings: Settings, now: datetime | None = None) -> int
         return 0
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     day = Period(midnight - timedelta(days=1), midnight, (today - timedelta(days=1)).isoformat())
-    with store.connect() as conn:
+    with store.snapshot() as conn:
         total = funnel(conn, day, sla_hours=settings.reports.sla_hours, now=now)["total"]
         targets = _health(conn, [t.name for t in settings.targets], now)
     data = {

@@ -797,7 +797,7 @@ def report_funnel(
         rows = reports.read_spend(spend) if spend else None
     except (OSError, reports.SpendFileError) as exc:
         _usage(str(exc))
-    with _ctx(ctx).store().connect() as conn:
+    with _ctx(ctx).store().snapshot() as conn:
         report = reports.funnel(
             conn,
             chosen,

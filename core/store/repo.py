@@ -6,8 +6,8 @@ outbox rows commit together, and raw leads commit with their source cursor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,6 +81,23 @@ class Store:
 
     def connect(self) -> Connection:
         return self.engine.connect()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A connection whose reads all see the store as it was at the first of them: for a
+        report made of several statements, which an ingest committing between two of them
+        would otherwise leave counting a raw lead whose lead it never read.
+
+        PostgreSQL: a REPEATABLE READ, read-only transaction. SQLite: one read transaction,
+        which WAL keeps a snapshot while writers go on (pysqlite begins none for a SELECT:
+        each statement would see the latest commit). Closing the connection rolls it back.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            else:
+                conn.exec_driver_sql("BEGIN")
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

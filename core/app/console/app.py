@@ -536,7 +536,7 @@ class Console:
         """The report's own HTML page (core/reports/html.py), for the funnel page's frame."""
         period, by = _funnel_choice(request)
         chosen = funnel_report.period_for(period, datetime.now(UTC).date())
-        with self.store.connect() as conn:
+        with self.store.snapshot() as conn:
             report = funnel_report.funnel(
                 conn, chosen, by=by or None, sla_hours=self.settings.reports.sla_hours
             )

@@ -16,7 +16,7 @@ from leadbridge.core.reports import funnel as reports
 from leadbridge.core.settings import Settings
 from leadbridge.core.store import dialect, repo
 from leadbridge.core.store.repo import Store
-from leadbridge.core.store.tables import leads, raw_leads
+from leadbridge.core.store.tables import events, leads, raw_leads
 
 
 def t(month: int, day: int, hour: int = 0) -> datetime:
@@ -497,3 +497,59 @@ def test_by_offer_lists_an_offer_with_spend_and_no_lead_in_the_period(history: S
     assert set(groups) == {"o.two", "o.three"}  # d's offer; o.one had nothing in May
     assert groups["o.three"]["cost"]["spend"] == "250" and groups["o.three"]["cost"]["sqls"] == 0
     assert groups["o.three"]["stages"]["mql"] == 0
+
+
+def _report_while_a_lead_arrives(
+    store: Store, reading: str, monkeypatch: pytest.MonkeyPatch
+) -> dict:
+    """The quarter's report, with a Contact-me lead of the quarter landed, processed and
+    committed by another connection after the report chose its leads, before it counted
+    the raw leads: an ingest running while the report is read."""
+    arrive = iter([lambda: _arrives(store)])
+    read_histories = reports.load_histories
+
+    def late(conn, keys):
+        next(arrive, lambda: None)()
+        return read_histories(conn, keys)
+
+    monkeypatch.setattr(reports, "load_histories", late)
+    with getattr(store, reading)() as conn:
+        return reports.funnel(conn, reports.period_for("quarter", date(2026, 5, 1)), now=t(7, 1))
+
+
+def _arrives(store: Store) -> None:
+    _contact_me(store, "z", t(5, 2))
+    with store.begin() as conn:
+        repo.land(
+            conn,
+            [RawLead(source="hook", source_key="z", kind="https", payload={}, occurred_at=t(5, 2))],
+            t(5, 2),
+        )
+        conn.execute(
+            raw_leads.update()
+            .where(raw_leads.c.source_key == "z")
+            .values(lead_key="z" * 32, status="processed")
+        )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_report_counts_one_moment_while_leads_arrive(
+    kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from a snapshot (as the CLI, the console and the alerts read it), the report is
+    the one of the moment it began; read statement by statement, the same arrival made it
+    count a raw lead whose lead it never read."""
+    store = _write_history(request.getfixturevalue("store" if kind == "sqlite" else "pg_store"))
+    with store.connect() as conn:
+        before = reports.funnel(conn, reports.period_for("quarter", date(2026, 5, 1)), now=t(7, 1))
+    torn = _report_while_a_lead_arrives(store, "connect", monkeypatch)["total"]
+    assert (torn["raw_leads"], torn["unique_leads"]) == (
+        before["total"]["raw_leads"] + 1,
+        before["total"]["unique_leads"],
+    )
+    monkeypatch.undo()
+    with store.begin() as conn:  # the arrival undone, to be made again under a snapshot
+        conn.execute(raw_leads.delete().where(raw_leads.c.source_key == "z"))
+        conn.execute(leads.delete().where(leads.c.lead_key == "z" * 32))
+        conn.execute(events.delete().where(events.c.lead_key == "z" * 32))
+    assert _report_while_a_lead_arrives(store, "snapshot", monkeypatch) == before

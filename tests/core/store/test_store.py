@@ -4,7 +4,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import func, inspect, select, text, update
 
 from leadbridge.core.domain.models import RawLead
 from leadbridge.core.store import migrate, repo
@@ -268,3 +268,38 @@ def test_records_marked_created_take_any_number_of_leads(few_parameters: Store) 
         ).scalar_one()
     assert marked == {keys[0]: first} | {k: later for k in keys[1:]}
     assert other is None  # another CRM's record of the same lead is not this one's
+
+
+def _snapshot_reads_one_moment(store: Store) -> None:
+    """A raw lead landed and committed between two reads of a snapshot isn't seen by the
+    second; a plain connection sees it at once."""
+
+    def land(key: str) -> None:
+        with store.begin() as conn:
+            raw = RawLead(source="s", source_key=key, kind="https", payload={})
+            repo.land(conn, [raw], datetime(2026, 5, 1, tzinfo=UTC))
+
+    count = select(func.count()).select_from(raw_leads)
+    land("before")
+    with store.snapshot() as snap, store.connect() as plain:
+        assert snap.execute(count).scalar_one() == 1
+        land("between")
+        assert snap.execute(count).scalar_one() == 1
+        assert plain.execute(count).scalar_one() == 2
+        assert snap.execute(select(raw_leads.c.source_key)).scalars().all() == ["before"]
+    with store.snapshot() as snap:  # a new snapshot starts from now
+        assert snap.execute(count).scalar_one() == 2
+
+
+def test_a_snapshot_reads_one_moment_on_sqlite(store: Store) -> None:
+    _snapshot_reads_one_moment(store)
+
+
+def test_a_snapshot_reads_one_moment_on_postgresql(pg_store: Store) -> None:
+    _snapshot_reads_one_moment(pg_store)
+    with pg_store.snapshot() as snap:  # and it can't write by mistake
+        assert snap.exec_driver_sql("SHOW transaction_read_only").scalar_one() == "on"
+        level = snap.exec_driver_sql("SHOW transaction_isolation").scalar_one()
+        assert level == "repeatable read"
+    with pg_store.connect() as plain:  # the pool's next user gets the default back
+        assert plain.exec_driver_sql("SHOW transaction_read_only").scalar_one() == "off"
